@@ -1,0 +1,82 @@
+//! Log lines for journald: access lines on stdout, problems on stderr.
+//! The level comes from WXAUTH_LOG (error, warn, info, debug; off silences all).
+//! Callers pass paths without query strings and never a secret or token.
+
+use crate::http::Method;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+static LEVEL: AtomicU8 = AtomicU8::new(INFO);
+
+const OFF: u8 = 0;
+const ERROR: u8 = 1;
+const WARN: u8 = 2;
+const INFO: u8 = 3;
+const DEBUG: u8 = 4;
+
+/// Sets the level from its name; an unknown name is an error for config.rs to report.
+pub fn set_level(name: &str) -> Result<(), String> {
+    let level = match name {
+        "off" => OFF,
+        "error" => ERROR,
+        "warn" => WARN,
+        "info" => INFO,
+        "debug" => DEBUG,
+        _ => return Err(format!("unknown log level {name:?} (off, error, warn, info, debug)")),
+    };
+    LEVEL.store(level, Ordering::Relaxed);
+    Ok(())
+}
+
+fn enabled(level: u8) -> bool {
+    LEVEL.load(Ordering::Relaxed) >= level
+}
+
+/// One line per request: who served it, method, path (no query), status, duration.
+pub fn access(service: &str, method: Method, path: &str, status: u16, took: Duration) {
+    if enabled(INFO) {
+        println!(
+            "{service} {} {} {status} {:.1}ms",
+            method.as_str(),
+            printable(path),
+            took.as_secs_f64() * 1000.0
+        );
+    }
+}
+
+/// Something worth a look, e.g. a WeChat errcode.
+pub fn warn(msg: &str) {
+    if enabled(WARN) {
+        eprintln!("warn: {}", printable(msg));
+    }
+}
+
+/// Something that broke.
+pub fn error(msg: &str) {
+    if enabled(ERROR) {
+        eprintln!("error: {}", printable(msg));
+    }
+}
+
+/// Start-up facts and the like.
+pub fn info(msg: &str) {
+    if enabled(INFO) {
+        println!("{}", printable(msg));
+    }
+}
+
+/// Detail for debugging.
+pub fn debug(msg: &str) {
+    if enabled(DEBUG) {
+        eprintln!("debug: {}", printable(msg));
+    }
+}
+
+/// Keeps request-controlled text on one line and of bounded length.
+fn printable(s: &str) -> String {
+    let mut out: String = s.chars().take(300).map(|c| if c.is_control() { '?' } else { c }).collect();
+    if s.chars().count() > 300 {
+        out.push('…');
+    }
+    out
+}

@@ -1,0 +1,169 @@
+//! The one request loop, shared by the app and the simulator: reads each
+//! request within size limits into a `Req`, asks the service for a `Reply`
+//! (a panic becomes a 500 and the loop goes on), writes it, logs one line.
+//! The only file that names tiny_http.
+
+use crate::http::{Method, Reply, Req};
+use crate::log;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+/// The longest request target we read (path and query), in bytes.
+pub const MAX_URL: usize = 8 * 1024;
+/// The largest header block we accept, in bytes.
+pub const MAX_HEADERS: usize = 16 * 1024;
+/// The largest request body we read, in bytes.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Something the loop serves: the app or the simulator.
+pub trait Service {
+    /// A short name for the access log ("app", "sim").
+    fn name(&self) -> &'static str;
+    /// Answers one request. Must not block longer than an upstream timeout.
+    fn handle(&mut self, req: &Req) -> Reply;
+    /// The answer when `handle` panicked or a request broke a limit (status 4xx/5xx).
+    fn error_reply(&mut self, status: u16) -> Reply;
+}
+
+/// A bound listener, not yet serving.
+pub struct Listener {
+    server: tiny_http::Server,
+}
+
+impl Listener {
+    /// Binds `addr` (e.g. "127.0.0.1:0").
+    pub fn bind(addr: &str) -> io::Result<Listener> {
+        let server = tiny_http::Server::http(addr).map_err(io::Error::other)?;
+        Ok(Listener { server })
+    }
+
+    /// The address actually bound (the real port when asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server
+            .server_addr()
+            .to_ip()
+            .expect("bound with Server::http, so an IP address")
+    }
+
+    /// Serves on the calling thread until the process ends.
+    pub fn run(self, service: &mut dyn Service) {
+        serve(&self.server, service);
+    }
+
+    /// Serves on a new thread; dropping the handle stops it.
+    pub fn spawn<S: Service + Send + 'static>(self, mut service: S) -> Running {
+        let addr = self.local_addr();
+        let server = Arc::new(self.server);
+        let loop_server = Arc::clone(&server);
+        let thread = std::thread::Builder::new()
+            .name(service.name().to_string())
+            .spawn(move || serve(&loop_server, &mut service))
+            .expect("spawning the server thread at start-up");
+        Running {
+            server,
+            thread: Some(thread),
+            addr,
+        }
+    }
+}
+
+/// A loop running on its own thread. Dropping it stops the loop and waits.
+pub struct Running {
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve(server: &tiny_http::Server, service: &mut dyn Service) {
+    for mut request in server.incoming_requests() {
+        let started = Instant::now();
+        let method = Method::parse(request.method().as_str());
+        let path = request.url().split('?').next().unwrap_or("").to_string();
+        let reply = match read_request(&mut request, method) {
+            Ok(req) => match catch_unwind(AssertUnwindSafe(|| service.handle(&req))) {
+                Ok(reply) => reply,
+                Err(_) => {
+                    log::error(&format!("{}: handler panicked on {}", service.name(), path));
+                    service.error_reply(500)
+                }
+            },
+            Err(status) => service.error_reply(status),
+        };
+        let status = reply.status;
+        if let Err(e) = request.respond(to_response(reply)) {
+            log::debug(&format!("{}: writing the reply failed: {e}", service.name()));
+        }
+        log::access(service.name(), method, &path, status, started.elapsed());
+    }
+}
+
+/// Reads the request within the limits; a broken limit is the error status.
+fn read_request(request: &mut tiny_http::Request, method: Method) -> Result<Req, u16> {
+    let url = request.url().to_string();
+    if url.len() > MAX_URL {
+        return Err(414);
+    }
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
+        .sum();
+    if header_bytes > MAX_HEADERS {
+        return Err(431);
+    }
+    if request.body_length().is_some_and(|n| n > MAX_BODY) {
+        return Err(413);
+    }
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_string(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    if matches!(method, Method::Post | Method::Put | Method::Patch) {
+        request
+            .as_reader()
+            .take(MAX_BODY as u64 + 1)
+            .read_to_end(&mut body)
+            .map_err(|_| 400u16)?;
+        if body.len() > MAX_BODY {
+            return Err(413);
+        }
+    }
+    let mut req = Req::new(method, &url, headers, body);
+    req.peer = request.remote_addr().copied();
+    Ok(req)
+}
+
+fn to_response(reply: Reply) -> tiny_http::Response<io::Cursor<Vec<u8>>> {
+    let mut response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
+    for (name, value) in &reply.headers {
+        // A value with CR or LF would split the header: tiny_http writes it raw.
+        if value.contains(['\r', '\n']) {
+            continue;
+        }
+        if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(header);
+        }
+    }
+    response
+}
