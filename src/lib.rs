@@ -3,9 +3,21 @@
 //! stands in for WeChat in demo mode and in tests.
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod app;
+pub mod assets;
+pub mod auth;
 pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod error;
 pub mod http;
 pub mod log;
+pub mod pages;
 pub mod random;
+pub mod render;
+pub mod routes;
 pub mod server;
+pub mod session;
 pub mod sim;
+pub mod wechat;

@@ -1,1 +1,126 @@
-fn main(){}
+//! The `wxauth` command: `serve` (default), `sim`, `check-config`. Only
+//! orchestrates; exit status 0 ok, 1 runtime failure, 2 bad configuration.
+
+use std::process::ExitCode;
+use wxauth::app::App;
+use wxauth::clock::Clock;
+use wxauth::config::{Config, ConfigError, RawConfig, SETTINGS};
+use wxauth::demo::{self, SIM_DEFAULT_SECRET};
+use wxauth::server::Listener;
+use wxauth::sim::Sim;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, rest) = match args.first().map(String::as_str) {
+        Some(c @ ("serve" | "sim" | "check-config")) => (c, &args[1..]),
+        _ => ("serve", &args[..]),
+    };
+    if rest.iter().any(|a| a == "--help" || a == "-h") || args.first().is_some_and(|a| a == "help") {
+        print!("{}", help());
+        return ExitCode::SUCCESS;
+    }
+    if rest.iter().any(|a| a == "--version" || a == "-V") {
+        println!("wxauth {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let config = match RawConfig::from_env_and_args(std::env::vars(), rest)
+        .and_then(|raw| Config::from_raw(&raw))
+    {
+        Ok(config) => config,
+        Err(ConfigError(problems)) => {
+            for problem in problems {
+                eprintln!("wxauth: {problem}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        "check-config" => {
+            println!("{config}");
+            ExitCode::SUCCESS
+        }
+        "sim" => sim(config),
+        _ => serve(config),
+    }
+}
+
+fn serve(mut config: Config) -> ExitCode {
+    let listener = match Listener::bind(&config.listen.to_string()) {
+        Ok(listener) => listener,
+        Err(e) => return fail(&format!("cannot listen on {}: {e}", config.listen)),
+    };
+    // The simulator's thread lives as long as this binding.
+    let _sim = if config.demo {
+        match demo::start_sim(&mut config, listener.local_addr()) {
+            Ok(running) => Some(running),
+            Err(e) => return fail(&format!("cannot start the simulator on {}: {e}", config.sim_listen)),
+        }
+    } else {
+        None
+    };
+    let app_url = format!("http://{}", listener.local_addr());
+    let mode = if config.demo { "demo" } else { "real" };
+    println!(
+        "wxauth {} serving {app_url} (mode {mode}, appid {}, scope {}, public url {}, secret {})",
+        env!("CARGO_PKG_VERSION"),
+        config.appid,
+        config.scope.as_str(),
+        config.public_url,
+        config.secret,
+    );
+    if config.demo {
+        println!("demo mode: WeChat is simulated, no appid needed");
+        println!("  app:       {app_url}   <- open this in a browser and log in");
+        println!("  simulator: {}", config.open_base);
+    }
+    let mut app = match App::new(config, Clock::new()) {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("wxauth: WXAUTH_TEMPLATES: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    listener.run(&mut app);
+    ExitCode::SUCCESS
+}
+
+fn sim(config: Config) -> ExitCode {
+    let listener = match Listener::bind(&config.sim_listen.to_string()) {
+        Ok(listener) => listener,
+        Err(e) => return fail(&format!("cannot listen on {}: {e}", config.sim_listen)),
+    };
+    let secret = if config.demo { SIM_DEFAULT_SECRET } else { config.secret.expose() };
+    let sim_config = demo::sim_config(&config, secret);
+    println!(
+        "wxauth simulator on http://{} (appid {}, callback domain {})",
+        listener.local_addr(),
+        sim_config.appid,
+        sim_config.domain
+    );
+    listener.run(&mut Sim::new(sim_config));
+    ExitCode::SUCCESS
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("wxauth: {msg}");
+    ExitCode::from(1)
+}
+
+fn help() -> String {
+    let mut out = String::from(
+        "wxauth: WeChat web authorization (网页授权) for an Official Account page\n\n\
+         Usage: wxauth [serve|sim|check-config] [OPTIONS]\n\n\
+         Commands:\n  \
+         serve         run the app (default); no appid/secret = demo mode\n  \
+         sim           run the WeChat simulator alone\n  \
+         check-config  validate the configuration and print it (secret masked)\n\n\
+         Options (each has an environment twin):\n",
+    );
+    for (var, flag, default, what) in SETTINGS {
+        let flag = if flag.is_empty() { "(env only)" } else { flag };
+        let default = if default.is_empty() { String::new() } else { format!(" [{default}]") };
+        out.push_str(&format!("  {flag:<20} {var}\n  {:<20} {what}{default}\n", ""));
+    }
+    out.push_str("  -h, --help           this text\n  -V, --version        the version\n");
+    out
+}

@@ -1,0 +1,27 @@
+//! JSON handlers: `/api/me` (the stored user, WeChat's field names) and `/healthz`.
+
+use crate::app::App;
+use crate::error::AppError;
+use crate::http::{Reply, Req};
+use serde_json::json;
+
+/// GET /api/me: the logged-in user as sns/userinfo named the fields, or 401.
+pub fn me(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+    let Some((_, session)) = app.current(req) else {
+        return Ok(Reply::json(&json!({ "error": "unauthenticated" })).with_status(401));
+    };
+    let body = match &session.user {
+        Some(user) => serde_json::to_value(user).map_err(|e| AppError::Internal(e.to_string()))?,
+        // snsapi_base: WeChat told us only who it is.
+        None => match &session.unionid {
+            Some(unionid) => json!({ "openid": session.openid, "unionid": unionid }),
+            None => json!({ "openid": session.openid }),
+        },
+    };
+    Ok(Reply::json(&body))
+}
+
+/// GET /healthz: the loop is serving.
+pub fn healthz(_app: &mut App, _req: &Req) -> Result<Reply, AppError> {
+    Ok(Reply::json(&json!({ "status": "ok" })))
+}

@@ -1,0 +1,191 @@
+//! The app: its state (configuration, sessions, logins under way, the WeChat
+//! client, templates, clock) and the `Service` the request loop calls. Every
+//! error becomes a page here, and every reply gets the security headers.
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::AppError;
+use crate::http::{Cookie, Reply, Req};
+use crate::server::{Listener, Running, Service};
+use crate::session::{LoginStates, Session, SessionStore};
+use crate::wechat::{WechatClient, WechatError};
+use crate::{log, render, routes};
+use minijinja::Environment;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+
+/// The cookie holding the session id.
+pub const SESSION_COOKIE: &str = "wxauth_session";
+/// The cookie naming the browser a login began in (binds the OAuth state to it).
+pub const BROWSER_COOKIE: &str = "wxauth_login";
+/// Logins under way kept at most; a /login flood evicts the oldest.
+const MAX_LOGINS: usize = 10_000;
+
+/// Everything a handler may read or change. Owned by the single loop: no locks.
+pub struct App {
+    pub config: Config,
+    pub sessions: SessionStore,
+    pub logins: LoginStates,
+    pub wechat: WechatClient,
+    pub templates: Environment<'static>,
+    pub clock: Clock,
+    next_sweep: i64,
+}
+
+impl App {
+    /// Builds the app; fails only on a broken template override.
+    pub fn new(config: Config, clock: Clock) -> Result<App, String> {
+        Ok(App {
+            sessions: SessionStore::new(config.session_ttl, config.max_sessions),
+            logins: LoginStates::new(MAX_LOGINS),
+            wechat: WechatClient::new(&config),
+            templates: render::environment(config.templates.as_deref())?,
+            clock,
+            next_sweep: 0,
+            config,
+        })
+    }
+
+    /// Renders a page; `ctx` is a JSON object to which `demo` and `sim_url` are added.
+    pub fn page(&self, name: &str, mut ctx: Value) -> Result<Reply, AppError> {
+        ctx["demo"] = json!(self.config.demo);
+        ctx["sim_url"] = json!(if self.config.demo { self.config.open_base.as_str() } else { "" });
+        render::render(&self.templates, name, minijinja::Value::from(minijinja::value::Serde(&ctx)))
+            .map(Reply::html)
+            .map_err(AppError::Internal)
+    }
+
+    /// The session cookie's id and its live session, if the browser has one.
+    pub fn current(&self, req: &Req) -> Option<(String, &Session)> {
+        let id = req.cookie(SESSION_COOKIE)?;
+        let session = self.sessions.get(id, self.clock.now())?;
+        Some((id.to_string(), session))
+    }
+
+    /// A cookie with the app's fixed attributes (Secure when PUBLIC_URL is https).
+    pub fn cookie(&self, name: &'static str, value: &str, max_age: u64) -> Cookie {
+        Cookie {
+            name,
+            value: value.to_string(),
+            max_age,
+            secure: self.config.secure_cookies(),
+        }
+    }
+
+    /// The session cookie for `id`.
+    pub fn session_cookie(&self, id: &str) -> Cookie {
+        self.cookie(SESSION_COOKIE, id, self.config.session_ttl)
+    }
+
+    fn error_reply_for(&self, req_path: &str, err: &AppError) -> Reply {
+        let status = err.status();
+        let reply = if req_path.starts_with("/api/") {
+            Reply::json(&json!({ "error": err.kind() })).with_status(status)
+        } else {
+            let (errcode, errmsg) = match err {
+                AppError::Upstream { error: WechatError::Api { errcode, errmsg }, .. } => {
+                    (json!(errcode), json!(errmsg))
+                }
+                _ => (Value::Null, Value::Null),
+            };
+            let ctx = json!({
+                "status": status, "kind": err.kind(), "retry_url": err.retry_url(),
+                "errcode": errcode, "errmsg": errmsg,
+            });
+            match self.page("error.html", ctx) {
+                Ok(page) => page.with_status(status),
+                Err(e) => {
+                    log::error(&format!("error page: {e:?}"));
+                    Reply::text(status, "error")
+                }
+            }
+        };
+        match err {
+            AppError::MethodNotAllowed { allow } => reply.with_header("Allow", allow),
+            _ => reply,
+        }
+    }
+
+    /// Expired sessions and logins go at most once a minute, between requests.
+    fn sweep(&mut self) {
+        let now = self.clock.now();
+        if now >= self.next_sweep {
+            self.sessions.sweep(now);
+            self.logins.sweep(now);
+            self.next_sweep = now + 60;
+        }
+    }
+}
+
+impl Service for App {
+    fn name(&self) -> &'static str {
+        "app"
+    }
+
+    fn handle(&mut self, req: &Req) -> Reply {
+        self.sweep();
+        let reply = match routes::dispatch(self, req) {
+            Ok(reply) => reply,
+            Err(err) => {
+                match &err {
+                    AppError::Upstream { error, .. } => log::warn(&format!("{}: {error}", req.path)),
+                    AppError::Internal(detail) => log::error(&format!("{}: {detail}", req.path)),
+                    _ => {}
+                }
+                self.error_reply_for(&req.path, &err)
+            }
+        };
+        with_security_headers(reply, req.path.starts_with("/static/"))
+    }
+
+    fn error_reply(&mut self, status: u16) -> Reply {
+        let err = match status {
+            400 => AppError::BadRequest,
+            413 | 414 | 431 => {
+                let ctx = json!({ "status": status, "kind": "too_large", "retry_url": "/",
+                                  "errcode": null, "errmsg": null });
+                let page = self.page("error.html", ctx).unwrap_or_else(|_| Reply::text(status, "too large"));
+                return with_security_headers(page.with_status(status), false);
+            }
+            _ => AppError::Internal(format!("status {status}")),
+        };
+        with_security_headers(self.error_reply_for("", &err).with_status(status), false)
+    }
+}
+
+/// Headers on every reply. The CSP allows only our own assets plus WeChat's
+/// avatar hosts; no-referrer keeps a code or state out of Referer headers.
+fn with_security_headers(reply: Reply, is_static: bool) -> Reply {
+    let cache = if is_static { "public, max-age=3600" } else { "no-store" };
+    reply
+        .with_header(
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'self'; img-src 'self' https://*.qlogo.cn data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        )
+        .with_header("X-Content-Type-Options", "nosniff")
+        .with_header("Referrer-Policy", "no-referrer")
+        .with_header("X-Frame-Options", "DENY")
+        .with_header("Cache-Control", cache)
+}
+
+/// The app serving on its own thread (tests, embedding). Dropping it stops it.
+pub struct AppHandle {
+    _running: Running,
+    /// Where the app listens.
+    pub addr: SocketAddr,
+    /// The app's clock; `advance` it to expire tokens and sessions.
+    pub clock: Clock,
+}
+
+/// Starts the app on `listener` on its own thread.
+pub fn start(listener: Listener, config: Config) -> Result<AppHandle, String> {
+    let clock = Clock::new();
+    let app = App::new(config, clock.clone())?;
+    let addr = listener.local_addr();
+    Ok(AppHandle {
+        _running: listener.spawn(app),
+        addr,
+        clock,
+    })
+}

@@ -1,0 +1,184 @@
+//! The OAuth dance: `login` sends the browser to WeChat, `callback` takes the
+//! code back and makes a session, `logout` ends it.
+
+use crate::app::{App, BROWSER_COOKIE, SESSION_COOKIE};
+use crate::config::Scope;
+use crate::error::AppError;
+use crate::http::{Reply, Req};
+use crate::random::{self, constant_time_eq};
+use crate::session::{Session, Tokens, ID_LEN, LOGIN_TTL};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+
+/// Where a login lands when it was not asked to go anywhere else.
+const DEFAULT_NEXT: &str = "/profile";
+/// WeChat's codes are 32 characters; anything far longer is not one.
+const MAX_CODE: usize = 256;
+
+/// GET /login[?next=/path]: a fresh state bound to this browser, then 302 to WeChat.
+pub fn login(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+    let next = req
+        .query("next")
+        .and_then(local_path)
+        .unwrap_or_else(|| DEFAULT_NEXT.to_string());
+    // Keep the browser id across logins so two tabs logging in at once both work.
+    let browser = match req.cookie(BROWSER_COOKIE) {
+        Some(id) if random::is_token(id, ID_LEN) => id.to_string(),
+        _ => random::token(ID_LEN),
+    };
+    let state = app.logins.begin(&browser, &next, app.clock.now());
+    let url = app
+        .wechat
+        .authorize_url(&app.config.redirect_uri(), app.config.scope, &state);
+    let cookie = app.cookie(BROWSER_COOKIE, &browser, LOGIN_TTL as u64);
+    Ok(Reply::redirect(302, &url).with_cookie(&cookie))
+}
+
+/// GET /callback?code=C&state=T: WeChat sends the browser back here.
+pub fn callback(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+    let now = app.clock.now();
+    // The state is checked before any upstream call: a forged or replayed
+    // callback costs nothing, and a code carried to another browser is refused.
+    let state = req.query("state").unwrap_or("");
+    let login = app.logins.get(state, now).ok_or(AppError::BadState)?;
+    if !constant_time_eq(&login.browser, req.cookie(BROWSER_COOKIE).unwrap_or("")) {
+        return Err(AppError::BadState);
+    }
+    let next = login.next.clone();
+    if let Some(sid) = login.session.clone() {
+        // A reload, or WeChat's double callback (a second code, same state):
+        // the first code was exchanged already; a code is exchanged once.
+        let reply = Reply::redirect(302, &next);
+        return Ok(match app.sessions.get(&sid, now) {
+            Some(_) => reply.with_cookie(&app.session_cookie(&sid)),
+            None => reply,
+        });
+    }
+    let code = match req.query("code") {
+        Some(code) if !code.is_empty() => code,
+        _ => {
+            app.logins.remove(state);
+            return Err(AppError::Declined { next });
+        }
+    };
+    if code.len() > MAX_CODE {
+        app.logins.remove(state);
+        return Err(AppError::BadRequest);
+    }
+    let state = state.to_string();
+    // Whatever happens next, this state's code is spent: a retry is a new login.
+    let outcome = exchange(app, code, &next);
+    let session = match outcome {
+        Ok(session) => session,
+        Err(err) => {
+            app.logins.remove(&state);
+            return Err(err);
+        }
+    };
+    // One browser, one session: a session id it held before is ended, never promoted.
+    if let Some(old) = req.cookie(SESSION_COOKIE) {
+        app.sessions.remove(old);
+    }
+    let sid = app.sessions.create(session, now);
+    app.logins.complete(&state, &sid);
+    Ok(Reply::redirect(302, &next).with_cookie(&app.session_cookie(&sid)))
+}
+
+/// Code → grant → (with snsapi_userinfo) profile → a session to store.
+fn exchange(app: &mut App, code: &str, next: &str) -> Result<Session, AppError> {
+    let upstream = |error| AppError::Upstream { error, next: next.to_string() };
+    let grant = app.wechat.exchange_code(code).map_err(upstream)?;
+    if grant.is_snapshotuser {
+        // A Moments snapshot page gives a virtual openid: not this user. No
+        // session, no userinfo call (WECHAT.md, snapshot-page users).
+        return Err(AppError::Snapshot { next: next.to_string() });
+    }
+    let user = match app.config.scope {
+        Scope::Userinfo => Some(
+            app.wechat
+                .userinfo(&grant.access_token, &grant.openid)
+                .map_err(upstream)?,
+        ),
+        Scope::Base => None,
+    };
+    let unionid = user
+        .as_ref()
+        .and_then(|u| u.unionid.clone())
+        .or_else(|| grant.unionid.clone());
+    Ok(Session {
+        tokens: Tokens::from_grant(&grant, app.clock.now()),
+        openid: grant.openid,
+        unionid,
+        scope: app.config.scope,
+        user,
+        expires: 0,
+    })
+}
+
+/// POST /logout: ends the session on the server, clears the cookie, 303 home.
+pub fn logout(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+    if let Some(id) = req.cookie(SESSION_COOKIE) {
+        app.sessions.remove(id);
+    }
+    Ok(Reply::redirect(303, "/").with_cookie(&app.cookie(SESSION_COOKIE, "", 0)))
+}
+
+/// Characters written percent-encoded when `next` goes back into a Location
+/// header: controls, space, quotes, angle brackets and everything non-ASCII.
+const LOCATION: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'<').add(b'>').add(b'`');
+
+/// `next` if it is a path on this site, else None. Refuses anything a browser
+/// could read as another origin: `//host`, `/\host`, backslashes anywhere
+/// (browsers treat them as slashes) and control characters (browsers strip
+/// tabs and newlines, so `/\t/host` would become `//host`).
+pub fn local_path(next: &str) -> Option<String> {
+    let rest = next.strip_prefix('/')?;
+    if rest.starts_with('/') || next.contains('\\') || next.chars().any(char::is_control) {
+        return None;
+    }
+    if next.len() > 1024 {
+        return None;
+    }
+    Some(utf8_percent_encode(next, LOCATION).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    fn check(next: &str, kept: Option<&str>) {
+        assert_eq!(local_path(next).as_deref(), kept, "next = {next:?}");
+    }
+
+    #[test]
+    fn local_paths_are_kept() {
+        check("/", Some("/"));
+        check("/profile", Some("/profile"));
+        check("/a/b?c=d&e=f#g", Some("/a/b?c=d&e=f#g"));
+        check("/文章", Some("/%E6%96%87%E7%AB%A0"));
+        check("/a b\"<x>", Some("/a%20b%22%3Cx%3E"));
+        check("/%2F%2Fevil.com", Some("/%2F%2Fevil.com"));
+    }
+
+    #[test]
+    fn off_site_targets_are_refused() {
+        for next in [
+            "",
+            "//evil.com",
+            "///evil.com",
+            "/\\evil.com",
+            "/\\/evil.com",
+            "\\\\evil.com",
+            "https://evil.com",
+            "http:/evil.com",
+            "evil.com",
+            "/\t/evil.com",
+            "/\n/evil.com",
+            "/\r\nSet-Cookie: x=1",
+            "/a\\b",
+            " /x",
+            "javascript:alert(1)",
+        ] {
+            check(next, None);
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! Demo mode's wiring: starts the built-in simulator beside the app and points
+//! the app at it. With `main.rs`, the only code that names the simulator, so
+//! it can never answer in production by accident.
+
+use crate::config::Config;
+use crate::server::{Listener, Running};
+use crate::sim::{self, SimConfig};
+use std::io;
+use std::net::SocketAddr;
+
+/// The secret `wxauth sim` accepts when none is configured. It guards nothing:
+/// the simulator is a stand-in for WeChat on loopback.
+pub const SIM_DEFAULT_SECRET: &str = "demo-secret";
+
+/// What the simulator should expect of the app configured by `config`.
+pub fn sim_config(config: &Config, secret: &str) -> SimConfig {
+    SimConfig {
+        appid: config.appid.clone(),
+        secret: secret.to_string(),
+        app_name: "wxauth 演示公众号".to_string(),
+        domain: config.public_host(),
+    }
+}
+
+/// Binds the simulator at `config.sim_listen`, starts it on its own thread and
+/// points `config` at it. `app` is where the app is actually bound.
+pub fn start_sim(config: &mut Config, app: SocketAddr) -> io::Result<Running> {
+    let listener = Listener::bind(&config.sim_listen.to_string())?;
+    config.bind_demo(app, listener.local_addr());
+    let secret = config.secret.expose().to_string();
+    Ok(sim::start(listener, sim_config(config, &secret)))
+}

@@ -1,0 +1,79 @@
+//! Why a request failed. Handlers return `AppError`; `app.rs` is the one
+//! place that logs it (once) and turns it into a status and the error page
+//! (or JSON under /api/). The Chinese text lives in templates/error.html.
+
+use crate::http::encode_component;
+use crate::wechat::WechatError;
+
+/// A failed request.
+#[derive(Debug)]
+pub enum AppError {
+    /// 400: a request we cannot make sense of.
+    BadRequest,
+    /// 400: the OAuth state is missing, unknown, expired, reused or from another browser.
+    BadState,
+    /// 403: the user pressed 拒绝 on WeChat's consent page.
+    Declined { next: String },
+    /// 403: a Moments snapshot-page user (WeChat's virtual account).
+    Snapshot { next: String },
+    /// 404.
+    NotFound,
+    /// 405, with the methods the path does take.
+    MethodNotAllowed { allow: String },
+    /// 502, or 504 for a timeout: WeChat failed or answered an errcode.
+    Upstream { error: WechatError, next: String },
+    /// 500: a bug or a broken template. The detail is logged, never shown.
+    Internal(String),
+}
+
+impl AppError {
+    /// The HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::BadRequest | AppError::BadState => 400,
+            AppError::Declined { .. } | AppError::Snapshot { .. } => 403,
+            AppError::NotFound => 404,
+            AppError::MethodNotAllowed { .. } => 405,
+            AppError::Upstream { error: WechatError::Timeout, .. } => 504,
+            AppError::Upstream { .. } => 502,
+            AppError::Internal(_) => 500,
+        }
+    }
+
+    /// The `kind` error.html switches on.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AppError::BadRequest => "bad_request",
+            AppError::BadState => "bad_state",
+            AppError::Declined { .. } => "declined",
+            AppError::Snapshot { .. } => "snapshot",
+            AppError::NotFound => "not_found",
+            AppError::MethodNotAllowed { .. } => "method_not_allowed",
+            AppError::Upstream { error: WechatError::Api { .. }, .. } => "wechat_error",
+            AppError::Upstream { error: WechatError::Timeout, .. } => "upstream_timeout",
+            AppError::Upstream { .. } => "upstream_error",
+            AppError::Internal(_) => "internal",
+        }
+    }
+
+    /// Where the page's one button goes: a new login that returns to where the
+    /// user was headed, or home.
+    pub fn retry_url(&self) -> String {
+        match self {
+            AppError::Declined { next } | AppError::Snapshot { next } | AppError::Upstream { next, .. } => {
+                login_url(next)
+            }
+            AppError::BadState => "/login".to_string(),
+            _ => "/".to_string(),
+        }
+    }
+}
+
+/// `/login`, carrying `next` when there is one.
+pub fn login_url(next: &str) -> String {
+    if next.is_empty() {
+        "/login".to_string()
+    } else {
+        format!("/login?next={}", encode_component(next))
+    }
+}

@@ -1,0 +1,54 @@
+//! Every URL the app answers, in one table, and the dispatch over it:
+//! 404 for an unknown path, 405 with `Allow` for a known path and the wrong method.
+
+use crate::app::App;
+use crate::error::AppError;
+use crate::http::{Method, Reply, Req};
+use crate::{api, assets, auth, pages};
+
+/// A handler: parse, check, call upstream, change state, reply.
+pub type Handler = fn(&mut App, &Req) -> Result<Reply, AppError>;
+
+/// The routes. `/static/...` is matched before this table.
+pub const ROUTES: &[(Method, &str, Handler)] = &[
+    (Method::Get, "/", pages::home),
+    (Method::Get, "/login", auth::login),
+    (Method::Get, "/callback", auth::callback),
+    (Method::Get, "/profile", pages::profile),
+    (Method::Post, "/profile/refresh", pages::profile_refresh),
+    (Method::Post, "/logout", auth::logout),
+    (Method::Get, "/api/me", api::me),
+    (Method::Get, "/healthz", api::healthz),
+];
+
+/// Finds the handler for `req` and runs it. HEAD is served as GET (tiny_http drops the body).
+pub fn dispatch(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+    let method = match req.method {
+        Method::Head => Method::Get,
+        m => m,
+    };
+    if let Some(name) = req.path.strip_prefix("/static/") {
+        let (content_type, bytes) = assets::find(name).ok_or(AppError::NotFound)?;
+        if method != Method::Get {
+            return Err(AppError::MethodNotAllowed { allow: "GET, HEAD".into() });
+        }
+        return Ok(Reply::with_body(200, content_type, bytes.to_vec()));
+    }
+    let mut allowed = Vec::new();
+    for (route_method, path, handler) in ROUTES {
+        if *path == req.path {
+            if *route_method == method {
+                return handler(app, req);
+            }
+            allowed.push(route_method.as_str());
+            if *route_method == Method::Get {
+                allowed.push("HEAD");
+            }
+        }
+    }
+    if allowed.is_empty() {
+        Err(AppError::NotFound)
+    } else {
+        Err(AppError::MethodNotAllowed { allow: allowed.join(", ") })
+    }
+}

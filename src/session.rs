@@ -1,0 +1,306 @@
+//! Who is logged in (`SessionStore`: session id → user and tokens) and which
+//! logins are under way (`LoginStates`: OAuth state → the browser that began
+//! it). Both are bounded: entries expire, and past a cap the oldest go first.
+//! Plain maps: the request loop is single-threaded, so there are no locks.
+
+use crate::config::Scope;
+use crate::random;
+use crate::wechat::{Grant, WechatUser};
+use std::collections::{HashMap, VecDeque};
+
+/// Length of session ids, login states and browser ids (≈190 bits).
+pub const ID_LEN: usize = 32;
+/// A login must come back from WeChat within this many seconds.
+pub const LOGIN_TTL: i64 = 600;
+/// WeChat's refresh_token lives 30 days.
+const REFRESH_TTL: i64 = 30 * 86400;
+
+/// The user's WeChat tokens. Never leave the server.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    pub access_token: String,
+    /// Unix seconds after which we treat the access_token as expired.
+    pub access_expires: i64,
+    pub refresh_token: String,
+    pub refresh_expires: i64,
+}
+
+impl Tokens {
+    /// Tokens from a grant received at `now`. We expire the access_token a
+    /// minute early so a call never starts with a token about to die.
+    pub fn from_grant(grant: &Grant, now: i64) -> Tokens {
+        Tokens {
+            access_token: grant.access_token.clone(),
+            access_expires: now + (grant.expires_in - 60).max(0),
+            refresh_token: grant.refresh_token.clone(),
+            refresh_expires: now + REFRESH_TTL,
+        }
+    }
+}
+
+/// One logged-in browser.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub scope: Scope,
+    /// The profile; None with snsapi_base.
+    pub user: Option<WechatUser>,
+    pub tokens: Tokens,
+    pub expires: i64,
+}
+
+/// Session id → session, with a lifetime and a cap.
+pub struct SessionStore {
+    map: HashMap<String, Session>,
+    /// Ids in creation order, for evicting the oldest. May hold ids already
+    /// removed; `compact` drops them once they outnumber the live ones.
+    order: VecDeque<String>,
+    ttl: i64,
+    cap: usize,
+}
+
+impl SessionStore {
+    /// An empty store; sessions live `ttl` seconds, at most `cap` are kept.
+    pub fn new(ttl: u64, cap: usize) -> SessionStore {
+        SessionStore {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            ttl: ttl as i64,
+            cap: cap.max(1),
+        }
+    }
+
+    /// Stores a session under a fresh id and returns the id. A login always
+    /// gets a new id, so an id planted before login is never promoted.
+    pub fn create(&mut self, mut session: Session, now: i64) -> String {
+        while self.map.len() >= self.cap {
+            match self.order.pop_front() {
+                Some(oldest) => {
+                    self.map.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        session.expires = now + self.ttl;
+        let id = random::token(ID_LEN);
+        self.order.push_back(id.clone());
+        self.map.insert(id.clone(), session);
+        id
+    }
+
+    /// The live session with this id, if any.
+    pub fn get(&self, id: &str, now: i64) -> Option<&Session> {
+        self.map.get(id).filter(|s| s.expires > now)
+    }
+
+    /// The live session with this id, to update it.
+    pub fn get_mut(&mut self, id: &str, now: i64) -> Option<&mut Session> {
+        self.map.get_mut(id).filter(|s| s.expires > now)
+    }
+
+    /// Ends a session (logout, or a grant WeChat no longer honours).
+    pub fn remove(&mut self, id: &str) {
+        self.map.remove(id);
+        self.compact();
+    }
+
+    /// Drops expired sessions.
+    pub fn sweep(&mut self, now: i64) {
+        self.map.retain(|_, s| s.expires > now);
+        self.compact();
+    }
+
+    /// How many sessions are stored.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no session is stored.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.order.retain(|id| map.contains_key(id));
+        }
+    }
+}
+
+/// A login under way: the OAuth `state` we sent WeChat maps to this.
+#[derive(Clone, Debug)]
+pub struct LoginState {
+    /// The browser id cookie of the browser that began the login.
+    pub browser: String,
+    /// Where to go afterwards (a checked local path).
+    pub next: String,
+    pub created: i64,
+    /// Set once the code was exchanged: a reload or WeChat's second callback
+    /// for this state continues to this session instead of failing.
+    pub session: Option<String>,
+}
+
+/// OAuth state → login, bounded like `SessionStore`.
+pub struct LoginStates {
+    map: HashMap<String, LoginState>,
+    order: VecDeque<String>,
+    cap: usize,
+}
+
+impl LoginStates {
+    /// An empty table holding at most `cap` logins under way.
+    pub fn new(cap: usize) -> LoginStates {
+        LoginStates {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Starts a login for `browser` and returns the fresh state to send to WeChat.
+    pub fn begin(&mut self, browser: &str, next: &str, now: i64) -> String {
+        while self.map.len() >= self.cap {
+            match self.order.pop_front() {
+                Some(oldest) => {
+                    self.map.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        let state = random::token(ID_LEN);
+        self.order.push_back(state.clone());
+        self.map.insert(
+            state.clone(),
+            LoginState {
+                browser: browser.to_string(),
+                next: next.to_string(),
+                created: now,
+                session: None,
+            },
+        );
+        state
+    }
+
+    /// The login for `state` if it has not expired.
+    pub fn get(&self, state: &str, now: i64) -> Option<&LoginState> {
+        self.map.get(state).filter(|l| now - l.created < LOGIN_TTL)
+    }
+
+    /// Records that the login for `state` produced `session`.
+    pub fn complete(&mut self, state: &str, session: &str) {
+        if let Some(login) = self.map.get_mut(state) {
+            login.session = Some(session.to_string());
+        }
+    }
+
+    /// Forgets a state (it failed; a retry starts a new login).
+    pub fn remove(&mut self, state: &str) {
+        self.map.remove(state);
+    }
+
+    /// Drops expired logins.
+    pub fn sweep(&mut self, now: i64) {
+        self.map.retain(|_, l| now - l.created < LOGIN_TTL);
+        if self.order.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.order.retain(|s| map.contains_key(s));
+        }
+    }
+
+    /// How many logins are under way.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no login is under way.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(openid: &str) -> Session {
+        Session {
+            openid: openid.into(),
+            unionid: None,
+            scope: Scope::Base,
+            user: None,
+            tokens: Tokens {
+                access_token: "A".into(),
+                access_expires: 0,
+                refresh_token: "R".into(),
+                refresh_expires: 0,
+            },
+            expires: 0,
+        }
+    }
+
+    #[test]
+    fn sessions_expire_after_their_ttl() {
+        let mut store = SessionStore::new(100, 10);
+        let id = store.create(session("o1"), 1000);
+        assert_eq!(store.get(&id, 1099).map(|s| s.openid.as_str()), Some("o1"));
+        assert!(store.get(&id, 1100).is_none());
+        store.sweep(1100);
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn the_oldest_session_is_evicted_at_the_cap() {
+        let mut store = SessionStore::new(100, 3);
+        let ids: Vec<String> = (0..4).map(|i| store.create(session(&format!("o{i}")), 0)).collect();
+        assert_eq!(store.len(), 3);
+        assert!(store.get(&ids[0], 1).is_none());
+        assert!(ids[1..].iter().all(|id| store.get(id, 1).is_some()));
+    }
+
+    #[test]
+    fn every_login_gets_a_new_id_and_logout_removes_it() {
+        let mut store = SessionStore::new(100, 10);
+        let a = store.create(session("o"), 0);
+        let b = store.create(session("o"), 0);
+        assert_ne!(a, b);
+        assert!(random::is_token(&a, ID_LEN));
+        store.remove(&a);
+        assert!(store.get(&a, 1).is_none() && store.get(&b, 1).is_some());
+    }
+
+    #[test]
+    fn removed_ids_do_not_pile_up_in_the_eviction_queue() {
+        let mut store = SessionStore::new(100, 1000);
+        for _ in 0..10_000 {
+            let id = store.create(session("o"), 0);
+            store.remove(&id);
+        }
+        assert!(store.order.len() <= 64 + 1);
+    }
+
+    #[test]
+    fn login_states_expire_and_are_capped() {
+        let mut logins = LoginStates::new(2);
+        let a = logins.begin("b1", "/", 0);
+        assert!(logins.get(&a, LOGIN_TTL - 1).is_some());
+        assert!(logins.get(&a, LOGIN_TTL).is_none());
+        let b = logins.begin("b1", "/", 0);
+        let c = logins.begin("b1", "/", 0);
+        assert_eq!(logins.len(), 2);
+        assert!(logins.get(&a, 1).is_none() && logins.get(&b, 1).is_some() && logins.get(&c, 1).is_some());
+        logins.sweep(LOGIN_TTL);
+        assert!(logins.is_empty());
+    }
+
+    #[test]
+    fn a_completed_login_remembers_its_session() {
+        let mut logins = LoginStates::new(10);
+        let s = logins.begin("b", "/next", 0);
+        logins.complete(&s, "sid");
+        assert_eq!(logins.get(&s, 1).and_then(|l| l.session.as_deref()), Some("sid"));
+        logins.remove(&s);
+        assert!(logins.get(&s, 1).is_none());
+    }
+}
