@@ -1,0 +1,10 @@
+//! Integration tests: the app and the simulator on free loopback ports,
+//! driven over HTTP. One test crate (tests/it) so it links once.
+
+mod callback;
+mod cli;
+mod flow;
+mod pages;
+mod security;
+// mod sim; (added when tests/it/sim.rs lands)
+mod support;

@@ -1,0 +1,170 @@
+//! What each route shows: pages for guests and users, /api/me, /healthz,
+//! static assets, 404 and 405, and the repaired and escaped nicknames.
+
+use crate::support::{start, Browser};
+use wxauth::routes::ROUTES;
+
+#[test]
+fn a_guest_sees_the_login_link() {
+    let stack = start();
+    let mut browser = Browser::new();
+    let home = browser.get(&stack.url("/"));
+    assert_eq!(home.status, 200);
+    assert!(home.header("content-type").unwrap().starts_with("text/html"));
+    assert!(home.body.contains("游客"));
+    assert!(home.body.contains("href=\"&#x2f;login\"") || home.body.contains("href=\"/login\""), "{}", home.body);
+    assert!(home.body.contains("<html lang=\"zh-CN\">"));
+    assert!(home.body.contains("演示模式"), "demo mode says so");
+}
+
+#[test]
+fn profile_and_refresh_send_a_guest_to_login() {
+    let stack = start();
+    let mut browser = Browser::new();
+    let profile = browser.get(&stack.url("/profile"));
+    assert_eq!(profile.status, 302);
+    assert_eq!(profile.location(), "/login?next=%2Fprofile");
+    let refresh = browser.post(&stack.url("/profile/refresh"), &[]);
+    assert_eq!(refresh.status, 303);
+    let me = browser.get(&stack.url("/api/me"));
+    assert_eq!(me.status, 401);
+    assert_eq!(me.body, r#"{"error":"unauthenticated"}"#);
+    assert!(me.header("content-type").unwrap().starts_with("application/json"));
+}
+
+#[test]
+fn api_me_returns_wechats_fields_with_an_https_avatar() {
+    let stack = start();
+    let mut browser = Browser::new();
+    browser.login_as(&stack, 0);
+    let me = browser.get(&stack.url("/api/me"));
+    assert_eq!(me.status, 200);
+    assert_eq!(me.header("cache-control"), Some("no-store"));
+    let me: serde_json::Value = serde_json::from_str(&me.body).unwrap();
+    assert_eq!(me["nickname"], "熊猫🐼小明");
+    assert_eq!(me["sex"], 1);
+    assert!(me["headimgurl"].as_str().unwrap().starts_with("https://thirdwx.qlogo.cn/"));
+    assert!(me["openid"].as_str().unwrap().starts_with('o'));
+    assert!(me["unionid"].is_string());
+    assert!(me["privilege"].is_array());
+    for secret in ["access_token", "refresh_token", "secret"] {
+        assert!(me.get(secret).is_none(), "{secret} in /api/me");
+    }
+}
+
+#[test]
+fn an_html_nickname_arrives_escaped() {
+    let stack = start();
+    let mut browser = Browser::new();
+    browser.login_as(&stack, 1);
+    for path in ["/", "/profile"] {
+        let page = browser.get(&stack.url(path));
+        assert_eq!(page.status, 200);
+        assert!(!page.body.contains("<script>alert"), "{path}: {}", page.body);
+        assert!(page.body.contains("&lt;script&gt;alert"), "{path}");
+        assert!(!page.body.contains("<b>粗</b>"));
+    }
+    let profile = browser.get(&stack.url("/profile"));
+    assert!(profile.body.contains("女"), "sex sent as the string \"2\"");
+    let me: serde_json::Value = serde_json::from_str(&browser.get(&stack.url("/api/me")).body).unwrap();
+    assert_eq!(me["sex"], 2);
+    assert!(me["nickname"].as_str().unwrap().starts_with("<script>"), "JSON keeps the text as sent");
+}
+
+#[test]
+fn a_nickname_with_raw_control_characters_is_repaired_the_same_everywhere() {
+    let stack = start();
+    let mut browser = Browser::new();
+    let done = browser.login_as(&stack, 2);
+    assert_eq!(done.status, 302, "broken JSON from WeChat still logs in: {}", done.body);
+    let me: serde_json::Value = serde_json::from_str(&browser.get(&stack.url("/api/me")).body).unwrap();
+    let nickname = me["nickname"].as_str().unwrap().to_string();
+    assert!(!nickname.is_empty());
+    assert!(!nickname.chars().any(char::is_control), "{nickname:?}");
+    let profile = browser.get(&stack.url("/profile"));
+    assert!(profile.body.contains(&nickname), "page and /api/me agree on {nickname:?}");
+}
+
+#[test]
+fn a_post_2021_profile_shows_dashes_for_empty_fields() {
+    let stack = start();
+    let mut browser = Browser::new();
+    browser.login_as(&stack, 3);
+    let profile = browser.get(&stack.url("/profile"));
+    assert_eq!(profile.status, 200);
+    assert!(profile.body.contains("未知"), "sex 0");
+    assert!(profile.body.matches('—').count() >= 5, "province, city, country, privilege, unionid: {}", profile.body);
+    assert!(profile.body.contains("avatar.svg"), "placeholder avatar");
+    let me: serde_json::Value = serde_json::from_str(&browser.get(&stack.url("/api/me")).body).unwrap();
+    assert!(me.get("unionid").is_none());
+    assert_eq!(me["sex"], 0);
+}
+
+#[test]
+fn healthz_answers_json() {
+    let stack = start();
+    let resp = Browser::new().get(&stack.url("/healthz"));
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, r#"{"status":"ok"}"#);
+}
+
+#[test]
+fn static_assets_have_their_content_types_and_nothing_else_is_served() {
+    let stack = start();
+    let mut browser = Browser::new();
+    for (path, content_type) in [
+        ("/static/style.css", "text/css"),
+        ("/static/avatar.svg", "image/svg+xml"),
+        ("/static/favicon.svg", "image/svg+xml"),
+    ] {
+        let resp = browser.get(&stack.url(path));
+        assert_eq!(resp.status, 200, "{path}");
+        assert!(resp.header("content-type").unwrap().starts_with(content_type), "{path}");
+        assert!(!resp.body.is_empty());
+    }
+    for path in [
+        "/static/",
+        "/static/../Cargo.toml",
+        "/static/%2e%2e/Cargo.toml",
+        "/static/..%2fCargo.toml",
+        "/static/style.css/",
+        "/static//etc/passwd",
+        "/Cargo.toml",
+        "/templates/base.html",
+    ] {
+        assert_eq!(browser.get(&stack.url(path)).status, 404, "{path}");
+    }
+}
+
+#[test]
+fn unknown_paths_are_a_404_page_and_wrong_methods_a_405_with_allow() {
+    let stack = start();
+    let mut browser = Browser::new();
+    let missing = browser.get(&stack.url("/nope"));
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("页面不存在"));
+    let get_logout = browser.get(&stack.url("/logout"));
+    assert_eq!(get_logout.status, 405);
+    assert_eq!(get_logout.header("allow"), Some("POST"));
+    for (method, path, _) in ROUTES {
+        // Every route refuses the other method with an Allow naming its own.
+        let resp = match method {
+            wxauth::http::Method::Get => browser.post(&stack.url(path), &[]),
+            _ => browser.get(&stack.url(path)),
+        };
+        assert_eq!(resp.status, 405, "{path}");
+        assert!(resp.header("allow").unwrap().contains(method.as_str()), "{path}");
+    }
+}
+
+#[test]
+fn every_reply_carries_the_security_headers() {
+    let stack = start();
+    let mut browser = Browser::new();
+    for path in ["/", "/healthz", "/nope", "/login", "/static/style.css"] {
+        let resp = browser.get(&stack.url(path));
+        assert!(resp.header("content-security-policy").unwrap().contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(resp.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(resp.header("referrer-policy"), Some("no-referrer"), "{path}");
+    }
+}
