@@ -233,7 +233,7 @@ impl Config {
         let upstream = number(&mut p, raw, "WXAUTH_UPSTREAM_TIMEOUT", 0.05, 60.0);
         let connect = number(&mut p, raw, "WXAUTH_CONNECT_TIMEOUT", 0.05, 60.0);
         let log = raw.get_or_default("WXAUTH_LOG").to_string();
-        if let Err(e) = crate::log::set_level(&log) {
+        if let Err(e) = crate::log::parse_level(&log) {
             p.push(format!("WXAUTH_LOG: {e}"));
         }
         if !p.is_empty() {

@@ -14,18 +14,23 @@ const WARN: u8 = 2;
 const INFO: u8 = 3;
 const DEBUG: u8 = 4;
 
-/// Sets the level from its name; an unknown name is an error for config.rs to report.
-pub fn set_level(name: &str) -> Result<(), String> {
-    let level = match name {
-        "off" => OFF,
-        "error" => ERROR,
-        "warn" => WARN,
-        "info" => INFO,
-        "debug" => DEBUG,
-        _ => return Err(format!("unknown log level {name:?} (off, error, warn, info, debug)")),
-    };
-    LEVEL.store(level, Ordering::Relaxed);
-    Ok(())
+/// Checks a level name; config.rs reports an unknown one.
+pub fn parse_level(name: &str) -> Result<u8, String> {
+    match name {
+        "off" => Ok(OFF),
+        "error" => Ok(ERROR),
+        "warn" => Ok(WARN),
+        "info" => Ok(INFO),
+        "debug" => Ok(DEBUG),
+        _ => Err(format!("unknown log level {name:?} (off, error, warn, info, debug)")),
+    }
+}
+
+/// Sets the process-wide level by name (already checked by config.rs).
+pub fn set_level(name: &str) {
+    if let Ok(level) = parse_level(name) {
+        LEVEL.store(level, Ordering::Relaxed);
+    }
 }
 
 fn enabled(level: u8) -> bool {

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    wxauth::log::set_level(&config.log);
     match command {
         "check-config" => {
             println!("{config}");

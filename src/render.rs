@@ -3,7 +3,6 @@
 //! `.html`, with Strict undefined so a typo fails a test instead of blanking a field.
 
 use minijinja::{escape_formatter, AutoEscape, Environment, Error, Output, State, UndefinedBehavior, Value};
-use std::fmt::Write;
 use std::path::Path;
 
 /// Every template the app renders, embedded in the binary.
