@@ -49,10 +49,18 @@ impl App {
     /// Renders a page; `ctx` is a JSON object to which `demo` and `sim_url` are added.
     pub fn page(&self, name: &str, mut ctx: Value) -> Result<Reply, AppError> {
         ctx["demo"] = json!(self.config.demo);
-        ctx["sim_url"] = json!(if self.config.demo { self.config.open_base.as_str() } else { "" });
-        render::render(&self.templates, name, minijinja::Value::from(minijinja::value::Serde(&ctx)))
-            .map(Reply::html)
-            .map_err(AppError::Internal)
+        ctx["sim_url"] = json!(if self.config.demo {
+            self.config.open_base.as_str()
+        } else {
+            ""
+        });
+        render::render(
+            &self.templates,
+            name,
+            minijinja::Value::from(minijinja::value::Serde(&ctx)),
+        )
+        .map(Reply::html)
+        .map_err(AppError::Internal)
     }
 
     /// The session cookie's id and its live session, if the browser has one.
@@ -83,9 +91,10 @@ impl App {
             Reply::json(&json!({ "error": err.kind() })).with_status(status)
         } else {
             let (errcode, errmsg) = match err {
-                AppError::Upstream { error: WechatError::Api { errcode, errmsg }, .. } => {
-                    (json!(errcode), json!(errmsg))
-                }
+                AppError::Upstream {
+                    error: WechatError::Api { errcode, errmsg },
+                    ..
+                } => (json!(errcode), json!(errmsg)),
                 _ => (Value::Null, Value::Null),
             };
             let ctx = json!({
@@ -128,7 +137,9 @@ impl Service for App {
             Ok(reply) => reply,
             Err(err) => {
                 match &err {
-                    AppError::Upstream { error, .. } => log::warn(&format!("{}: {error}", req.path)),
+                    AppError::Upstream { error, .. } => {
+                        log::warn(&format!("{}: {error}", req.path))
+                    }
                     AppError::Internal(detail) => log::error(&format!("{}: {detail}", req.path)),
                     _ => {}
                 }
@@ -144,7 +155,9 @@ impl Service for App {
             413 | 414 | 431 => {
                 let ctx = json!({ "status": status, "kind": "too_large", "retry_url": "/",
                                   "errcode": null, "errmsg": null });
-                let page = self.page("error.html", ctx).unwrap_or_else(|_| Reply::text(status, "too large"));
+                let page = self
+                    .page("error.html", ctx)
+                    .unwrap_or_else(|_| Reply::text(status, "too large"));
                 return with_security_headers(page.with_status(status), false);
             }
             _ => AppError::Internal(format!("status {status}")),
@@ -156,7 +169,11 @@ impl Service for App {
 /// Headers on every reply. The CSP allows only our own assets plus WeChat's
 /// avatar hosts; no-referrer keeps a code or state out of Referer headers.
 fn with_security_headers(reply: Reply, is_static: bool) -> Reply {
-    let cache = if is_static { "public, max-age=3600" } else { "no-store" };
+    let cache = if is_static {
+        "public, max-age=3600"
+    } else {
+        "no-store"
+    };
     reply
         .with_header(
             "Content-Security-Policy",

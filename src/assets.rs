@@ -3,9 +3,21 @@
 
 /// (name under /static/, content type, bytes)
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("style.css", "text/css; charset=utf-8", include_bytes!("../static/style.css")),
-    ("avatar.svg", "image/svg+xml", include_bytes!("../static/avatar.svg")),
-    ("favicon.svg", "image/svg+xml", include_bytes!("../static/favicon.svg")),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../static/style.css"),
+    ),
+    (
+        "avatar.svg",
+        "image/svg+xml",
+        include_bytes!("../static/avatar.svg"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../static/favicon.svg"),
+    ),
 ];
 
 /// The asset called `name` (the part after `/static/`): content type and bytes.
@@ -21,7 +33,13 @@ mod tests {
     #[test]
     fn only_listed_names_are_found() {
         assert!(super::find("style.css").is_some());
-        for name in ["", "../Cargo.toml", "style.css/", "%2e%2e/Cargo.toml", "STYLE.CSS"] {
+        for name in [
+            "",
+            "../Cargo.toml",
+            "style.css/",
+            "%2e%2e/Cargo.toml",
+            "STYLE.CSS",
+        ] {
             assert!(super::find(name).is_none(), "{name}");
         }
     }

@@ -85,12 +85,17 @@ pub fn callback(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 
 /// Code → grant → (with snsapi_userinfo) profile → a session to store.
 fn exchange(app: &mut App, code: &str, next: &str) -> Result<Session, AppError> {
-    let upstream = |error| AppError::Upstream { error, next: next.to_string() };
+    let upstream = |error| AppError::Upstream {
+        error,
+        next: next.to_string(),
+    };
     let grant = app.wechat.exchange_code(code).map_err(upstream)?;
     if grant.is_snapshotuser {
         // A Moments snapshot page gives a virtual openid: not this user. No
         // session, no userinfo call (WECHAT.md, snapshot-page users).
-        return Err(AppError::Snapshot { next: next.to_string() });
+        return Err(AppError::Snapshot {
+            next: next.to_string(),
+        });
     }
     let user = match app.config.scope {
         Scope::Userinfo => Some(

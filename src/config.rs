@@ -12,23 +12,103 @@ use std::time::Duration;
 /// Every setting: (environment variable, flag, default, help line). The one
 /// place defaults live; `--help` is printed from it.
 pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
-    ("WXAUTH_LISTEN", "--listen", "127.0.0.1:8080", "address the app binds"),
-    ("WXAUTH_APPID", "--appid", "", "Official Account appid (unset: demo mode)"),
+    (
+        "WXAUTH_LISTEN",
+        "--listen",
+        "127.0.0.1:8080",
+        "address the app binds",
+    ),
+    (
+        "WXAUTH_APPID",
+        "--appid",
+        "",
+        "Official Account appid (unset: demo mode)",
+    ),
     ("WXAUTH_SECRET", "", "", "appsecret (environment only)"),
-    ("WXAUTH_SECRET_FILE", "--secret-file", "", "file holding the appsecret"),
-    ("WXAUTH_PUBLIC_URL", "--public-url", "", "external base URL; callback = URL/callback"),
-    ("WXAUTH_SCOPE", "--scope", "snsapi_userinfo", "snsapi_userinfo or snsapi_base"),
-    ("WXAUTH_LANG", "--lang", "zh_CN", "sns/userinfo lang: zh_CN, zh_TW, en"),
-    ("WXAUTH_OPEN_BASE", "--open-base", "https://open.weixin.qq.com", "authorize page base"),
-    ("WXAUTH_API_BASE", "--api-base", "https://api.weixin.qq.com", "server API base"),
-    ("WXAUTH_SESSION_TTL", "--session-ttl", "604800", "session lifetime, seconds"),
-    ("WXAUTH_MAX_SESSIONS", "--max-sessions", "100000", "sessions kept; oldest evicted"),
-    ("WXAUTH_DEMO", "--demo", "0", "1: run the built-in WeChat simulator"),
-    ("WXAUTH_SIM_LISTEN", "--sim-listen", "127.0.0.1:8081", "simulator address (demo)"),
-    ("WXAUTH_TEMPLATES", "--templates", "", "directory overriding the templates"),
-    ("WXAUTH_UPSTREAM_TIMEOUT", "--upstream-timeout", "8", "whole WeChat call, seconds"),
-    ("WXAUTH_CONNECT_TIMEOUT", "--connect-timeout", "3", "connecting to WeChat, seconds"),
-    ("WXAUTH_LOG", "--log", "info", "off, error, warn, info, debug"),
+    (
+        "WXAUTH_SECRET_FILE",
+        "--secret-file",
+        "",
+        "file holding the appsecret",
+    ),
+    (
+        "WXAUTH_PUBLIC_URL",
+        "--public-url",
+        "",
+        "external base URL; callback = URL/callback",
+    ),
+    (
+        "WXAUTH_SCOPE",
+        "--scope",
+        "snsapi_userinfo",
+        "snsapi_userinfo or snsapi_base",
+    ),
+    (
+        "WXAUTH_LANG",
+        "--lang",
+        "zh_CN",
+        "sns/userinfo lang: zh_CN, zh_TW, en",
+    ),
+    (
+        "WXAUTH_OPEN_BASE",
+        "--open-base",
+        "https://open.weixin.qq.com",
+        "authorize page base",
+    ),
+    (
+        "WXAUTH_API_BASE",
+        "--api-base",
+        "https://api.weixin.qq.com",
+        "server API base",
+    ),
+    (
+        "WXAUTH_SESSION_TTL",
+        "--session-ttl",
+        "604800",
+        "session lifetime, seconds",
+    ),
+    (
+        "WXAUTH_MAX_SESSIONS",
+        "--max-sessions",
+        "100000",
+        "sessions kept; oldest evicted",
+    ),
+    (
+        "WXAUTH_DEMO",
+        "--demo",
+        "0",
+        "1: run the built-in WeChat simulator",
+    ),
+    (
+        "WXAUTH_SIM_LISTEN",
+        "--sim-listen",
+        "127.0.0.1:8081",
+        "simulator address (demo)",
+    ),
+    (
+        "WXAUTH_TEMPLATES",
+        "--templates",
+        "",
+        "directory overriding the templates",
+    ),
+    (
+        "WXAUTH_UPSTREAM_TIMEOUT",
+        "--upstream-timeout",
+        "8",
+        "whole WeChat call, seconds",
+    ),
+    (
+        "WXAUTH_CONNECT_TIMEOUT",
+        "--connect-timeout",
+        "3",
+        "connecting to WeChat, seconds",
+    ),
+    (
+        "WXAUTH_LOG",
+        "--log",
+        "info",
+        "off, error, warn, info, debug",
+    ),
 ];
 
 /// The appid the simulator answers to in demo mode.
@@ -131,7 +211,10 @@ impl RawConfig {
     }
 
     fn get(&self, var: &str) -> Option<&str> {
-        self.0.get(var).map(|s| s.as_str()).filter(|s| !s.is_empty())
+        self.0
+            .get(var)
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
     }
 
     fn get_or_default(&self, var: &str) -> &str {
@@ -196,7 +279,9 @@ impl Config {
         }
         if let Some(id) = &appid {
             if id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                p.push(format!("WXAUTH_APPID: {id:?} is not an appid (letters and digits)"));
+                p.push(format!(
+                    "WXAUTH_APPID: {id:?} is not an appid (letters and digits)"
+                ));
             }
         }
         let sim_url = format!("http://{sim_listen}");
@@ -220,7 +305,9 @@ impl Config {
             "snsapi_userinfo" => Scope::Userinfo,
             "snsapi_base" => Scope::Base,
             other => {
-                p.push(format!("WXAUTH_SCOPE: {other:?} is not snsapi_userinfo or snsapi_base"));
+                p.push(format!(
+                    "WXAUTH_SCOPE: {other:?} is not snsapi_userinfo or snsapi_base"
+                ));
                 Scope::Userinfo
             }
         };
@@ -241,7 +328,9 @@ impl Config {
         }
         Ok(Config {
             listen,
-            appid: appid.filter(|_| !demo).unwrap_or_else(|| DEMO_APPID.to_string()),
+            appid: appid
+                .filter(|_| !demo)
+                .unwrap_or_else(|| DEMO_APPID.to_string()),
             // Demo mode makes up a secret shared only with the in-process simulator.
             secret: secret
                 .filter(|_| !demo)
@@ -292,7 +381,11 @@ impl Config {
 
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mode = if self.demo { "demo (built-in WeChat simulator)" } else { "real WeChat" };
+        let mode = if self.demo {
+            "demo (built-in WeChat simulator)"
+        } else {
+            "real WeChat"
+        };
         writeln!(f, "mode                = {mode}")?;
         writeln!(f, "WXAUTH_LISTEN       = {}", self.listen)?;
         writeln!(f, "WXAUTH_APPID        = {}", self.appid)?;
@@ -309,9 +402,21 @@ impl fmt::Display for Config {
             writeln!(f, "WXAUTH_SIM_LISTEN   = {}", self.sim_listen)?;
         }
         let templates = self.templates.as_ref().map(|p| p.display().to_string());
-        writeln!(f, "WXAUTH_TEMPLATES    = {}", templates.as_deref().unwrap_or("(embedded)"))?;
-        writeln!(f, "WXAUTH_UPSTREAM_TIMEOUT = {}s", self.upstream_timeout.as_secs_f64())?;
-        writeln!(f, "WXAUTH_CONNECT_TIMEOUT  = {}s", self.connect_timeout.as_secs_f64())?;
+        writeln!(
+            f,
+            "WXAUTH_TEMPLATES    = {}",
+            templates.as_deref().unwrap_or("(embedded)")
+        )?;
+        writeln!(
+            f,
+            "WXAUTH_UPSTREAM_TIMEOUT = {}s",
+            self.upstream_timeout.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "WXAUTH_CONNECT_TIMEOUT  = {}s",
+            self.connect_timeout.as_secs_f64()
+        )?;
         write!(f, "WXAUTH_LOG          = {}", self.log)
     }
 }
@@ -319,7 +424,9 @@ impl fmt::Display for Config {
 fn socket_addr(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> SocketAddr {
     let value = raw.get_or_default(var);
     value.parse().unwrap_or_else(|_| {
-        p.push(format!("{var}: {value:?} is not an address like 127.0.0.1:8080"));
+        p.push(format!(
+            "{var}: {value:?} is not an address like 127.0.0.1:8080"
+        ));
         SocketAddr::from(([127, 0, 0, 1], 0))
     })
 }
@@ -329,7 +436,9 @@ fn number(p: &mut Vec<String>, raw: &RawConfig, var: &str, min: f64, max: f64) -
     match value.parse::<f64>() {
         Ok(n) if (min..=max).contains(&n) => n,
         _ => {
-            p.push(format!("{var}: {value:?} is not a number from {min} to {max}"));
+            p.push(format!(
+                "{var}: {value:?} is not a number from {min} to {max}"
+            ));
             min
         }
     }
@@ -349,7 +458,9 @@ fn base_url(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> String {
             && r.chars().all(|c| c.is_ascii_graphic())
     });
     if !ok {
-        p.push(format!("{var}: {value:?} is not a URL like https://wx.example.com"));
+        p.push(format!(
+            "{var}: {value:?} is not a URL like https://wx.example.com"
+        ));
     }
     value.to_string()
 }
@@ -368,11 +479,14 @@ pub fn host_of(url: &str) -> String {
 /// (systemd LoadCredential=). A trailing newline in a file is not part of the secret.
 fn read_secret(p: &mut Vec<String>, raw: &RawConfig) -> Option<Secret> {
     let inline = raw.get("WXAUTH_SECRET");
-    let file = raw.get("WXAUTH_SECRET_FILE").map(PathBuf::from).or_else(|| {
-        let dir = raw.get("CREDENTIALS_DIRECTORY")?;
-        let path = PathBuf::from(dir).join("wxauth_secret");
-        path.exists().then_some(path)
-    });
+    let file = raw
+        .get("WXAUTH_SECRET_FILE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let dir = raw.get("CREDENTIALS_DIRECTORY")?;
+            let path = PathBuf::from(dir).join("wxauth_secret");
+            path.exists().then_some(path)
+        });
     match (inline, file) {
         (Some(_), Some(_)) if raw.get("WXAUTH_SECRET_FILE").is_some() => {
             p.push("WXAUTH_SECRET_FILE: set either it or WXAUTH_SECRET, not both".into());
@@ -386,7 +500,10 @@ fn read_secret(p: &mut Vec<String>, raw: &RawConfig) -> Option<Secret> {
                 None
             }
             Err(e) => {
-                p.push(format!("WXAUTH_SECRET_FILE: cannot read {}: {e}", path.display()));
+                p.push(format!(
+                    "WXAUTH_SECRET_FILE: cannot read {}: {e}",
+                    path.display()
+                ));
                 None
             }
         },
@@ -446,7 +563,10 @@ mod tests {
         assert!(c.secure_cookies());
         assert_eq!(c.public_host(), "wx.example.com");
         let shown = c.to_string();
-        assert!(!shown.contains("s3cret") && shown.contains("****"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("****"),
+            "{shown}"
+        );
         assert!(!format!("{c:?}").contains("s3cret"));
     }
 

@@ -34,7 +34,10 @@ impl AppError {
             AppError::Declined { .. } | AppError::Snapshot { .. } => 403,
             AppError::NotFound => 404,
             AppError::MethodNotAllowed { .. } => 405,
-            AppError::Upstream { error: WechatError::Timeout, .. } => 504,
+            AppError::Upstream {
+                error: WechatError::Timeout,
+                ..
+            } => 504,
             AppError::Upstream { .. } => 502,
             AppError::Internal(_) => 500,
         }
@@ -49,8 +52,14 @@ impl AppError {
             AppError::Snapshot { .. } => "snapshot",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
-            AppError::Upstream { error: WechatError::Api { .. }, .. } => "wechat_error",
-            AppError::Upstream { error: WechatError::Timeout, .. } => "upstream_timeout",
+            AppError::Upstream {
+                error: WechatError::Api { .. },
+                ..
+            } => "wechat_error",
+            AppError::Upstream {
+                error: WechatError::Timeout,
+                ..
+            } => "upstream_timeout",
             AppError::Upstream { .. } => "upstream_error",
             AppError::Internal(_) => "internal",
         }
@@ -60,9 +69,9 @@ impl AppError {
     /// user was headed, or home.
     pub fn retry_url(&self) -> String {
         match self {
-            AppError::Declined { next } | AppError::Snapshot { next } | AppError::Upstream { next, .. } => {
-                login_url(next)
-            }
+            AppError::Declined { next }
+            | AppError::Snapshot { next }
+            | AppError::Upstream { next, .. } => login_url(next),
             AppError::BadState => "/login".to_string(),
             _ => "/".to_string(),
         }

@@ -22,7 +22,9 @@ pub fn parse_level(name: &str) -> Result<u8, String> {
         "warn" => Ok(WARN),
         "info" => Ok(INFO),
         "debug" => Ok(DEBUG),
-        _ => Err(format!("unknown log level {name:?} (off, error, warn, info, debug)")),
+        _ => Err(format!(
+            "unknown log level {name:?} (off, error, warn, info, debug)"
+        )),
     }
 }
 
@@ -79,7 +81,11 @@ pub fn debug(msg: &str) {
 
 /// Keeps request-controlled text on one line and of bounded length.
 fn printable(s: &str) -> String {
-    let mut out: String = s.chars().take(300).map(|c| if c.is_control() { '?' } else { c }).collect();
+    let mut out: String = s
+        .chars()
+        .take(300)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     if s.chars().count() > 300 {
         out.push('…');
     }

@@ -15,7 +15,8 @@ fn main() -> ExitCode {
         Some(c @ ("serve" | "sim" | "check-config")) => (c, &args[1..]),
         _ => ("serve", &args[..]),
     };
-    if rest.iter().any(|a| a == "--help" || a == "-h") || args.first().is_some_and(|a| a == "help") {
+    if rest.iter().any(|a| a == "--help" || a == "-h") || args.first().is_some_and(|a| a == "help")
+    {
         print!("{}", help());
         return ExitCode::SUCCESS;
     }
@@ -54,7 +55,12 @@ fn serve(mut config: Config) -> ExitCode {
     let _sim = if config.demo {
         match demo::start_sim(&mut config, listener.local_addr()) {
             Ok(running) => Some(running),
-            Err(e) => return fail(&format!("cannot start the simulator on {}: {e}", config.sim_listen)),
+            Err(e) => {
+                return fail(&format!(
+                    "cannot start the simulator on {}: {e}",
+                    config.sim_listen
+                ))
+            }
         }
     } else {
         None
@@ -90,7 +96,11 @@ fn sim(config: Config) -> ExitCode {
         Ok(listener) => listener,
         Err(e) => return fail(&format!("cannot listen on {}: {e}", config.sim_listen)),
     };
-    let secret = if config.demo { SIM_DEFAULT_SECRET } else { config.secret.expose() };
+    let secret = if config.demo {
+        SIM_DEFAULT_SECRET
+    } else {
+        config.secret.expose()
+    };
     let sim_config = demo::sim_config(&config, secret);
     println!(
         "wxauth simulator on http://{} (appid {}, callback domain {})",
@@ -119,8 +129,15 @@ fn help() -> String {
     );
     for (var, flag, default, what) in SETTINGS {
         let flag = if flag.is_empty() { "(env only)" } else { flag };
-        let default = if default.is_empty() { String::new() } else { format!(" [{default}]") };
-        out.push_str(&format!("  {flag:<20} {var}\n  {:<20} {what}{default}\n", ""));
+        let default = if default.is_empty() {
+            String::new()
+        } else {
+            format!(" [{default}]")
+        };
+        out.push_str(&format!(
+            "  {flag:<20} {var}\n  {:<20} {what}{default}\n",
+            ""
+        ));
     }
     out.push_str("  -h, --help           this text\n  -V, --version        the version\n");
     out

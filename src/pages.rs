@@ -32,12 +32,18 @@ pub fn profile_refresh(app: &mut App, req: &Req) -> Result<Reply, AppError> {
         return Ok(Reply::redirect(303, &login_url("/profile")));
     };
     let result = match session.scope {
-        Scope::Userinfo => with_token(app, &sid, |w, token, openid| w.userinfo(token, openid).map(Some)),
-        Scope::Base => with_token(app, &sid, |w, token, openid| w.check(token, openid).map(|_| None)),
+        Scope::Userinfo => with_token(app, &sid, |w, token, openid| {
+            w.userinfo(token, openid).map(Some)
+        }),
+        Scope::Base => with_token(app, &sid, |w, token, openid| {
+            w.check(token, openid).map(|_| None)
+        }),
     };
     match result {
         Ok(fresh) => {
-            if let (Some(user), Some(session)) = (fresh, app.sessions.get_mut(&sid, app.clock.now())) {
+            if let (Some(user), Some(session)) =
+                (fresh, app.sessions.get_mut(&sid, app.clock.now()))
+            {
                 session.unionid = user.unionid.clone().or(session.unionid.take());
                 session.user = Some(user);
             }
@@ -48,7 +54,10 @@ pub fn profile_refresh(app: &mut App, req: &Req) -> Result<Reply, AppError> {
             let cleared = app.cookie(SESSION_COOKIE, "", 0);
             Ok(Reply::redirect(303, &login_url("/profile")).with_cookie(&cleared))
         }
-        Err(error) => Err(AppError::Upstream { error, next: "/profile".into() }),
+        Err(error) => Err(AppError::Upstream {
+            error,
+            next: "/profile".into(),
+        }),
     }
 }
 
@@ -87,12 +96,17 @@ fn refresh(app: &mut App, sid: &str) -> Result<(), WechatError> {
     let session = token_of(app, sid)?;
     if session.tokens.refresh_expires <= now {
         // Our own clock says WeChat would answer 42002; spare the call.
-        return Err(WechatError::Api { errcode: 42002, errmsg: "refresh_token expired".into() });
+        return Err(WechatError::Api {
+            errcode: 42002,
+            errmsg: "refresh_token expired".into(),
+        });
     }
     let (refresh_token, openid) = (session.tokens.refresh_token.clone(), session.openid.clone());
     let grant = app.wechat.refresh(&refresh_token)?;
     if grant.openid != openid {
-        return Err(WechatError::BadAnswer("refresh answer is for another openid".into()));
+        return Err(WechatError::BadAnswer(
+            "refresh answer is for another openid".into(),
+        ));
     }
     if let Some(session) = app.sessions.get_mut(sid, now) {
         let refresh_expires = session.tokens.refresh_expires;
@@ -148,7 +162,10 @@ mod tests {
 
     #[test]
     fn only_https_qlogo_avatars_are_rendered() {
-        assert_eq!(avatar("https://thirdwx.qlogo.cn/mmopen/x/132"), "https://thirdwx.qlogo.cn/mmopen/x/132");
+        assert_eq!(
+            avatar("https://thirdwx.qlogo.cn/mmopen/x/132"),
+            "https://thirdwx.qlogo.cn/mmopen/x/132"
+        );
         for url in [
             "",
             "http://thirdwx.qlogo.cn/x",

@@ -2,7 +2,9 @@
 //! from `--templates DIR` at start), auto-escaped because every name ends in
 //! `.html`, with Strict undefined so a typo fails a test instead of blanking a field.
 
-use minijinja::{escape_formatter, AutoEscape, Environment, Error, Output, State, UndefinedBehavior, Value};
+use minijinja::{
+    escape_formatter, AutoEscape, Environment, Error, Output, State, UndefinedBehavior, Value,
+};
 use std::path::Path;
 
 /// Every template the app renders, embedded in the binary.
@@ -72,7 +74,8 @@ mod tests {
     fn html_is_escaped_but_slashes_are_left_alone() {
         let mut env = Environment::new();
         env.set_formatter(html_formatter);
-        env.add_template("t.html", "<a href=\"{{ url }}\">{{ name }}</a>{{ n }}").unwrap();
+        env.add_template("t.html", "<a href=\"{{ url }}\">{{ name }}</a>{{ n }}")
+            .unwrap();
         let ctx = minijinja::context! { url => "https://x.qlogo.cn/a?b=1&c=2", name => "<script>'\"&", n => 7 };
         let html = render(&env, "t.html", ctx).unwrap();
         assert_eq!(

@@ -30,7 +30,9 @@ pub fn dispatch(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     if let Some(name) = req.path.strip_prefix("/static/") {
         let (content_type, bytes) = assets::find(name).ok_or(AppError::NotFound)?;
         if method != Method::Get {
-            return Err(AppError::MethodNotAllowed { allow: "GET, HEAD".into() });
+            return Err(AppError::MethodNotAllowed {
+                allow: "GET, HEAD".into(),
+            });
         }
         return Ok(Reply::with_body(200, content_type, bytes.to_vec()));
     }
@@ -49,6 +51,8 @@ pub fn dispatch(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     if allowed.is_empty() {
         Err(AppError::NotFound)
     } else {
-        Err(AppError::MethodNotAllowed { allow: allowed.join(", ") })
+        Err(AppError::MethodNotAllowed {
+            allow: allowed.join(", "),
+        })
     }
 }

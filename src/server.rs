@@ -105,7 +105,10 @@ fn serve(server: &tiny_http::Server, service: &mut dyn Service) {
         };
         let status = reply.status;
         if let Err(e) = request.respond(to_response(reply)) {
-            log::debug(&format!("{}: writing the reply failed: {e}", service.name()));
+            log::debug(&format!(
+                "{}: writing the reply failed: {e}",
+                service.name()
+            ));
         }
         log::access(service.name(), method, &path, status, started.elapsed());
     }

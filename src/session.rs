@@ -253,7 +253,9 @@ mod tests {
     #[test]
     fn the_oldest_session_is_evicted_at_the_cap() {
         let mut store = SessionStore::new(100, 3);
-        let ids: Vec<String> = (0..4).map(|i| store.create(session(&format!("o{i}")), 0)).collect();
+        let ids: Vec<String> = (0..4)
+            .map(|i| store.create(session(&format!("o{i}")), 0))
+            .collect();
         assert_eq!(store.len(), 3);
         assert!(store.get(&ids[0], 1).is_none());
         assert!(ids[1..].iter().all(|id| store.get(id, 1).is_some()));
@@ -289,7 +291,11 @@ mod tests {
         let b = logins.begin("b1", "/", 0);
         let c = logins.begin("b1", "/", 0);
         assert_eq!(logins.len(), 2);
-        assert!(logins.get(&a, 1).is_none() && logins.get(&b, 1).is_some() && logins.get(&c, 1).is_some());
+        assert!(
+            logins.get(&a, 1).is_none()
+                && logins.get(&b, 1).is_some()
+                && logins.get(&c, 1).is_some()
+        );
         logins.sweep(LOGIN_TTL);
         assert!(logins.is_empty());
     }
@@ -299,7 +305,10 @@ mod tests {
         let mut logins = LoginStates::new(10);
         let s = logins.begin("b", "/next", 0);
         logins.complete(&s, "sid");
-        assert_eq!(logins.get(&s, 1).and_then(|l| l.session.as_deref()), Some("sid"));
+        assert_eq!(
+            logins.get(&s, 1).and_then(|l| l.session.as_deref()),
+            Some("sid")
+        );
         logins.remove(&s);
         assert!(logins.get(&s, 1).is_none());
     }

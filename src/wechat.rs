@@ -30,12 +30,24 @@ pub enum WechatError {
 impl WechatError {
     /// True for the errcodes that mean "this access_token is no good, refresh it".
     pub fn is_stale_token(&self) -> bool {
-        matches!(self, WechatError::Api { errcode: 42001 | 40001 | 40014, .. })
+        matches!(
+            self,
+            WechatError::Api {
+                errcode: 42001 | 40001 | 40014,
+                ..
+            }
+        )
     }
 
     /// True for the errcodes that mean the refresh_token (or the whole grant) is dead.
     pub fn is_dead_grant(&self) -> bool {
-        matches!(self, WechatError::Api { errcode: 40030 | 42002 | 42007, .. })
+        matches!(
+            self,
+            WechatError::Api {
+                errcode: 40030 | 42002 | 42007,
+                ..
+            }
+        )
     }
 }
 
@@ -58,7 +70,10 @@ impl From<ureq::Error> for WechatError {
         match e {
             ureq::Error::Timeout(_) => WechatError::Timeout,
             ureq::Error::Io(io)
-                if matches!(io.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) =>
+                if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) =>
             {
                 WechatError::Timeout
             }
@@ -111,7 +126,11 @@ pub struct WechatUser {
     pub headimgurl: String,
     #[serde(default, deserialize_with = "lenient_strings")]
     pub privilege: Vec<String>,
-    #[serde(default, deserialize_with = "lenient_option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub unionid: Option<String>,
     /// Fields WeChat may add later, kept as sent.
     #[serde(flatten)]
@@ -222,7 +241,9 @@ impl WechatClient {
         ]);
         let user = WechatUser::from_value(self.get("/sns/userinfo", &query)?)?;
         if user.openid != openid {
-            return Err(WechatError::BadAnswer("userinfo is for another openid".into()));
+            return Err(WechatError::BadAnswer(
+                "userinfo is for another openid".into(),
+            ));
         }
         Ok(user)
     }
@@ -324,7 +345,9 @@ fn grant_from(value: Value) -> Result<Grant, WechatError> {
         is_snapshotuser: matches!(value.get("is_snapshotuser"), Some(v) if v.as_i64() == Some(1) || v.as_str() == Some("1")),
     };
     if grant.access_token.is_empty() || grant.openid.is_empty() {
-        return Err(WechatError::BadAnswer("token answer without access_token or openid".into()));
+        return Err(WechatError::BadAnswer(
+            "token answer without access_token or openid".into(),
+        ));
     }
     Ok(grant)
 }
@@ -376,7 +399,9 @@ mod tests {
             ("WXAUTH_PUBLIC_URL", "https://wx.example.com"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
-        WechatClient::new(&Config::from_raw(&RawConfig::from_env_and_args(env, &[]).unwrap()).unwrap())
+        WechatClient::new(
+            &Config::from_raw(&RawConfig::from_env_and_args(env, &[]).unwrap()).unwrap(),
+        )
     }
 
     #[test]
@@ -409,8 +434,16 @@ mod tests {
         );
         assert_eq!(e.to_string(), "wechat errcode 40029: invalid code");
         assert!(parse_answer(br#"{"errcode":0,"errmsg":"ok"}"#).is_ok());
-        assert!(WechatError::Api { errcode: 42001, errmsg: String::new() }.is_stale_token());
-        assert!(WechatError::Api { errcode: 40030, errmsg: String::new() }.is_dead_grant());
+        assert!(WechatError::Api {
+            errcode: 42001,
+            errmsg: String::new()
+        }
+        .is_stale_token());
+        assert!(WechatError::Api {
+            errcode: 40030,
+            errmsg: String::new()
+        }
+        .is_dead_grant());
     }
 
     #[test]
@@ -432,7 +465,8 @@ mod tests {
         assert_eq!(user.city, "\u{FFFD}\u{FFFD}");
         assert_eq!(user.sex, 2);
         // An escaped control character is valid JSON; it is still removed from the text field.
-        let user = WechatUser::from_value(parse_answer(br#"{"nickname":"x\u0007y"}"#).unwrap()).unwrap();
+        let user =
+            WechatUser::from_value(parse_answer(br#"{"nickname":"x\u0007y"}"#).unwrap()).unwrap();
         assert_eq!(user.nickname, "xy");
     }
 

@@ -1,1 +1,240 @@
-//! placeholder
+//! The WeChat simulator: open.weixin.qq.com (authorize, consent) and
+//! api.weixin.qq.com (sns/*) on one loopback port, plus `/sim/*` controls for
+//! tests and demos. Behaves like WeChat (see WECHAT.md) so that code that
+//! works here works there. Single-threaded; never imported by the app's modules.
+
+mod api;
+mod authorize;
+mod control;
+mod faults;
+mod link;
+mod state;
+mod users;
+
+use crate::clock::Clock;
+use crate::http::{Method, Reply, Req};
+use crate::log;
+use crate::server::{Listener, Running, Service};
+use faults::Faults;
+use minijinja::value::{Serde, Value};
+use minijinja::{context, Environment, UndefinedBehavior};
+use state::Store;
+use std::collections::VecDeque;
+
+/// Who the simulator pretends to be for.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub appid: String,
+    pub secret: String,
+    /// Name of the Official Account shown on the consent page, e.g. "wxauth 演示".
+    pub app_name: String,
+    /// The 网页授权域名: a host name only (no scheme, no port, no path), e.g. "127.0.0.1".
+    pub domain: String,
+}
+
+/// The simulator's state: one instance serves one loop, so no locks.
+pub struct Sim {
+    config: SimConfig,
+    env: Environment<'static>,
+    /// The simulator's own clock; `/sim/control advance=` moves it.
+    clock: Clock,
+    store: Store,
+    faults: Faults,
+    /// API calls per `faults::Endpoint`, failed ones included.
+    calls: [u64; 4],
+    /// Every callback URL that carried a code, oldest first.
+    callbacks: VecDeque<String>,
+    double_callback: bool,
+    snapshot: bool,
+}
+
+/// How many callback URLs `/sim/state` remembers.
+const MAX_CALLBACKS: usize = 100;
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "consent.html",
+        include_str!("../../templates/sim/consent.html"),
+    ),
+    ("error.html", include_str!("../../templates/sim/error.html")),
+    ("index.html", include_str!("../../templates/sim/index.html")),
+];
+
+type Handler = fn(&mut Sim, &Req) -> Reply;
+
+/// Every URL the simulator answers; the only list of them.
+const ROUTES: &[(Method, &str, Handler)] = &[
+    (Method::Get, "/", index),
+    (Method::Get, "/sim", index),
+    (
+        Method::Get,
+        "/connect/oauth2/authorize",
+        authorize::authorize,
+    ),
+    (
+        Method::Post,
+        "/connect/oauth2/authorize/confirm",
+        authorize::confirm,
+    ),
+    (Method::Get, "/sns/oauth2/access_token", api::access_token),
+    (Method::Get, "/sns/oauth2/refresh_token", api::refresh_token),
+    (Method::Get, "/sns/userinfo", api::userinfo),
+    (Method::Get, "/sns/auth", api::auth),
+    (Method::Post, "/sim/control", control::control),
+    (Method::Get, "/sim/state", control::state),
+];
+
+impl Sim {
+    /// A simulator for `config`, with fresh stores and its own clock.
+    pub fn new(config: SimConfig) -> Sim {
+        let mut env = Environment::new();
+        // A typo in a template fails a test instead of rendering a blank.
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .expect("embedded sim templates parse; see the render tests");
+        }
+        Sim {
+            config,
+            env,
+            clock: Clock::new(),
+            store: Store::new(),
+            faults: Faults::default(),
+            calls: [0; 4],
+            callbacks: VecDeque::new(),
+            double_callback: false,
+            snapshot: false,
+        }
+    }
+
+    /// Renders a page; a template error is logged and becomes a plain 500.
+    fn render(&self, name: &str, ctx: Value) -> Reply {
+        match self.env.get_template(name).and_then(|t| t.render(ctx)) {
+            Ok(html) => Reply::html(html).with_header("Cache-Control", "no-store"),
+            Err(e) => {
+                log::error(&format!("sim: rendering {name}: {e:#}"));
+                Reply::text(500, "sim: template error\n")
+            }
+        }
+    }
+
+    /// WeChat's grey error page for the browser side (the authorize link).
+    fn error_page(&self, status: u16, errcode: Option<i64>, message: &str) -> Reply {
+        let ctx = context! {
+            app_name => self.config.app_name.as_str(),
+            errcode => errcode.map(|c| c.to_string()).unwrap_or_default(),
+            message => message,
+        };
+        self.render("error.html", ctx).with_status(status)
+    }
+
+    /// Remembers a callback URL for `/sim/state`, dropping the oldest.
+    fn record_callback(&mut self, url: String) {
+        if self.callbacks.len() >= MAX_CALLBACKS {
+            self.callbacks.pop_front();
+        }
+        self.callbacks.push_back(url);
+    }
+
+    fn not_found(&self, req: &Req) -> Reply {
+        let api = ["/sns/", "/cgi-bin/", "/sim/"]
+            .iter()
+            .any(|p| req.path.starts_with(p));
+        if api {
+            Reply::json(&serde_json::json!({ "error": "not found" })).with_status(404)
+        } else {
+            self.error_page(404, None, "页面不存在")
+        }
+    }
+}
+
+impl Service for Sim {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn handle(&mut self, req: &Req) -> Reply {
+        let mut allowed: Vec<&str> = Vec::new();
+        for (method, path, handler) in ROUTES {
+            if *path != req.path {
+                continue;
+            }
+            if *method == req.method {
+                return handler(self, req);
+            }
+            allowed.push(method.as_str());
+        }
+        if allowed.is_empty() {
+            return self.not_found(req);
+        }
+        Reply::text(405, "method not allowed\n").with_header("Allow", &allowed.join(", "))
+    }
+
+    fn error_reply(&mut self, status: u16) -> Reply {
+        // Plain text: this runs after a panic or a broken size limit, when
+        // the less that can go wrong, the better.
+        Reply::text(status, &format!("sim: error {status}\n"))
+    }
+}
+
+/// Serves the simulator on its own thread (demo mode, tests). Dropping the Running stops it.
+pub fn start(listener: Listener, config: SimConfig) -> Running {
+    listener.spawn(Sim::new(config))
+}
+
+/// `GET /` and `/sim`: what this is, the users, the switches (for demos).
+fn index(sim: &mut Sim, _req: &Req) -> Reply {
+    let users: Vec<_> = users::USERS
+        .iter()
+        .enumerate()
+        .map(|(i, u)| {
+            serde_json::json!({
+                "index": i,
+                "openid": u.openid,
+                "nickname": users::display_nickname(u),
+                "unionid": u.unionid.unwrap_or(""),
+                "note": u.note,
+            })
+        })
+        .collect();
+    let ctx = context! {
+        app_name => sim.config.app_name.as_str(),
+        appid => sim.config.appid.as_str(),
+        domain => sim.config.domain.as_str(),
+        users => Value::from(Serde(users)),
+        state => Value::from(Serde(control::state_json(sim))),
+    };
+    sim.render("index.html", ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) fn sim() -> Sim {
+        Sim::new(SimConfig {
+            appid: "wxSIMAPPID0000001".into(),
+            secret: "simsecret".into(),
+            app_name: "wxauth 演示".into(),
+            domain: "127.0.0.1".into(),
+        })
+    }
+
+    #[test]
+    fn every_template_renders() {
+        let mut s = sim();
+        let page = s.handle(&Req::fake("GET", "/", &[]));
+        assert_eq!(page.status, 200);
+        let page = s.error_page(400, Some(10003), "redirect_uri域名与后台配置不一致");
+        assert!(String::from_utf8_lossy(&page.body).contains("10003"));
+    }
+
+    #[test]
+    fn unknown_paths_are_404_and_wrong_methods_405() {
+        let mut s = sim();
+        assert_eq!(s.handle(&Req::fake("GET", "/nope", &[])).status, 404);
+        assert_eq!(s.handle(&Req::fake("GET", "/sns/nope", &[])).status, 404);
+        let r = s.handle(&Req::fake("GET", "/sim/control", &[]));
+        assert_eq!((r.status, r.header("Allow")), (405, Some("POST")));
+    }
+}

@@ -35,7 +35,11 @@ fn a_code_and_state_carried_to_another_browser_are_refused() {
     // Login CSRF: the attacker's own code+state, opened in the victim's browser.
     let mut other = Browser::new();
     assert_eq!(other.get(&callback).status, 400);
-    assert_eq!(stack.calls("access_token"), 0, "refused with no upstream call");
+    assert_eq!(
+        stack.calls("access_token"),
+        0,
+        "refused with no upstream call"
+    );
     // The browser that began the login still completes it.
     assert_eq!(victim.get(&callback).status, 302);
 }
@@ -67,10 +71,23 @@ fn a_code_used_before_is_wechats_40163() {
     let mut browser = Browser::new();
     let first = callback_url(&stack, &mut browser);
     assert_eq!(browser.get(&first).status, 302);
-    let code = first.split("code=").nth(1).unwrap().split('&').next().unwrap().to_string();
+    let code = first
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
     // A new login in the same browser, answered with the old code.
     let authorize = browser.start_login(&stack, None);
-    let state = authorize.split("state=").nth(1).unwrap().split(['&', '#']).next().unwrap();
+    let state = authorize
+        .split("state=")
+        .nth(1)
+        .unwrap()
+        .split(['&', '#'])
+        .next()
+        .unwrap();
     let page = browser.get(&stack.url(&format!("/callback?code={code}&state={state}")));
     assert_eq!(page.status, 502);
     assert!(page.body.contains("40163"), "{}", page.body);
@@ -107,8 +124,12 @@ fn every_wechat_errcode_is_a_502_page_showing_it() {
         let mut browser = Browser::new();
         let page = browser.login_as(&stack, 0);
         assert_eq!(page.status, 502, "{endpoint} {errcode}");
-        assert!(page.body.contains(&format!("错误码 {errcode}")), "{endpoint} {errcode}: {}", page.body);
-        assert!(browser.jar.get("wxauth_session").is_none());
+        assert!(
+            page.body.contains(&format!("错误码 {errcode}")),
+            "{endpoint} {errcode}: {}",
+            page.body
+        );
+        assert!(!browser.jar.contains_key("wxauth_session"));
         assert!(page.body.contains("重新授权"));
     }
 }
@@ -123,7 +144,11 @@ fn an_upstream_slower_than_the_timeout_is_a_504_and_the_loop_goes_on() {
     let page = browser.login_as(&stack, 0);
     assert_eq!(page.status, 504, "{}", page.body);
     assert!(page.body.contains("超时"));
-    assert_eq!(logged_in.get(&stack.url("/api/me")).status, 200, "existing sessions still work");
+    assert_eq!(
+        logged_in.get(&stack.url("/api/me")).status,
+        200,
+        "existing sessions still work"
+    );
     assert_eq!(browser.get(&stack.url("/healthz")).status, 200);
 }
 
@@ -146,8 +171,11 @@ fn upstream_answers_that_are_not_wechat_json_are_502() {
         let mut browser = Browser::new();
         let page = browser.login_as(&stack, 0);
         assert_eq!(page.status, 502, "{fault}: {}", page.body);
-        assert!(page.body.contains("无法连接微信服务器") || page.body.contains("微信"), "{fault}");
-        assert!(browser.jar.get("wxauth_session").is_none(), "{fault}");
+        assert!(
+            page.body.contains("无法连接微信服务器") || page.body.contains("微信"),
+            "{fault}"
+        );
+        assert!(!browser.jar.contains_key("wxauth_session"), "{fault}");
         assert_eq!(browser.get(&stack.url("/healthz")).status, 200);
     }
 }
@@ -155,7 +183,10 @@ fn upstream_answers_that_are_not_wechat_json_are_502() {
 #[test]
 fn an_unreachable_upstream_is_a_502() {
     // A port that was free a moment ago: nothing listens there.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let api = format!("http://{closed}");
     let stack = start_real(&[("WXAUTH_API_BASE", &api)]);
     let mut browser = Browser::new();
@@ -175,5 +206,8 @@ fn real_mode_runs_the_same_flow_against_a_separate_simulator() {
     assert_eq!(me.status, 200);
     assert!(me.body.contains("熊猫🐼小明"));
     let home = browser.get(&stack.url("/"));
-    assert!(!home.body.contains("演示模式"), "no demo badge in real mode");
+    assert!(
+        !home.body.contains("演示模式"),
+        "no demo badge in real mode"
+    );
 }

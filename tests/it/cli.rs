@@ -32,14 +32,34 @@ fn stdout(out: &Output) -> String {
 fn invalid_configuration_exits_2_with_one_line_per_problem() {
     let out = run(
         &["check-config"],
-        &[("WXAUTH_APPID", "wx123"), ("WXAUTH_SCOPE", "bogus"), ("WXAUTH_LANG", "fr")],
+        &[
+            ("WXAUTH_APPID", "wx123"),
+            ("WXAUTH_SCOPE", "bogus"),
+            ("WXAUTH_LANG", "fr"),
+        ],
     );
     assert_eq!(out.status.code(), Some(2));
     let lines: Vec<String> = stderr(&out).lines().map(String::from).collect();
-    assert!(lines.iter().any(|l| l.starts_with("wxauth: WXAUTH_SECRET:")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("wxauth: WXAUTH_PUBLIC_URL:")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("wxauth: WXAUTH_SCOPE:")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("wxauth: WXAUTH_LANG:")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("wxauth: WXAUTH_SECRET:")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("wxauth: WXAUTH_PUBLIC_URL:")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("wxauth: WXAUTH_SCOPE:")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("wxauth: WXAUTH_LANG:")),
+        "{lines:?}"
+    );
     // serve refuses the same way, before binding anything.
     let out = run(&[], &[("WXAUTH_SECRET", "s")]);
     assert_eq!(out.status.code(), Some(2));
@@ -65,8 +85,14 @@ fn check_config_prints_the_effective_configuration_with_the_secret_masked() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("mode                = real WeChat"), "{text}");
-    assert!(text.contains("redirect_uri        = https://wx.example.com/callback"), "{text}");
-    assert!(text.contains("WXAUTH_SCOPE        = snsapi_base"), "the flag overrides: {text}");
+    assert!(
+        text.contains("redirect_uri        = https://wx.example.com/callback"),
+        "{text}"
+    );
+    assert!(
+        text.contains("WXAUTH_SCOPE        = snsapi_base"),
+        "the flag overrides: {text}"
+    );
     assert!(text.contains("WXAUTH_SECRET       = ****"));
     assert!(!text.contains("file-secret-123"));
     std::fs::remove_dir_all(&dir).ok();
@@ -77,12 +103,24 @@ fn help_and_version() {
     let out = run(&["--help"], &[]);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
-    for word in ["serve", "sim", "check-config", "WXAUTH_PUBLIC_URL", "--listen"] {
+    for word in [
+        "serve",
+        "sim",
+        "check-config",
+        "WXAUTH_PUBLIC_URL",
+        "--listen",
+    ] {
         assert!(text.contains(word), "{word} in --help");
     }
-    assert!(text.lines().all(|l| l.chars().count() <= 80), "help fits 80 columns");
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 80),
+        "help fits 80 columns"
+    );
     let out = run(&["--version"], &[]);
-    assert_eq!(stdout(&out).trim(), format!("wxauth {}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("wxauth {}", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 /// Kills the child when the test ends, however it ends.
@@ -124,7 +162,10 @@ fn demo_mode_prints_both_urls_and_a_browser_can_log_in() {
         let line = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("demo mode prints the app and simulator URLs within 10 s");
-        let url = line.split_whitespace().find(|w| w.starts_with("http://")).map(String::from);
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .map(String::from);
         if line.trim_start().starts_with("app:") {
             app = url;
         } else if line.trim_start().starts_with("simulator:") {
@@ -135,7 +176,9 @@ fn demo_mode_prints_both_urls_and_a_browser_can_log_in() {
     let mut browser = Browser::new();
     assert_eq!(browser.get(&format!("{app}/healthz")).status, 200);
     let login = browser.get(&format!("{app}/login"));
-    assert!(login.location().starts_with(&format!("{sim}/connect/oauth2/authorize?")));
+    assert!(login
+        .location()
+        .starts_with(&format!("{sim}/connect/oauth2/authorize?")));
     let callback = browser.consent(login.location(), 0, true);
     assert_eq!(browser.get(&callback).status, 302);
     let profile = browser.get(&format!("{app}/profile"));

@@ -6,5 +6,5 @@ mod cli;
 mod flow;
 mod pages;
 mod security;
-// mod sim; (added when tests/it/sim.rs lands)
+mod sim;
 mod support;

@@ -10,9 +10,16 @@ fn a_guest_sees_the_login_link() {
     let mut browser = Browser::new();
     let home = browser.get(&stack.url("/"));
     assert_eq!(home.status, 200);
-    assert!(home.header("content-type").unwrap().starts_with("text/html"));
+    assert!(home
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
     assert!(home.body.contains("游客"));
-    assert!(home.body.contains("href=\"&#x2f;login\"") || home.body.contains("href=\"/login\""), "{}", home.body);
+    assert!(
+        home.body.contains("href=\"&#x2f;login\"") || home.body.contains("href=\"/login\""),
+        "{}",
+        home.body
+    );
     assert!(home.body.contains("<html lang=\"zh-CN\">"));
     assert!(home.body.contains("演示模式"), "demo mode says so");
 }
@@ -29,7 +36,10 @@ fn profile_and_refresh_send_a_guest_to_login() {
     let me = browser.get(&stack.url("/api/me"));
     assert_eq!(me.status, 401);
     assert_eq!(me.body, r#"{"error":"unauthenticated"}"#);
-    assert!(me.header("content-type").unwrap().starts_with("application/json"));
+    assert!(me
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/json"));
 }
 
 #[test]
@@ -43,7 +53,10 @@ fn api_me_returns_wechats_fields_with_an_https_avatar() {
     let me: serde_json::Value = serde_json::from_str(&me.body).unwrap();
     assert_eq!(me["nickname"], "熊猫🐼小明");
     assert_eq!(me["sex"], 1);
-    assert!(me["headimgurl"].as_str().unwrap().starts_with("https://thirdwx.qlogo.cn/"));
+    assert!(me["headimgurl"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://thirdwx.qlogo.cn/"));
     assert!(me["openid"].as_str().unwrap().starts_with('o'));
     assert!(me["unionid"].is_string());
     assert!(me["privilege"].is_array());
@@ -60,15 +73,23 @@ fn an_html_nickname_arrives_escaped() {
     for path in ["/", "/profile"] {
         let page = browser.get(&stack.url(path));
         assert_eq!(page.status, 200);
-        assert!(!page.body.contains("<script>alert"), "{path}: {}", page.body);
+        assert!(
+            !page.body.contains("<script>alert"),
+            "{path}: {}",
+            page.body
+        );
         assert!(page.body.contains("&lt;script&gt;alert"), "{path}");
         assert!(!page.body.contains("<b>粗</b>"));
     }
     let profile = browser.get(&stack.url("/profile"));
     assert!(profile.body.contains("女"), "sex sent as the string \"2\"");
-    let me: serde_json::Value = serde_json::from_str(&browser.get(&stack.url("/api/me")).body).unwrap();
+    let me: serde_json::Value =
+        serde_json::from_str(&browser.get(&stack.url("/api/me")).body).unwrap();
     assert_eq!(me["sex"], 2);
-    assert!(me["nickname"].as_str().unwrap().starts_with("<script>"), "JSON keeps the text as sent");
+    assert!(
+        me["nickname"].as_str().unwrap().starts_with("<script>"),
+        "JSON keeps the text as sent"
+    );
 }
 
 #[test]
@@ -76,13 +97,21 @@ fn a_nickname_with_raw_control_characters_is_repaired_the_same_everywhere() {
     let stack = start();
     let mut browser = Browser::new();
     let done = browser.login_as(&stack, 2);
-    assert_eq!(done.status, 302, "broken JSON from WeChat still logs in: {}", done.body);
-    let me: serde_json::Value = serde_json::from_str(&browser.get(&stack.url("/api/me")).body).unwrap();
+    assert_eq!(
+        done.status, 302,
+        "broken JSON from WeChat still logs in: {}",
+        done.body
+    );
+    let me: serde_json::Value =
+        serde_json::from_str(&browser.get(&stack.url("/api/me")).body).unwrap();
     let nickname = me["nickname"].as_str().unwrap().to_string();
     assert!(!nickname.is_empty());
     assert!(!nickname.chars().any(char::is_control), "{nickname:?}");
     let profile = browser.get(&stack.url("/profile"));
-    assert!(profile.body.contains(&nickname), "page and /api/me agree on {nickname:?}");
+    assert!(
+        profile.body.contains(&nickname),
+        "page and /api/me agree on {nickname:?}"
+    );
 }
 
 #[test]
@@ -93,9 +122,14 @@ fn a_post_2021_profile_shows_dashes_for_empty_fields() {
     let profile = browser.get(&stack.url("/profile"));
     assert_eq!(profile.status, 200);
     assert!(profile.body.contains("未知"), "sex 0");
-    assert!(profile.body.matches('—').count() >= 5, "province, city, country, privilege, unionid: {}", profile.body);
+    assert!(
+        profile.body.matches('—').count() >= 5,
+        "province, city, country, privilege, unionid: {}",
+        profile.body
+    );
     assert!(profile.body.contains("avatar.svg"), "placeholder avatar");
-    let me: serde_json::Value = serde_json::from_str(&browser.get(&stack.url("/api/me")).body).unwrap();
+    let me: serde_json::Value =
+        serde_json::from_str(&browser.get(&stack.url("/api/me")).body).unwrap();
     assert!(me.get("unionid").is_none());
     assert_eq!(me["sex"], 0);
 }
@@ -119,7 +153,12 @@ fn static_assets_have_their_content_types_and_nothing_else_is_served() {
     ] {
         let resp = browser.get(&stack.url(path));
         assert_eq!(resp.status, 200, "{path}");
-        assert!(resp.header("content-type").unwrap().starts_with(content_type), "{path}");
+        assert!(
+            resp.header("content-type")
+                .unwrap()
+                .starts_with(content_type),
+            "{path}"
+        );
         assert!(!resp.body.is_empty());
     }
     for path in [
@@ -153,7 +192,10 @@ fn unknown_paths_are_a_404_page_and_wrong_methods_a_405_with_allow() {
             _ => browser.get(&stack.url(path)),
         };
         assert_eq!(resp.status, 405, "{path}");
-        assert!(resp.header("allow").unwrap().contains(method.as_str()), "{path}");
+        assert!(
+            resp.header("allow").unwrap().contains(method.as_str()),
+            "{path}"
+        );
     }
 }
 
@@ -163,8 +205,21 @@ fn every_reply_carries_the_security_headers() {
     let mut browser = Browser::new();
     for path in ["/", "/healthz", "/nope", "/login", "/static/style.css"] {
         let resp = browser.get(&stack.url(path));
-        assert!(resp.header("content-security-policy").unwrap().contains("frame-ancestors 'none'"), "{path}");
-        assert_eq!(resp.header("x-content-type-options"), Some("nosniff"), "{path}");
-        assert_eq!(resp.header("referrer-policy"), Some("no-referrer"), "{path}");
+        assert!(
+            resp.header("content-security-policy")
+                .unwrap()
+                .contains("frame-ancestors 'none'"),
+            "{path}"
+        );
+        assert_eq!(
+            resp.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
+        assert_eq!(
+            resp.header("referrer-policy"),
+            Some("no-referrer"),
+            "{path}"
+        );
     }
 }

@@ -20,10 +20,17 @@ fn no_secret_or_token_reaches_the_browser_in_any_flow() {
         stack.control(&[("fault", "userinfo:errcode:40014")]);
         browser.post(&stack.url("/profile/refresh"), &[]);
         browser.post(&stack.url("/logout"), &[]);
-        assert!(!browser.seen.contains(&stack.secret), "the appsecret leaked");
+        assert!(
+            !browser.seen.contains(&stack.secret),
+            "the appsecret leaked"
+        );
         // The simulator's tokens carry recognisable prefixes.
-        for prefix in ["ACCESS_", "REFRESH_", "access_token", "refresh_token"] {
-            assert!(!browser.seen.contains(prefix), "{prefix} leaked: {}", browser.seen);
+        for prefix in ["simAT_", "simRT_", "access_token", "refresh_token"] {
+            assert!(
+                !browser.seen.contains(prefix),
+                "{prefix} leaked: {}",
+                browser.seen
+            );
         }
     }
 }
@@ -34,11 +41,19 @@ fn a_spoofed_host_header_changes_nothing_in_the_authorize_redirect() {
     let mut browser = Browser::new();
     let resp = browser.get_with(
         &stack.url("/login"),
-        &[("Host", "evil.example"), ("X-Forwarded-Host", "evil.example")],
+        &[
+            ("Host", "evil.example"),
+            ("X-Forwarded-Host", "evil.example"),
+        ],
     );
     assert_eq!(resp.status, 302);
     let expected = wxauth::http::encode_component(&format!("{}/callback", stack.app_url));
-    assert!(resp.location().contains(&format!("redirect_uri={expected}&")), "{}", resp.location());
+    assert!(
+        resp.location()
+            .contains(&format!("redirect_uri={expected}&")),
+        "{}",
+        resp.location()
+    );
     assert!(!resp.location().contains("evil"));
 }
 
@@ -49,11 +64,20 @@ fn the_state_is_fresh_random_base62_every_time() {
     let states: Vec<String> = (0..20)
         .map(|_| {
             let url = browser.start_login(&stack, None);
-            url.split("&state=").nth(1).unwrap().split(['&', '#']).next().unwrap().to_string()
+            url.split("&state=")
+                .nth(1)
+                .unwrap()
+                .split(['&', '#'])
+                .next()
+                .unwrap()
+                .to_string()
         })
         .collect();
     for s in &states {
-        assert!(s.len() >= 22 && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric()), "{s}");
+        assert!(
+            s.len() >= 22 && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "{s}"
+        );
     }
     let mut unique = states.clone();
     unique.sort();
@@ -65,11 +89,20 @@ fn the_state_is_fresh_random_base62_every_time() {
 fn a_session_cookie_planted_before_login_is_not_kept() {
     let stack = start();
     let mut browser = Browser::new();
-    browser.jar.insert("wxauth_session".into(), "AttackerChosenId0123456789abcdef".into());
+    browser.jar.insert(
+        "wxauth_session".into(),
+        "AttackerChosenId0123456789abcdef".into(),
+    );
     browser.login_as(&stack, 0);
-    assert_ne!(browser.jar["wxauth_session"], "AttackerChosenId0123456789abcdef");
+    assert_ne!(
+        browser.jar["wxauth_session"],
+        "AttackerChosenId0123456789abcdef"
+    );
     let mut attacker = Browser::new();
-    attacker.jar.insert("wxauth_session".into(), "AttackerChosenId0123456789abcdef".into());
+    attacker.jar.insert(
+        "wxauth_session".into(),
+        "AttackerChosenId0123456789abcdef".into(),
+    );
     assert_eq!(attacker.get(&stack.url("/api/me")).status, 401);
 }
 
@@ -77,30 +110,49 @@ fn a_session_cookie_planted_before_login_is_not_kept() {
 fn cookies_are_secure_when_the_public_url_is_https() {
     let stack = start_real(&[("WXAUTH_PUBLIC_URL", "https://wx.example.com")]);
     let resp = Browser::new().get(&stack.url("/login"));
-    assert!(resp.header("set-cookie").unwrap().contains("; Secure"), "{:?}", resp.headers);
-    assert!(resp.location().contains("redirect_uri=https%3A%2F%2Fwx.example.com%2Fcallback&"));
+    assert!(
+        resp.header("set-cookie").unwrap().contains("; Secure"),
+        "{:?}",
+        resp.headers
+    );
+    assert!(resp
+        .location()
+        .contains("redirect_uri=https%3A%2F%2Fwx.example.com%2Fcallback&"));
 }
 
 /// Sends raw bytes and returns the status line (or "" when the server just closed).
 fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    stream.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let _ = stream.write_all(request);
     let mut answer = Vec::new();
     let _ = stream.take(64 * 1024).read_to_end(&mut answer);
-    String::from_utf8_lossy(&answer).lines().next().unwrap_or("").to_string()
+    String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 #[test]
 fn requests_over_the_limits_are_refused() {
     let stack = start();
     let addr = stack.app.addr;
-    let long_url = format!("GET /?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", "a".repeat(9000));
+    let long_url = format!(
+        "GET /?{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        "a".repeat(9000)
+    );
     assert!(raw(addr, long_url.as_bytes()).contains("414"));
     let big_headers = format!(
         "GET / HTTP/1.1\r\nHost: x\r\n{}Connection: close\r\n\r\n",
-        (0..40).map(|i| format!("X-Pad-{i}: {}\r\n", "b".repeat(500))).collect::<String>()
+        (0..40)
+            .map(|i| format!("X-Pad-{i}: {}\r\n", "b".repeat(500)))
+            .collect::<String>()
     );
     assert!(raw(addr, big_headers.as_bytes()).contains("431"));
     let big_body = format!(
@@ -127,6 +179,9 @@ fn garbage_and_bad_encodings_never_break_the_server() {
     let mut browser = Browser::new();
     let resp = browser.get(&stack.url("/login?next=%0d%0aSet-Cookie:%20x=1"));
     assert_eq!(resp.status, 302);
-    assert!(resp.headers.iter().all(|(n, v)| !(n == "set-cookie" && v.starts_with("x="))));
+    assert!(resp
+        .headers
+        .iter()
+        .all(|(n, v)| !(n == "set-cookie" && v.starts_with("x="))));
     assert_eq!(browser.get(&stack.url("/healthz")).status, 200);
 }

@@ -114,7 +114,9 @@ impl Stack {
 
     /// How often the simulator's `endpoint` was called (access_token, userinfo, …).
     pub fn calls(&self, endpoint: &str) -> i64 {
-        self.sim_state()["calls"][endpoint].as_i64().expect("a call counter")
+        self.sim_state()["calls"][endpoint]
+            .as_i64()
+            .expect("a call counter")
     }
 }
 
@@ -143,7 +145,11 @@ impl Resp {
 
     /// Everything a browser would see, for leak checks.
     pub fn everything(&self) -> String {
-        let headers: Vec<String> = self.headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {v}"))
+            .collect();
         format!("{}\n{}", headers.join("\n"), self.body)
     }
 }
@@ -182,7 +188,11 @@ impl Browser {
     }
 
     fn cookie_header(&self) -> String {
-        self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// GET `url` (a fragment is dropped, as a browser does).
@@ -221,7 +231,12 @@ impl Browser {
         let headers: Vec<(String, String)> = resp
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         for (_, value) in headers.iter().filter(|(n, _)| n == "set-cookie") {
             let pair = value.split(';').next().unwrap_or("");
@@ -239,7 +254,11 @@ impl Browser {
             .limit(20 * 1024 * 1024)
             .read_to_string()
             .unwrap_or_default();
-        let resp = Resp { status, headers, body };
+        let resp = Resp {
+            status,
+            headers,
+            body,
+        };
         self.seen.push_str(&resp.everything());
         resp
     }
@@ -264,9 +283,21 @@ impl Browser {
             return page.location().to_string();
         }
         assert_eq!(page.status, 200, "consent page: {}", page.body);
-        let query = authorize_url.split('#').next().unwrap().split_once('?').unwrap().1;
+        let query = authorize_url
+            .split('#')
+            .next()
+            .unwrap()
+            .split_once('?')
+            .unwrap()
+            .1;
         let params = wxauth::http::parse_query(query);
-        let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str()).unwrap_or("");
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("")
+        };
         let base = authorize_url.split("/connect/").next().unwrap();
         let user = user.to_string();
         let form = [
@@ -279,7 +310,12 @@ impl Browser {
             ("action", if allow { "allow" } else { "deny" }),
         ];
         let resp = self.post(&format!("{base}/connect/oauth2/authorize/confirm"), &form);
-        assert!(matches!(resp.status, 302 | 303), "confirm: {} {}", resp.status, resp.body);
+        assert!(
+            matches!(resp.status, 302 | 303),
+            "confirm: {} {}",
+            resp.status,
+            resp.body
+        );
         resp.location().to_string()
     }
 
