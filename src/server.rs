@@ -8,7 +8,7 @@ use crate::log;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -27,6 +27,12 @@ pub trait Service {
     fn handle(&mut self, req: &Req) -> Reply;
     /// The answer when `handle` panicked or a request broke a limit (status 4xx/5xx).
     fn error_reply(&mut self, status: u16) -> Reply;
+    /// Whether POST bodies are read for this service. Reading happens on the
+    /// loop's thread, so a client that announces a body and then stalls would
+    /// hold everyone up; a service that needs no body should not read one.
+    fn reads_body(&self) -> bool {
+        false
+    }
 }
 
 /// A bound listener, not yet serving.
@@ -89,11 +95,13 @@ impl Drop for Running {
 }
 
 fn serve(server: &tiny_http::Server, service: &mut dyn Service) {
+    let reaper = Reaper::start(service.name());
     for mut request in server.incoming_requests() {
         let started = Instant::now();
         let method = Method::parse(request.method().as_str());
         let path = request.url().split('?').next().unwrap_or("").to_string();
-        let reply = match read_request(&mut request, method) {
+        let (read, body_done) = read_request(&mut request, method, service.reads_body());
+        let reply = match read {
             Ok(req) => match catch_unwind(AssertUnwindSafe(|| service.handle(&req))) {
                 Ok(reply) => reply,
                 Err(_) => {
@@ -104,21 +112,67 @@ fn serve(server: &tiny_http::Server, service: &mut dyn Service) {
             Err(status) => service.error_reply(status),
         };
         let status = reply.status;
-        if let Err(e) = request.respond(to_response(reply)) {
-            log::debug(&format!(
-                "{}: writing the reply failed: {e}",
-                service.name()
-            ));
+        if body_done {
+            if let Err(e) = request.respond(to_response(reply)) {
+                log::debug(&format!(
+                    "{}: writing the reply failed: {e}",
+                    service.name()
+                ));
+            }
+        } else {
+            reaper.respond(request, to_response(reply));
         }
         log::access(service.name(), method, &path, status, started.elapsed());
     }
 }
 
+/// Answers requests whose body was left unread, on a thread of its own.
+/// Responding drops tiny_http's body reader, which drains the rest of the
+/// body (at most 64 KiB: vendor/tiny_http/PATCHES.md) and would block the
+/// loop on a client that announced a body and stalled.
+struct Reaper(Option<mpsc::Sender<(tiny_http::Request, Response)>>);
+
+type Response = tiny_http::Response<io::Cursor<Vec<u8>>>;
+
+impl Reaper {
+    fn start(name: &str) -> Reaper {
+        let (tx, rx) = mpsc::channel::<(tiny_http::Request, Response)>();
+        let spawned = std::thread::Builder::new()
+            .name(format!("{name}-reaper"))
+            .spawn(move || {
+                for (request, response) in rx {
+                    let _ = request.respond(response);
+                }
+            });
+        Reaper(spawned.ok().map(|_| tx))
+    }
+
+    fn respond(&self, request: tiny_http::Request, response: Response) {
+        match &self.0 {
+            Some(tx) => {
+                let _ = tx.send((request, response));
+            }
+            // No thread could be had: answer here rather than not at all.
+            None => {
+                let _ = request.respond(response);
+            }
+        }
+    }
+}
+
 /// Reads the request within the limits; a broken limit is the error status.
-fn read_request(request: &mut tiny_http::Request, method: Method) -> Result<Req, u16> {
+/// Also says whether nothing of the body is left unread on the socket
+/// (tiny_http itself reads bodies of up to 1 KiB before handing a request over).
+fn read_request(
+    request: &mut tiny_http::Request,
+    method: Method,
+    read_body: bool,
+) -> (Result<Req, u16>, bool) {
+    let declared = request.body_length().unwrap_or(0);
+    let mut body_done = declared <= 1024;
     let url = request.url().to_string();
     if url.len() > MAX_URL {
-        return Err(414);
+        return (Err(414), body_done);
     }
     let header_bytes: usize = request
         .headers()
@@ -126,10 +180,10 @@ fn read_request(request: &mut tiny_http::Request, method: Method) -> Result<Req,
         .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
         .sum();
     if header_bytes > MAX_HEADERS {
-        return Err(431);
+        return (Err(431), body_done);
     }
-    if request.body_length().is_some_and(|n| n > MAX_BODY) {
-        return Err(413);
+    if declared > MAX_BODY {
+        return (Err(413), body_done);
     }
     let headers: Vec<(String, String)> = request
         .headers()
@@ -142,22 +196,25 @@ fn read_request(request: &mut tiny_http::Request, method: Method) -> Result<Req,
         })
         .collect();
     let mut body = Vec::new();
-    if matches!(method, Method::Post | Method::Put | Method::Patch) {
-        request
+    if read_body && matches!(method, Method::Post | Method::Put | Method::Patch) {
+        let read = request
             .as_reader()
             .take(MAX_BODY as u64 + 1)
-            .read_to_end(&mut body)
-            .map_err(|_| 400u16)?;
-        if body.len() > MAX_BODY {
-            return Err(413);
+            .read_to_end(&mut body);
+        if read.is_err() {
+            return (Err(400), body_done);
         }
+        if body.len() > MAX_BODY {
+            return (Err(413), body_done);
+        }
+        body_done = true;
     }
     let mut req = Req::new(method, &url, headers, body);
     req.peer = request.remote_addr().copied();
-    Ok(req)
+    (Ok(req), body_done)
 }
 
-fn to_response(reply: Reply) -> tiny_http::Response<io::Cursor<Vec<u8>>> {
+fn to_response(reply: Reply) -> Response {
     let mut response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);
     for (name, value) in &reply.headers {
         // A value with CR or LF would split the header: tiny_http writes it raw.

@@ -185,3 +185,63 @@ fn garbage_and_bad_encodings_never_break_the_server() {
         .all(|(n, v)| !(n == "set-cookie" && v.starts_with("x="))));
     assert_eq!(browser.get(&stack.url("/healthz")).status, 200);
 }
+
+#[test]
+fn a_client_that_announces_a_body_and_stalls_does_not_hold_up_others() {
+    let stack = start();
+    // tiny_http reads a body of up to 1 KiB on the connection's own thread
+    // before handing the request over; a larger one is read lazily, by us.
+    let mut small = TcpStream::connect(stack.app.addr).unwrap();
+    small
+        .write_all(b"POST /logout HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nabc")
+        .unwrap();
+    let mut large = TcpStream::connect(stack.app.addr).unwrap();
+    large
+        .write_all(b"POST /logout HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\nabc")
+        .unwrap();
+    // The app reads no body, so the large one is answered at once...
+    large
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut status = [0u8; 12];
+    large.read_exact(&mut status).unwrap();
+    assert_eq!(&status, b"HTTP/1.1 303");
+    // ...and everyone else is served while both stall.
+    let mut browser = Browser::new();
+    assert_eq!(browser.get(&stack.url("/healthz")).status, 200);
+    browser.login_as(&stack, 0);
+    assert_eq!(browser.get(&stack.url("/api/me")).status, 200);
+    drop((small, large));
+}
+
+#[test]
+fn a_huge_declared_body_does_not_crash_the_server() {
+    let stack = start();
+    for length in ["100000000000", "18446744073709551615", "70000"] {
+        let request =
+            format!("POST /logout HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\nabc");
+        assert!(
+            raw_until_closed(stack.app.addr, request.as_bytes()).contains("413"),
+            "{length}"
+        );
+    }
+    let mut browser = Browser::new();
+    assert_eq!(browser.get(&stack.url("/healthz")).status, 200);
+}
+
+/// Sends raw bytes, reads the status line, then closes from our side (the
+/// server may still wait for the body it was promised).
+fn raw_until_closed(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut status = [0u8; 12];
+    let line = match stream.read_exact(&mut status) {
+        Ok(()) => String::from_utf8_lossy(&status).into_owned(),
+        Err(e) => format!("no answer: {e}"),
+    };
+    drop(stream);
+    line
+}
