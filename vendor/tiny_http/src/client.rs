@@ -12,6 +12,11 @@ use crate::util::RefinedTcpStream;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
 
+/// wxauth patch: the longest request line or header line read, in bytes.
+const MAX_HEADER_LINE: usize = 16 * 1024;
+/// wxauth patch: the most header lines read for one request.
+const MAX_HEADER_COUNT: usize = 100;
+
 /// A ClientConnection is an object that will store a socket to a client
 /// and return Request objects.
 pub struct ClientConnection {
@@ -98,6 +103,13 @@ impl ClientConnection {
             prev_byte_was_cr = byte == b'\r';
 
             buf.push(byte);
+
+            // wxauth patch: the published version grew this buffer without
+            // bound, so a client sending bytes with no newline could exhaust
+            // memory. A longer line closes the connection.
+            if buf.len() > MAX_HEADER_LINE {
+                return Err(IoError::new(ErrorKind::InvalidData, "header line too long"));
+            }
         }
     }
 
@@ -123,6 +135,10 @@ impl ClientConnection {
                     if line.is_empty() {
                         break;
                     };
+                    // wxauth patch: a bounded number of header lines.
+                    if headers.len() >= MAX_HEADER_COUNT {
+                        return Err(ReadError::WrongHeader(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
