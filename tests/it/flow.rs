@@ -281,3 +281,64 @@ fn a_second_login_replaces_the_session_id() {
         "the replaced session is gone"
     );
 }
+
+#[test]
+fn a_stale_token_answer_refreshes_and_retries_once() {
+    for errcode in ["42001", "40001", "40014"] {
+        let stack = start();
+        let mut browser = Browser::new();
+        browser.login_as(&stack, 0);
+        stack.control(&[("fault", &format!("userinfo:errcode:{errcode}"))]);
+        let resp = browser.post(&stack.url("/profile/refresh"), &[]);
+        assert_eq!(resp.status, 303, "{errcode}: {}", resp.body);
+        assert_eq!(resp.location(), "/profile");
+        assert_eq!(stack.calls("refresh_token"), 1, "{errcode}");
+        assert_eq!(
+            stack.calls("userinfo"),
+            3,
+            "{errcode}: login, the failed call, one retry"
+        );
+    }
+}
+
+#[test]
+fn a_refused_refresh_ends_the_session() {
+    for errcode in ["40030", "42002"] {
+        let stack = start();
+        let mut browser = Browser::new();
+        browser.login_as(&stack, 0);
+        stack.control(&[("fault", "userinfo:errcode:42001")]);
+        stack.control(&[("fault", &format!("refresh_token:errcode:{errcode}"))]);
+        let resp = browser.post(&stack.url("/profile/refresh"), &[]);
+        assert_eq!(resp.status, 303, "{errcode}");
+        assert_eq!(resp.location(), "/login?next=%2Fprofile");
+        assert_eq!(browser.get(&stack.url("/api/me")).status, 401, "{errcode}");
+    }
+}
+
+#[test]
+fn a_session_ends_after_its_ttl() {
+    let stack = start_with(&[("WXAUTH_SESSION_TTL", "600")]);
+    let mut browser = Browser::new();
+    browser.login_as(&stack, 0);
+    assert!(browser.jar.contains_key("wxauth_session"));
+    stack.app.clock.advance(599);
+    assert_eq!(browser.get(&stack.url("/api/me")).status, 200);
+    stack.app.clock.advance(2);
+    assert_eq!(browser.get(&stack.url("/api/me")).status, 401);
+    assert_eq!(browser.get(&stack.url("/profile")).status, 302);
+}
+
+#[test]
+fn the_oldest_session_is_evicted_past_the_cap() {
+    let stack = start_with(&[("WXAUTH_MAX_SESSIONS", "2")]);
+    let mut browsers: Vec<Browser> = (0..3).map(|_| Browser::new()).collect();
+    for browser in browsers.iter_mut() {
+        browser.login_as(&stack, 0);
+    }
+    let statuses: Vec<u16> = browsers
+        .iter_mut()
+        .map(|b| b.get(&stack.url("/api/me")).status)
+        .collect();
+    assert_eq!(statuses, [401, 200, 200]);
+}
