@@ -9,7 +9,7 @@ use crate::http::{Cookie, Reply, Req};
 use crate::server::{Listener, Running, Service};
 use crate::session::{LoginStates, Session, SessionStore};
 use crate::wechat::{WechatClient, WechatError};
-use crate::{log, render, routes};
+use crate::{log, persist, render, routes};
 use minijinja::Environment;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -33,9 +33,11 @@ pub struct App {
 }
 
 impl App {
-    /// Builds the app; fails only on a broken template override.
+    /// Builds the app and restores saved sessions; fails only on a broken
+    /// template override. A bad session file is reported and skipped: the
+    /// server always starts.
     pub fn new(config: Config, clock: Clock) -> Result<App, String> {
-        Ok(App {
+        let mut app = App {
             sessions: SessionStore::new(config.session_ttl, config.max_sessions),
             logins: LoginStates::new(MAX_LOGINS),
             wechat: WechatClient::new(&config),
@@ -43,7 +45,27 @@ impl App {
             clock,
             next_sweep: 0,
             config,
-        })
+        };
+        if let Some(path) = app.config.session_file.clone() {
+            let now = app.clock.now();
+            match persist::load(&path, &mut app.sessions, &mut app.logins, now) {
+                Ok(n) => log::info(&format!("restored {n} sessions from {}", path.display())),
+                Err(e) => log::error(&format!("session file: {e}; starting with no sessions")),
+            }
+        }
+        Ok(app)
+    }
+
+    /// Writes the sessions to WXAUTH_SESSION_FILE, if one is configured.
+    /// Called once, after the loop has stopped.
+    pub fn save_sessions(&self) {
+        let Some(path) = &self.config.session_file else {
+            return;
+        };
+        match persist::save(path, &self.sessions, &self.logins) {
+            Ok(n) => log::info(&format!("saved {n} sessions to {}", path.display())),
+            Err(e) => log::error(&format!("cannot save sessions to {}: {e}", path.display())),
+        }
     }
 
     /// Renders a page; `ctx` is a JSON object to which `demo` and `sim_url` are added.

@@ -147,11 +147,13 @@ impl fmt::Display for Secret {
 pub struct ConfigError(pub Vec<String>);
 
 /// Which OAuth scope the login asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Scope {
     /// Silent: only the openid.
+    #[serde(rename = "snsapi_base")]
     Base,
     /// Consent page; the profile comes from sns/userinfo.
+    #[serde(rename = "snsapi_userinfo")]
     Userinfo,
 }
 
@@ -242,6 +244,8 @@ pub struct Config {
     pub api_base: String,
     pub session_ttl: u64,
     pub max_sessions: usize,
+    /// Where sessions are saved at shutdown and loaded at start; None keeps them in memory only.
+    pub session_file: Option<PathBuf>,
     pub demo: bool,
     pub sim_listen: SocketAddr,
     pub templates: Option<PathBuf>,
@@ -342,6 +346,7 @@ impl Config {
             api_base,
             session_ttl,
             max_sessions,
+            session_file: raw.get("WXAUTH_SESSION_FILE").map(PathBuf::from),
             demo,
             sim_listen,
             templates: raw.get("WXAUTH_TEMPLATES").map(PathBuf::from),
@@ -398,6 +403,12 @@ impl fmt::Display for Config {
         writeln!(f, "WXAUTH_API_BASE     = {}", self.api_base)?;
         writeln!(f, "WXAUTH_SESSION_TTL  = {}", self.session_ttl)?;
         writeln!(f, "WXAUTH_MAX_SESSIONS = {}", self.max_sessions)?;
+        let file = self.session_file.as_ref().map(|p| p.display().to_string());
+        writeln!(
+            f,
+            "WXAUTH_SESSION_FILE = {}",
+            file.as_deref().unwrap_or("(memory only)")
+        )?;
         if self.demo {
             writeln!(f, "WXAUTH_SIM_LISTEN   = {}", self.sim_listen)?;
         }

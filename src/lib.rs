@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod log;
 pub mod pages;
+pub mod persist;
 pub mod random;
 pub mod render;
 pub mod routes;

@@ -3,6 +3,7 @@
 //! Callers pass paths without query strings and never a secret or token.
 
 use crate::http::Method;
+use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -42,41 +43,52 @@ fn enabled(level: u8) -> bool {
 /// One line per request: who served it, method, path (no query), status, duration.
 pub fn access(service: &str, method: Method, path: &str, status: u16, took: Duration) {
     if enabled(INFO) {
-        println!(
+        out(&format!(
             "{service} {} {} {status} {:.1}ms",
             method.as_str(),
             printable(path),
             took.as_secs_f64() * 1000.0
-        );
+        ));
     }
 }
 
 /// Something worth a look, e.g. a WeChat errcode.
 pub fn warn(msg: &str) {
     if enabled(WARN) {
-        eprintln!("warn: {}", printable(msg));
+        err(&format!("warn: {}", printable(msg)));
     }
 }
 
 /// Something that broke.
 pub fn error(msg: &str) {
     if enabled(ERROR) {
-        eprintln!("error: {}", printable(msg));
+        err(&format!("error: {}", printable(msg)));
     }
 }
 
 /// Start-up facts and the like.
 pub fn info(msg: &str) {
     if enabled(INFO) {
-        println!("{}", printable(msg));
+        out(&printable(msg));
     }
 }
 
 /// Detail for debugging.
 pub fn debug(msg: &str) {
     if enabled(DEBUG) {
-        eprintln!("debug: {}", printable(msg));
+        err(&format!("debug: {}", printable(msg)));
     }
+}
+
+/// Writes a line to stdout. Unlike `println!`, never panics: a closed pipe
+/// (journald restarting, a reader gone) must not take the server down.
+pub fn out(line: &str) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
+/// Writes a line to stderr; never panics.
+pub fn err(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// Keeps request-controlled text on one line and of bounded length.

@@ -1,13 +1,25 @@
 //! The `wxauth` command: `serve` (default), `sim`, `check-config`. Only
 //! orchestrates; exit status 0 ok, 1 runtime failure, 2 bad configuration.
 
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 use std::process::ExitCode;
 use wxauth::app::App;
 use wxauth::clock::Clock;
 use wxauth::config::{Config, ConfigError, RawConfig, SETTINGS};
 use wxauth::demo::{self, SIM_DEFAULT_SECRET};
-use wxauth::server::Listener;
+use wxauth::server::{Listener, Stopper};
 use wxauth::sim::Sim;
+
+/// `println!` that never panics on a closed stdout (see `log::out`).
+macro_rules! out {
+    ($($arg:tt)*) => { wxauth::log::out(&format!($($arg)*)) };
+}
+
+/// `eprintln!` that never panics on a closed stderr.
+macro_rules! err {
+    ($($arg:tt)*) => { wxauth::log::err(&format!($($arg)*)) };
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -17,11 +29,11 @@ fn main() -> ExitCode {
     };
     if rest.iter().any(|a| a == "--help" || a == "-h") || args.first().is_some_and(|a| a == "help")
     {
-        print!("{}", help());
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), help().as_bytes());
         return ExitCode::SUCCESS;
     }
     if rest.iter().any(|a| a == "--version" || a == "-V") {
-        println!("wxauth {}", env!("CARGO_PKG_VERSION"));
+        out!("wxauth {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
     let config = match RawConfig::from_env_and_args(std::env::vars(), rest)
@@ -30,7 +42,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(ConfigError(problems)) => {
             for problem in problems {
-                eprintln!("wxauth: {problem}");
+                err!("wxauth: {problem}");
             }
             return ExitCode::from(2);
         }
@@ -38,7 +50,7 @@ fn main() -> ExitCode {
     wxauth::log::set_level(&config.log);
     match command {
         "check-config" => {
-            println!("{config}");
+            out!("{config}");
             ExitCode::SUCCESS
         }
         "sim" => sim(config),
@@ -47,6 +59,9 @@ fn main() -> ExitCode {
 }
 
 fn serve(mut config: Config) -> ExitCode {
+    // Catch signals from the very start: one that arrives while starting up
+    // stops the server as soon as its loop runs, rather than killing it.
+    let signals = Signals::new([SIGTERM, SIGINT]);
     let listener = match Listener::bind(&config.listen.to_string()) {
         Ok(listener) => listener,
         Err(e) => return fail(&format!("cannot listen on {}: {e}", config.listen)),
@@ -67,7 +82,7 @@ fn serve(mut config: Config) -> ExitCode {
     };
     let app_url = format!("http://{}", listener.local_addr());
     let mode = if config.demo { "demo" } else { "real" };
-    println!(
+    out!(
         "wxauth {} serving {app_url} (mode {mode}, appid {}, scope {}, public url {}, secret {})",
         env!("CARGO_PKG_VERSION"),
         config.appid,
@@ -76,19 +91,45 @@ fn serve(mut config: Config) -> ExitCode {
         config.secret,
     );
     if config.demo {
-        println!("demo mode: WeChat is simulated, no appid needed");
-        println!("  app:       {app_url}   <- open this in a browser and log in");
-        println!("  simulator: {}", config.open_base);
+        out!("demo mode: WeChat is simulated, no appid needed");
+        out!("  app:       {app_url}   <- open this in a browser and log in");
+        out!("  simulator: {}", config.open_base);
     }
     let mut app = match App::new(config, Clock::new()) {
         Ok(app) => app,
         Err(e) => {
-            eprintln!("wxauth: WXAUTH_TEMPLATES: {e}");
+            err!("wxauth: WXAUTH_TEMPLATES: {e}");
             return ExitCode::from(2);
         }
     };
+    stop_on_signals(signals, listener.stopper());
     listener.run(&mut app);
+    // The loop has finished the request it had in hand and takes no more.
+    app.save_sessions();
+    out!("wxauth stopped");
     ExitCode::SUCCESS
+}
+
+/// SIGTERM (systemd's stop) and SIGINT (Ctrl-C) stop the loop gracefully.
+fn stop_on_signals(signals: std::io::Result<Signals>, stopper: Stopper) {
+    let mut signals = match signals {
+        Ok(signals) => signals,
+        Err(e) => {
+            err!("wxauth: cannot handle signals ({e}); a stop will not save sessions");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                out!("wxauth: signal {signal}, stopping after the request in hand");
+                stopper.stop();
+            }
+        });
+    if let Err(e) = spawned {
+        err!("wxauth: cannot watch for signals ({e}); a stop will not save sessions");
+    }
 }
 
 fn sim(config: Config) -> ExitCode {
@@ -102,7 +143,7 @@ fn sim(config: Config) -> ExitCode {
         config.secret.expose()
     };
     let sim_config = demo::sim_config(&config, secret);
-    println!(
+    out!(
         "wxauth simulator on http://{} (appid {}, callback domain {})",
         listener.local_addr(),
         sim_config.appid,
@@ -113,7 +154,7 @@ fn sim(config: Config) -> ExitCode {
 }
 
 fn fail(msg: &str) -> ExitCode {
-    eprintln!("wxauth: {msg}");
+    err!("wxauth: {msg}");
     ExitCode::from(1)
 }
 

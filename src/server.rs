@@ -37,14 +37,16 @@ pub trait Service {
 
 /// A bound listener, not yet serving.
 pub struct Listener {
-    server: tiny_http::Server,
+    server: Arc<tiny_http::Server>,
 }
 
 impl Listener {
     /// Binds `addr` (e.g. "127.0.0.1:0").
     pub fn bind(addr: &str) -> io::Result<Listener> {
         let server = tiny_http::Server::http(addr).map_err(io::Error::other)?;
-        Ok(Listener { server })
+        Ok(Listener {
+            server: Arc::new(server),
+        })
     }
 
     /// The address actually bound (the real port when asked for port 0).
@@ -55,7 +57,13 @@ impl Listener {
             .expect("bound with Server::http, so an IP address")
     }
 
-    /// Serves on the calling thread until the process ends.
+    /// A handle that ends `run` from another thread (a signal handler).
+    pub fn stopper(&self) -> Stopper {
+        Stopper(Arc::clone(&self.server))
+    }
+
+    /// Serves on the calling thread until `Stopper::stop`: the request in
+    /// hand is finished, then this returns.
     pub fn run(self, service: &mut dyn Service) {
         serve(&self.server, service);
     }
@@ -63,17 +71,27 @@ impl Listener {
     /// Serves on a new thread; dropping the handle stops it.
     pub fn spawn<S: Service + Send + 'static>(self, mut service: S) -> Running {
         let addr = self.local_addr();
-        let server = Arc::new(self.server);
-        let loop_server = Arc::clone(&server);
+        let loop_server = Arc::clone(&self.server);
         let thread = std::thread::Builder::new()
             .name(service.name().to_string())
             .spawn(move || serve(&loop_server, &mut service))
             .expect("spawning the server thread at start-up");
         Running {
-            server,
+            server: self.server,
             thread: Some(thread),
             addr,
         }
+    }
+}
+
+/// Stops a `Listener::run` loop: no new request is taken after the current one.
+#[derive(Clone)]
+pub struct Stopper(Arc<tiny_http::Server>);
+
+impl Stopper {
+    /// Asks the loop to stop.
+    pub fn stop(&self) {
+        self.0.unblock();
     }
 }
 

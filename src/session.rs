@@ -6,6 +6,7 @@
 use crate::config::Scope;
 use crate::random;
 use crate::wechat::{Grant, WechatUser};
+use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 
 /// Length of session ids, login states and browser ids (≈190 bits).
@@ -15,8 +16,9 @@ pub const LOGIN_TTL: i64 = 600;
 /// WeChat's refresh_token lives 30 days.
 const REFRESH_TTL: i64 = 30 * 86400;
 
-/// The user's WeChat tokens. Never leave the server.
-#[derive(Clone, Debug)]
+/// The user's WeChat tokens. Never leave the server (the session file is
+/// the server's own, mode 0600).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Tokens {
     pub access_token: String,
     /// Unix seconds after which we treat the access_token as expired.
@@ -39,7 +41,7 @@ impl Tokens {
 }
 
 /// One logged-in browser.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Session {
     pub openid: String,
     pub unionid: Option<String>,
@@ -116,6 +118,25 @@ impl SessionStore {
         self.map.len()
     }
 
+    /// Every live session, oldest first (for the session file).
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Session)> {
+        self.order
+            .iter()
+            .filter_map(|id| self.map.get_key_value(id))
+    }
+
+    /// Puts back a saved session under its old id, unless it has expired.
+    /// Call in the saved order, oldest first, so eviction order survives.
+    pub fn restore(&mut self, id: String, session: Session, now: i64) {
+        if session.expires > now && random::is_token(&id, ID_LEN) && !self.map.contains_key(&id) {
+            if self.map.len() >= self.cap {
+                return;
+            }
+            self.order.push_back(id.clone());
+            self.map.insert(id, session);
+        }
+    }
+
     /// True when no session is stored.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
@@ -130,7 +151,7 @@ impl SessionStore {
 }
 
 /// A login under way: the OAuth `state` we sent WeChat maps to this.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LoginState {
     /// The browser id cookie of the browser that began the login.
     pub browser: String,
@@ -212,6 +233,24 @@ impl LoginStates {
     /// How many logins are under way.
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// Every login under way, oldest first (for the session file).
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &LoginState)> {
+        self.order
+            .iter()
+            .filter_map(|state| self.map.get_key_value(state))
+    }
+
+    /// Puts back a saved login, unless it has expired.
+    pub fn restore(&mut self, state: String, login: LoginState, now: i64) {
+        if now - login.created < LOGIN_TTL
+            && self.map.len() < self.cap
+            && !self.map.contains_key(&state)
+        {
+            self.order.push_back(state.clone());
+            self.map.insert(state, login);
+        }
     }
 
     /// True when no login is under way.

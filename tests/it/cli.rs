@@ -133,8 +133,9 @@ impl Drop for Running {
     }
 }
 
-#[test]
-fn demo_mode_prints_both_urls_and_a_browser_can_log_in() {
+/// The real binary in demo mode on free ports, with extra environment.
+/// Returns it with the app's and the simulator's URLs, as it printed them.
+fn start_demo(env: &[(&str, &str)]) -> (Running, String, String) {
     let mut cmd = Command::new(BIN);
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("WXAUTH_")) {
         cmd.env_remove(key);
@@ -142,6 +143,7 @@ fn demo_mode_prints_both_urls_and_a_browser_can_log_in() {
     let child = cmd
         .env("WXAUTH_LISTEN", "127.0.0.1:0")
         .env("WXAUTH_SIM_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -152,9 +154,8 @@ fn demo_mode_prints_both_urls_and_a_browser_can_log_in() {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             println!("[wxauth] {line}");
-            if tx.send(line).is_err() {
-                break;
-            }
+            // Keep reading after the test stops listening: the pipe stays open.
+            let _ = tx.send(line);
         }
     });
     let (mut app, mut sim) = (None, None);
@@ -172,7 +173,33 @@ fn demo_mode_prints_both_urls_and_a_browser_can_log_in() {
             sim = url;
         }
     }
-    let (app, sim) = (app.unwrap(), sim.unwrap());
+    (child, app.unwrap(), sim.unwrap())
+}
+
+/// Sends SIGTERM and waits (at most 10 s) for the exit status.
+fn terminate(child: &mut Running) -> std::process::ExitStatus {
+    let pid = child.0.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.0.try_wait().expect("wait for wxauth") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "wxauth did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn demo_mode_prints_both_urls_and_a_browser_can_log_in() {
+    let (_child, app, sim) = start_demo(&[]);
     let mut browser = Browser::new();
     assert_eq!(browser.get(&format!("{app}/healthz")).status, 200);
     let login = browser.get(&format!("{app}/login"));
@@ -184,4 +211,159 @@ fn demo_mode_prints_both_urls_and_a_browser_can_log_in() {
     let profile = browser.get(&format!("{app}/profile"));
     assert_eq!(profile.status, 200);
     assert!(profile.body.contains("熊猫🐼小明"));
+}
+
+#[test]
+fn a_restart_with_sigterm_keeps_the_sessions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("wxauth-restart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessions.json");
+    let file_env = [("WXAUTH_SESSION_FILE", file.to_str().unwrap())];
+
+    let (mut first, app, _sim) = start_demo(&file_env);
+    let mut browser = Browser::new();
+    let login = browser.get(&format!("{app}/login"));
+    let callback = browser.consent(login.location(), 0, true);
+    assert_eq!(browser.get(&callback).status, 302);
+    let mut logged_out = Browser::new();
+    let login = logged_out.get(&format!("{app}/login"));
+    let callback = logged_out.consent(login.location(), 3, true);
+    logged_out.get(&callback);
+    let stale = logged_out.jar["wxauth_session"].clone();
+    logged_out.post(&format!("{app}/logout"), &[]);
+
+    assert_eq!(
+        terminate(&mut first).code(),
+        Some(0),
+        "a clean exit on SIGTERM"
+    );
+    let mode = std::fs::metadata(&file)
+        .expect("the session file was written")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // A new process, a new port: the same cookie still shows the profile.
+    let (_second, app, _sim) = start_demo(&file_env);
+    let profile = browser.get(&format!("{app}/profile"));
+    assert_eq!(profile.status, 200);
+    assert!(profile.body.contains("熊猫🐼小明"));
+    logged_out.jar.insert("wxauth_session".into(), stale);
+    assert_eq!(
+        logged_out.get(&format!("{app}/api/me")).status,
+        401,
+        "a logout survives the restart"
+    );
+    assert!(!file.exists(), "the file is consumed at start");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_corrupt_session_file_is_reported_and_the_server_starts_empty() {
+    let dir = std::env::temp_dir().join(format!("wxauth-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessions.json");
+    std::fs::write(&file, "{ this is not json").unwrap();
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("WXAUTH_")) {
+        cmd.env_remove(key);
+    }
+    let child = cmd
+        .env("WXAUTH_LISTEN", "127.0.0.1:0")
+        .env("WXAUTH_SIM_LISTEN", "127.0.0.1:0")
+        .env("WXAUTH_SESSION_FILE", &file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wxauth");
+    let mut child = Running(child);
+    let (stdout, stderr) = (
+        child.0.stdout.take().unwrap(),
+        child.0.stderr.take().unwrap(),
+    );
+    let (tx, rx) = mpsc::channel();
+    let out_tx = tx.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = out_tx.send(line);
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(format!("stderr: {line}"));
+        }
+    });
+    let (mut complaint, mut app) = (None, None);
+    while complaint.is_none() || app.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("start-up output");
+        if line.starts_with("stderr: ") {
+            complaint = Some(line);
+        } else if line.trim_start().starts_with("app:") {
+            app = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .map(String::from);
+        }
+    }
+    let complaint = complaint.unwrap();
+    assert!(
+        complaint.contains("session file") && complaint.contains("starting with no sessions"),
+        "{complaint}"
+    );
+    assert_eq!(
+        Browser::new()
+            .get(&format!("{}/healthz", app.unwrap()))
+            .status,
+        200
+    );
+    assert_eq!(terminate(&mut child).code(), Some(0));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("WXAUTH_")) {
+        cmd.env_remove(key);
+    }
+    let child = cmd
+        .env("WXAUTH_LISTEN", "127.0.0.1:0")
+        .env("WXAUTH_SIM_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start wxauth");
+    let mut child = Running(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        // Read up to the app's URL, then close the pipe, as a restarting journald would.
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.trim_start().starts_with("app:") {
+                let _ = tx.send(line);
+                break;
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the app's URL");
+    let app = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut browser = Browser::new();
+    for _ in 0..5 {
+        assert_eq!(browser.get(&format!("{app}/healthz")).status, 200);
+    }
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "still running with nobody reading its log"
+    );
 }
