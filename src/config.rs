@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Every setting: (environment variable, flag, default, help line). The one
@@ -323,6 +323,19 @@ impl Config {
         let max_sessions = number(&mut p, raw, "WXAUTH_MAX_SESSIONS", 1.0, 1e8) as usize;
         let upstream = number(&mut p, raw, "WXAUTH_UPSTREAM_TIMEOUT", 0.05, 60.0);
         let connect = number(&mut p, raw, "WXAUTH_CONNECT_TIMEOUT", 0.05, 60.0);
+        let session_file = raw.get("WXAUTH_SESSION_FILE").map(PathBuf::from);
+        if let Some(file) = &session_file {
+            let dir = file
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                p.push(format!(
+                    "WXAUTH_SESSION_FILE: directory {} does not exist",
+                    dir.display()
+                ));
+            }
+        }
         let log = raw.get_or_default("WXAUTH_LOG").to_string();
         if let Err(e) = crate::log::parse_level(&log) {
             p.push(format!("WXAUTH_LOG: {e}"));
@@ -346,7 +359,7 @@ impl Config {
             api_base,
             session_ttl,
             max_sessions,
-            session_file: raw.get("WXAUTH_SESSION_FILE").map(PathBuf::from),
+            session_file,
             demo,
             sim_listen,
             templates: raw.get("WXAUTH_TEMPLATES").map(PathBuf::from),

@@ -50,6 +50,11 @@ fn main() -> ExitCode {
     wxauth::log::set_level(&config.log);
     match command {
         "check-config" => {
+            // Everything serve checks before binding, templates included.
+            if let Err(e) = wxauth::render::environment(config.templates.as_deref()) {
+                err!("wxauth: WXAUTH_TEMPLATES: {e}");
+                return ExitCode::from(2);
+            }
             out!("{config}");
             ExitCode::SUCCESS
         }

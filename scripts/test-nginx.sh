@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Runs scripts/nginx.conf for real, in front of wxauth (demo mode: the app
+# and its WeChat simulator) on loopback ports, and drives a login through it
+# with curl: TLS, the 80 → 443 redirect, no answer for unknown hosts, 413 for
+# big bodies, Secure cookies, and a callback that reaches wxauth exactly once.
+#
+# Usage: scripts/test-nginx.sh [path/to/wxauth]   (default: target/debug/wxauth)
+# Needs: nginx, openssl, curl, python3. Talks to 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=${1:-target/debug/wxauth}
+for tool in nginx openssl curl python3; do
+    command -v "$tool" >/dev/null || { echo "test-nginx: $tool is missing" >&2; exit 1; }
+done
+[ -x "$bin" ] || { echo "test-nginx: no binary at $bin (cargo build first)" >&2; exit 1; }
+
+work=$(mktemp -d)
+chmod 755 "$work"
+pids=()
+cleanup() {
+    [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "test-nginx: FAIL: $*" >&2
+    echo "--- wxauth log" >&2; cat "$work/wxauth.log" >&2 || true
+    echo "--- nginx error log" >&2; cat "$work/error.log" >&2 || true
+    exit 1
+}
+passed=0
+ok() { passed=$((passed + 1)); echo "ok - $*"; }
+
+# Four free loopback ports (bound and released: a small race, acceptable here).
+read -r https_port http_port app_port sim_port < <(python3 - <<'EOF'
+import socket
+socks = [socket.socket() for _ in range(4)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])
+EOF
+)
+host=wx.test
+public="https://$host:$https_port"
+
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=$host" \
+    -addext "subjectAltName=DNS:$host" \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+
+# The shipped server blocks, moved onto our ports and test certificate.
+sed -e "s|listen 443 ssl default_server;|listen 127.0.0.1:$https_port ssl default_server;|" \
+    -e "s|listen 80 default_server;|listen 127.0.0.1:$http_port default_server;|" \
+    -e "s|listen 443 ssl;|listen 127.0.0.1:$https_port ssl;|" \
+    -e "s|listen 80;|listen 127.0.0.1:$http_port;|" \
+    -e "/listen \[::\]/d" \
+    -e "s|wx.example.com;|$host;|" \
+    -e "s|/etc/letsencrypt/live/wx.example.com/fullchain.pem|$work/cert.pem|" \
+    -e "s|/etc/letsencrypt/live/wx.example.com/privkey.pem|$work/key.pem|" \
+    -e "s|server 127.0.0.1:8080;|server 127.0.0.1:$app_port;|" \
+    scripts/nginx.conf > "$work/wxauth.conf"
+grep -q "127.0.0.1:$app_port" "$work/wxauth.conf" || fail "nginx.conf no longer has the expected upstream line"
+cat > "$work/nginx.conf" <<EOF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/error.log;
+events { worker_connections 64; }
+http {
+    access_log $work/access.log;
+    client_body_temp_path $work/body;
+    proxy_temp_path $work/proxy;
+    fastcgi_temp_path $work/fastcgi;
+    uwsgi_temp_path $work/uwsgi;
+    scgi_temp_path $work/scgi;
+    include $work/wxauth.conf;
+}
+EOF
+nginx -t -q -c "$work/nginx.conf" -p "$work" || fail "nginx -t"
+
+env -i PATH="$PATH" WXAUTH_DEMO=1 WXAUTH_LISTEN="127.0.0.1:$app_port" \
+    WXAUTH_SIM_LISTEN="127.0.0.1:$sim_port" WXAUTH_PUBLIC_URL="$public" \
+    "$bin" > "$work/wxauth.log" 2>&1 &
+pids+=($!)
+nginx -c "$work/nginx.conf" -p "$work"
+
+# Wait (at most 10 s) for both.
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$app_port/healthz" >/dev/null 2>&1 && [ -f "$work/nginx.pid" ] && break
+    sleep 0.1
+done
+curl -sf "http://127.0.0.1:$app_port/healthz" >/dev/null || fail "wxauth did not start"
+
+c() { curl -sS --max-time 10 --cacert "$work/cert.pem" --resolve "$host:$https_port:127.0.0.1" \
+        --resolve "$host:$http_port:127.0.0.1" -b "$work/jar" -c "$work/jar" "$@"; }
+header() { grep -i "^$1:" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
+
+# Health through TLS.
+[ "$(c "$public/healthz")" = '{"status":"ok"}' ] || fail "healthz through nginx"
+ok "healthz over TLS through nginx"
+
+# Port 80 goes to 443.
+loc=$(c -o /dev/null -D - "http://$host:$http_port/profile?x=1" | header location)
+[ "$loc" = "https://$host/profile?x=1" ] || [ "$loc" = "https://$host:$http_port/profile?x=1" ] || fail "80 → 443 redirect, got '$loc'"
+ok "port 80 redirects to https"
+
+# An unknown host: no TLS handshake, and nothing on port 80.
+if curl -sS --max-time 5 -k --resolve "other.test:$https_port:127.0.0.1" "https://other.test:$https_port/" >/dev/null 2>&1; then
+    fail "an unknown host got an answer over TLS"
+fi
+code=0; curl -sS --max-time 5 -H "Host: other.test" "http://127.0.0.1:$http_port/" >/dev/null 2>&1 || code=$?
+[ "$code" = 52 ] || fail "an unknown host on port 80: curl exit $code, expected 52 (empty reply)"
+ok "unknown hosts get no answer"
+
+# The login, through nginx, as a browser would do it.
+authorize=$(c -o /dev/null -D - "$public/login" | header location)
+case "$authorize" in
+    "http://127.0.0.1:$sim_port/connect/oauth2/authorize?appid="*"#wechat_redirect") ;;
+    *) fail "login redirect: '$authorize'" ;;
+esac
+redirect_uri=$(python3 -c 'import sys,urllib.parse as u; print(dict(u.parse_qsl(u.urlsplit(sys.argv[1]).query))["redirect_uri"])' "$authorize")
+[ "$redirect_uri" = "$public/callback" ] || fail "redirect_uri is '$redirect_uri', not from WXAUTH_PUBLIC_URL"
+c -o "$work/consent.html" "${authorize%%#*}"
+grep -q "允许" "$work/consent.html" || fail "consent page"
+form=$(python3 -c '
+import sys, urllib.parse as u
+q = dict(u.parse_qsl(u.urlsplit(sys.argv[1]).query))
+print(u.urlencode({k: q[k] for k in ("appid", "redirect_uri", "response_type", "scope", "state")} | {"user": "0", "action": "allow"}))
+' "$authorize")
+callback=$(c -o /dev/null -D - --data "$form" "http://127.0.0.1:$sim_port/connect/oauth2/authorize/confirm" | header location)
+case "$callback" in "$public/callback?code="*) ;; *) fail "callback URL: '$callback'" ;; esac
+headers=$(c -o /dev/null -D - "$callback")
+[ "$(echo "$headers" | header location)" = "/profile" ] || fail "callback did not land on /profile: $headers"
+echo "$headers" | grep -i "^set-cookie: wxauth_session=" | grep -q "; Secure" || fail "session cookie without Secure: $headers"
+ok "callback through nginx sets a Secure session cookie"
+c "$public/profile" | grep -q "熊猫🐼小明" || fail "profile through nginx"
+ok "profile through nginx shows the user"
+callbacks=$(grep -c "GET /callback " "$work/wxauth.log" || true)
+[ "$callbacks" = 1 ] || fail "wxauth saw $callbacks callbacks, expected exactly 1"
+ok "the callback reached wxauth exactly once"
+
+# Bodies over 64 KiB stop at nginx.
+status=$(head -c 100000 /dev/zero | c -o /dev/null -w '%{http_code}' --data-binary @- "$public/logout")
+[ "$status" = 413 ] || fail "a 100 kB body got $status, expected 413"
+ok "nginx refuses bodies over 64 KiB"
+
+# Logout through nginx.
+[ "$(c -o /dev/null -w '%{http_code}' -X POST "$public/logout")" = 303 ] || fail "logout"
+[ "$(c -o /dev/null -w '%{http_code}' "$public/api/me")" = 401 ] || fail "still logged in after logout"
+ok "logout through nginx"
+
+echo "nginx: $passed passed, 0 failed"
