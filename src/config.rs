@@ -391,6 +391,29 @@ impl Config {
         self.api_base = format!("http://{sim}");
     }
 
+    /// The effective configuration on one line (the start-up log line), secret masked.
+    pub fn summary(&self) -> String {
+        let file = self.session_file.as_ref().map(|p| p.display().to_string());
+        format!(
+            "mode={} appid={} secret={} public_url={} scope={} lang={} open_base={} api_base={} \
+             session_ttl={} max_sessions={} session_file={} upstream_timeout={}s connect_timeout={}s log={}",
+            if self.demo { "demo" } else { "real" },
+            self.appid,
+            self.secret,
+            self.public_url,
+            self.scope.as_str(),
+            self.lang,
+            self.open_base,
+            self.api_base,
+            self.session_ttl,
+            self.max_sessions,
+            file.as_deref().unwrap_or("none"),
+            self.upstream_timeout.as_secs_f64(),
+            self.connect_timeout.as_secs_f64(),
+            self.log,
+        )
+    }
+
     /// The host part of PUBLIC_URL: the 网页授权域名 WeChat must be told.
     pub fn public_host(&self) -> String {
         host_of(&self.public_url)

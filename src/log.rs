@@ -4,10 +4,14 @@
 
 use crate::http::Method;
 use std::io::Write;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 static LEVEL: AtomicU8 = AtomicU8::new(INFO);
+/// Set when stdout/stderr go to journald (systemd sets JOURNAL_STREAM):
+/// lines then start with a syslog priority, `<3>` error … `<7>` debug, so
+/// `journalctl -p warning` finds the warnings.
+static JOURNAL: AtomicBool = AtomicBool::new(false);
 
 const OFF: u8 = 0;
 const ERROR: u8 = 1;
@@ -29,10 +33,24 @@ pub fn parse_level(name: &str) -> Result<u8, String> {
     }
 }
 
-/// Sets the process-wide level by name (already checked by config.rs).
+/// Sets the process-wide level by name (already checked by config.rs), and
+/// notes whether the output goes to journald.
 pub fn set_level(name: &str) {
     if let Ok(level) = parse_level(name) {
         LEVEL.store(level, Ordering::Relaxed);
+    }
+    JOURNAL.store(
+        std::env::var_os("JOURNAL_STREAM").is_some(),
+        Ordering::Relaxed,
+    );
+}
+
+/// The syslog priority prefix for journald, or nothing on a terminal.
+fn priority(syslog: &'static str) -> &'static str {
+    if JOURNAL.load(Ordering::Relaxed) {
+        syslog
+    } else {
+        ""
     }
 }
 
@@ -44,7 +62,8 @@ fn enabled(level: u8) -> bool {
 pub fn access(service: &str, method: Method, path: &str, status: u16, took: Duration) {
     if enabled(INFO) {
         out(&format!(
-            "{service} {} {} {status} {:.1}ms",
+            "{}{service} {} {} {status} {:.1}ms",
+            priority("<6>"),
             method.as_str(),
             printable(path),
             took.as_secs_f64() * 1000.0
@@ -55,28 +74,28 @@ pub fn access(service: &str, method: Method, path: &str, status: u16, took: Dura
 /// Something worth a look, e.g. a WeChat errcode.
 pub fn warn(msg: &str) {
     if enabled(WARN) {
-        err(&format!("warn: {}", printable(msg)));
+        err(&format!("{}warn: {}", priority("<4>"), printable(msg)));
     }
 }
 
 /// Something that broke.
 pub fn error(msg: &str) {
     if enabled(ERROR) {
-        err(&format!("error: {}", printable(msg)));
+        err(&format!("{}error: {}", priority("<3>"), printable(msg)));
     }
 }
 
 /// Start-up facts and the like.
 pub fn info(msg: &str) {
     if enabled(INFO) {
-        out(&printable(msg));
+        out(&format!("{}{}", priority("<6>"), printable(msg)));
     }
 }
 
 /// Detail for debugging.
 pub fn debug(msg: &str) {
     if enabled(DEBUG) {
-        err(&format!("debug: {}", printable(msg)));
+        err(&format!("{}debug: {}", priority("<7>"), printable(msg)));
     }
 }
 

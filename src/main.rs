@@ -86,14 +86,10 @@ fn serve(mut config: Config) -> ExitCode {
         None
     };
     let app_url = format!("http://{}", listener.local_addr());
-    let mode = if config.demo { "demo" } else { "real" };
     out!(
-        "wxauth {} serving {app_url} (mode {mode}, appid {}, scope {}, public url {}, secret {})",
+        "wxauth {} serving {app_url}: {}",
         env!("CARGO_PKG_VERSION"),
-        config.appid,
-        config.scope.as_str(),
-        config.public_url,
-        config.secret,
+        config.summary()
     );
     if config.demo {
         out!("demo mode: WeChat is simulated, no appid needed");

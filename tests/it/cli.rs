@@ -4,7 +4,7 @@
 use crate::support::Browser;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxauth");
@@ -133,9 +133,24 @@ impl Drop for Running {
     }
 }
 
-/// The real binary in demo mode on free ports, with extra environment.
-/// Returns it with the app's and the simulator's URLs, as it printed them.
-fn start_demo(env: &[(&str, &str)]) -> (Running, String, String) {
+/// The real binary in demo mode, as started by `start_demo`.
+struct Demo {
+    child: Running,
+    app: String,
+    sim: String,
+    /// Every line it printed so far; stderr lines start with "stderr: ".
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Demo {
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+/// The real binary in demo mode on free ports, with extra environment, once
+/// it has printed the app's and the simulator's URLs.
+fn start_demo(env: &[(&str, &str)]) -> Demo {
     let mut cmd = Command::new(BIN);
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("WXAUTH_")) {
         cmd.env_remove(key);
@@ -145,19 +160,28 @@ fn start_demo(env: &[(&str, &str)]) -> (Running, String, String) {
         .env("WXAUTH_SIM_LISTEN", "127.0.0.1:0")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start wxauth");
     let mut child = Running(child);
-    let stdout = child.0.stdout.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("[wxauth] {line}");
-            // Keep reading after the test stops listening: the pipe stays open.
-            let _ = tx.send(line);
-        }
-    });
+    let stdout = child.0.stdout.take().unwrap();
+    let stderr = child.0.stderr.take().unwrap();
+    for (stream, prefix) in [
+        (Box::new(stdout) as Box<dyn std::io::Read + Send>, ""),
+        (Box::new(stderr), "stderr: "),
+    ] {
+        let (tx, log) = (tx.clone(), Arc::clone(&log));
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                println!("[wxauth] {prefix}{line}");
+                log.lock().unwrap().push(format!("{prefix}{line}"));
+                // Keep reading after the test stops listening: the pipe stays open.
+                let _ = tx.send(line);
+            }
+        });
+    }
     let (mut app, mut sim) = (None, None);
     while app.is_none() || sim.is_none() {
         let line = rx
@@ -173,7 +197,12 @@ fn start_demo(env: &[(&str, &str)]) -> (Running, String, String) {
             sim = url;
         }
     }
-    (child, app.unwrap(), sim.unwrap())
+    Demo {
+        child,
+        app: app.unwrap(),
+        sim: sim.unwrap(),
+        log,
+    }
 }
 
 /// Sends SIGTERM and waits (at most 10 s) for the exit status.
@@ -199,7 +228,8 @@ fn terminate(child: &mut Running) -> std::process::ExitStatus {
 
 #[test]
 fn demo_mode_prints_both_urls_and_a_browser_can_log_in() {
-    let (_child, app, sim) = start_demo(&[]);
+    let demo = start_demo(&[]);
+    let (app, sim) = (&demo.app, &demo.sim);
     let mut browser = Browser::new();
     assert_eq!(browser.get(&format!("{app}/healthz")).status, 200);
     let login = browser.get(&format!("{app}/login"));
@@ -221,7 +251,8 @@ fn a_restart_with_sigterm_keeps_the_sessions() {
     let file = dir.join("sessions.json");
     let file_env = [("WXAUTH_SESSION_FILE", file.to_str().unwrap())];
 
-    let (mut first, app, _sim) = start_demo(&file_env);
+    let mut first = start_demo(&file_env);
+    let app = first.app.clone();
     let mut browser = Browser::new();
     let login = browser.get(&format!("{app}/login"));
     let callback = browser.consent(login.location(), 0, true);
@@ -234,10 +265,12 @@ fn a_restart_with_sigterm_keeps_the_sessions() {
     logged_out.post(&format!("{app}/logout"), &[]);
 
     assert_eq!(
-        terminate(&mut first).code(),
+        terminate(&mut first.child).code(),
         Some(0),
         "a clean exit on SIGTERM"
     );
+    let saved = first.log().iter().any(|l| l.contains("saved 1 sessions"));
+    assert!(saved, "{:?}", first.log());
     let mode = std::fs::metadata(&file)
         .expect("the session file was written")
         .permissions()
@@ -245,7 +278,8 @@ fn a_restart_with_sigterm_keeps_the_sessions() {
     assert_eq!(mode & 0o777, 0o600);
 
     // A new process, a new port: the same cookie still shows the profile.
-    let (_second, app, _sim) = start_demo(&file_env);
+    let second = start_demo(&file_env);
+    let app = second.app.clone();
     let profile = browser.get(&format!("{app}/profile"));
     assert_eq!(profile.status, 200);
     assert!(profile.body.contains("熊猫🐼小明"));
@@ -265,61 +299,23 @@ fn a_corrupt_session_file_is_reported_and_the_server_starts_empty() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("sessions.json");
     std::fs::write(&file, "{ this is not json").unwrap();
-    let mut cmd = Command::new(BIN);
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("WXAUTH_")) {
-        cmd.env_remove(key);
-    }
-    let child = cmd
-        .env("WXAUTH_LISTEN", "127.0.0.1:0")
-        .env("WXAUTH_SIM_LISTEN", "127.0.0.1:0")
-        .env("WXAUTH_SESSION_FILE", &file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start wxauth");
-    let mut child = Running(child);
-    let (stdout, stderr) = (
-        child.0.stdout.take().unwrap(),
-        child.0.stderr.take().unwrap(),
-    );
-    let (tx, rx) = mpsc::channel();
-    let out_tx = tx.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = out_tx.send(line);
-        }
-    });
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(format!("stderr: {line}"));
-        }
-    });
-    let (mut complaint, mut app) = (None, None);
-    while complaint.is_none() || app.is_none() {
-        let line = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("start-up output");
-        if line.starts_with("stderr: ") {
-            complaint = Some(line);
-        } else if line.trim_start().starts_with("app:") {
-            app = line
-                .split_whitespace()
-                .find(|w| w.starts_with("http://"))
-                .map(String::from);
-        }
-    }
-    let complaint = complaint.unwrap();
-    assert!(
-        complaint.contains("session file") && complaint.contains("starting with no sessions"),
-        "{complaint}"
-    );
+    let mut demo = start_demo(&[("WXAUTH_SESSION_FILE", file.to_str().unwrap())]);
     assert_eq!(
-        Browser::new()
-            .get(&format!("{}/healthz", app.unwrap()))
-            .status,
+        Browser::new().get(&format!("{}/healthz", demo.app)).status,
         200
     );
-    assert_eq!(terminate(&mut child).code(), Some(0));
+    let complaints: Vec<String> = demo
+        .log()
+        .into_iter()
+        .filter(|l| l.starts_with("stderr: "))
+        .collect();
+    assert_eq!(complaints.len(), 1, "one line: {complaints:?}");
+    assert!(
+        complaints[0].contains("session file")
+            && complaints[0].contains("starting with no sessions"),
+        "{complaints:?}"
+    );
+    assert_eq!(terminate(&mut demo.child).code(), Some(0));
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -366,4 +362,59 @@ fn a_closed_stdout_does_not_stop_the_server() {
         child.0.try_wait().unwrap().is_none(),
         "still running with nobody reading its log"
     );
+}
+
+#[test]
+fn logs_carry_the_errcode_and_never_a_code_state_or_token() {
+    let demo = start_demo(&[]);
+    let mut browser = Browser::new();
+    // One good login, then one WeChat refuses.
+    let login = browser.get(&format!("{}/login?next=%2Fsecret-path%3Fx%3D1", demo.app));
+    let callback = browser.consent(login.location(), 0, true);
+    browser.get(&callback);
+    let control = format!("{}/sim/control", demo.sim);
+    assert_eq!(
+        Browser::new()
+            .post(&control, &[("fault", "access_token:errcode:40029")])
+            .status,
+        200
+    );
+    let mut other = Browser::new();
+    let login = other.get(&format!("{}/login", demo.app));
+    let refused = other.consent(login.location(), 0, true);
+    assert_eq!(other.get(&refused).status, 502);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = demo.log();
+    let text = log.join("\n");
+    assert!(
+        log.iter().any(|l| l.starts_with("app GET /callback 302 ")),
+        "{text}"
+    );
+    assert!(
+        log.iter().any(|l| l.starts_with("app GET /callback 502 ")),
+        "{text}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("stderr: warn:") && l.contains("40029")),
+        "a warning with the errcode: {text}"
+    );
+    let (first_code, state) = {
+        let q = callback.split_once('?').unwrap().1;
+        let pairs = wxauth::http::parse_query(q);
+        let get = |k: &str| pairs.iter().find(|(n, _)| n == k).unwrap().1.clone();
+        (get("code"), get("state"))
+    };
+    for secret in [
+        first_code.as_str(),
+        state.as_str(),
+        "code=",
+        "state=",
+        "simAT_",
+        "simRT_",
+        "secret-path",
+    ] {
+        assert!(!text.contains(secret), "{secret:?} in the log:\n{text}");
+    }
+    assert!(text.contains("secret=****"));
 }
