@@ -633,6 +633,28 @@ mod tests {
     }
 
     #[test]
+    fn the_secret_comes_from_systemd_credentials_when_nothing_else_is_set() {
+        let dir = std::env::temp_dir().join(format!("wxauth-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("wxauth_secret"), "cred-secret\n").unwrap();
+        let c = config(&[
+            ("WXAUTH_APPID", "wx123"),
+            ("WXAUTH_PUBLIC_URL", "https://wx.example.com"),
+            ("CREDENTIALS_DIRECTORY", dir.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert!(!c.demo);
+        assert_eq!(c.secret.expose(), "cred-secret");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_session_file_in_a_missing_directory_is_an_error() {
+        let e = config(&[("WXAUTH_SESSION_FILE", "/nonexistent-dir/s.json")]).unwrap_err();
+        assert!(e.0[0].starts_with("WXAUTH_SESSION_FILE:"), "{e:?}");
+    }
+
+    #[test]
     fn host_of_strips_scheme_port_and_path() {
         assert_eq!(host_of("https://a.b.c:8443/x"), "a.b.c");
         assert_eq!(host_of("http://[::1]:80/"), "::1");
