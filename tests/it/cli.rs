@@ -418,3 +418,31 @@ fn logs_carry_the_errcode_and_never_a_code_state_or_token() {
     }
     assert!(text.contains("secret=****"));
 }
+
+#[test]
+fn check_config_catches_a_broken_template_override() {
+    let dir = std::env::temp_dir().join(format!("wxauth-tpl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("home.html"), "{% if %}broken").unwrap();
+    let out = run(
+        &["check-config"],
+        &[("WXAUTH_TEMPLATES", dir.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).starts_with("wxauth: WXAUTH_TEMPLATES: template home.html"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(
+        dir.join("home.html"),
+        "{% extends \"base.html\" %}{% block content %}自定义首页{% endblock %}",
+    )
+    .unwrap();
+    let out = run(
+        &["check-config"],
+        &[("WXAUTH_TEMPLATES", dir.to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    std::fs::remove_dir_all(&dir).ok();
+}

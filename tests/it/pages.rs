@@ -223,3 +223,25 @@ fn every_reply_carries_the_security_headers() {
         );
     }
 }
+
+#[test]
+fn a_template_directory_overrides_only_the_files_it_has() {
+    let dir = std::env::temp_dir().join(format!("wxauth-override-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("home.html"),
+        "{% extends \"base.html\" %}{% block title %}首页{% endblock %}{% block content %}自定义首页 {{ user.nickname if user else \"游客\" }}{% endblock %}",
+    )
+    .unwrap();
+    let stack = crate::support::start_with(&[("WXAUTH_TEMPLATES", dir.to_str().unwrap())]);
+    let mut browser = Browser::new();
+    assert!(browser
+        .get(&stack.url("/"))
+        .body
+        .contains("自定义首页 游客"));
+    assert!(
+        browser.get(&stack.url("/nope")).body.contains("页面不存在"),
+        "embedded error.html still used"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
