@@ -11,104 +11,27 @@ use std::time::Duration;
 
 /// Every setting: (environment variable, flag, default, help line). The one
 /// place defaults live; `--help` is printed from it.
+#[rustfmt::skip]
 pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
-    (
-        "WXAUTH_LISTEN",
-        "--listen",
-        "127.0.0.1:8080",
-        "address the app binds",
-    ),
-    (
-        "WXAUTH_APPID",
-        "--appid",
-        "",
-        "Official Account appid (unset: demo mode)",
-    ),
+    ("WXAUTH_LISTEN", "--listen", "127.0.0.1:8080", "address the app binds"),
+    ("WXAUTH_APPID", "--appid", "", "Official Account appid (unset: demo mode)"),
     ("WXAUTH_SECRET", "", "", "appsecret (environment only)"),
-    (
-        "WXAUTH_SECRET_FILE",
-        "--secret-file",
-        "",
-        "file holding the appsecret",
-    ),
-    (
-        "WXAUTH_PUBLIC_URL",
-        "--public-url",
-        "",
-        "external base URL; callback = URL/callback",
-    ),
-    (
-        "WXAUTH_SCOPE",
-        "--scope",
-        "snsapi_userinfo",
-        "snsapi_userinfo or snsapi_base",
-    ),
-    (
-        "WXAUTH_LANG",
-        "--lang",
-        "zh_CN",
-        "sns/userinfo lang: zh_CN, zh_TW, en",
-    ),
-    (
-        "WXAUTH_OPEN_BASE",
-        "--open-base",
-        "https://open.weixin.qq.com",
-        "authorize page base",
-    ),
-    (
-        "WXAUTH_API_BASE",
-        "--api-base",
-        "https://api.weixin.qq.com",
-        "server API base",
-    ),
-    (
-        "WXAUTH_SESSION_TTL",
-        "--session-ttl",
-        "604800",
-        "session lifetime, seconds",
-    ),
-    (
-        "WXAUTH_MAX_SESSIONS",
-        "--max-sessions",
-        "100000",
-        "sessions kept; oldest evicted",
-    ),
-    (
-        "WXAUTH_DEMO",
-        "--demo",
-        "0",
-        "1: run the built-in WeChat simulator",
-    ),
-    (
-        "WXAUTH_SIM_LISTEN",
-        "--sim-listen",
-        "127.0.0.1:8081",
-        "simulator address (demo)",
-    ),
-    (
-        "WXAUTH_TEMPLATES",
-        "--templates",
-        "",
-        "directory overriding the templates",
-    ),
-    (
-        "WXAUTH_UPSTREAM_TIMEOUT",
-        "--upstream-timeout",
-        "8",
-        "whole WeChat call, seconds",
-    ),
-    (
-        "WXAUTH_CONNECT_TIMEOUT",
-        "--connect-timeout",
-        "3",
-        "connecting to WeChat, seconds",
-    ),
-    (
-        "WXAUTH_LOG",
-        "--log",
-        "info",
-        "off, error, warn, info, debug",
-    ),
+    ("WXAUTH_SECRET_FILE", "--secret-file", "", "file holding the appsecret"),
+    ("WXAUTH_PUBLIC_URL", "--public-url", "", "external base URL; callback = URL/callback"),
+    ("WXAUTH_SCOPE", "--scope", "snsapi_userinfo", "snsapi_userinfo or snsapi_base"),
+    ("WXAUTH_LANG", "--lang", "zh_CN", "sns/userinfo lang: zh_CN, zh_TW, en"),
+    ("WXAUTH_OPEN_BASE", "--open-base", "https://open.weixin.qq.com", "authorize page base"),
+    ("WXAUTH_API_BASE", "--api-base", "https://api.weixin.qq.com", "server API base"),
+    ("WXAUTH_SESSION_TTL", "--session-ttl", "604800", "session lifetime, seconds"),
+    ("WXAUTH_MAX_SESSIONS", "--max-sessions", "100000", "sessions kept; oldest evicted"),
+    ("WXAUTH_SESSION_FILE", "--session-file", "", "sessions saved here at shutdown"),
+    ("WXAUTH_DEMO", "--demo", "0", "1: run the built-in WeChat simulator"),
+    ("WXAUTH_SIM_LISTEN", "--sim-listen", "127.0.0.1:8081", "simulator address (demo)"),
+    ("WXAUTH_TEMPLATES", "--templates", "", "directory overriding the templates"),
+    ("WXAUTH_UPSTREAM_TIMEOUT", "--upstream-timeout", "8", "whole WeChat call, seconds"),
+    ("WXAUTH_CONNECT_TIMEOUT", "--connect-timeout", "3", "connecting to WeChat, seconds"),
+    ("WXAUTH_CLIENT_TIMEOUT", "--client-timeout", "10", "idle or slow client cut off, seconds"),
+    ("WXAUTH_LOG", "--log", "info", "off, error, warn, info, debug"),
 ];
 
 /// The appid the simulator answers to in demo mode.
@@ -251,6 +174,8 @@ pub struct Config {
     pub templates: Option<PathBuf>,
     pub upstream_timeout: Duration,
     pub connect_timeout: Duration,
+    /// A browser's connection is closed after this long without a byte either way.
+    pub client_timeout: Duration,
     pub log: String,
 }
 
@@ -323,6 +248,7 @@ impl Config {
         let max_sessions = number(&mut p, raw, "WXAUTH_MAX_SESSIONS", 1.0, 1e8) as usize;
         let upstream = number(&mut p, raw, "WXAUTH_UPSTREAM_TIMEOUT", 0.05, 60.0);
         let connect = number(&mut p, raw, "WXAUTH_CONNECT_TIMEOUT", 0.05, 60.0);
+        let client = number(&mut p, raw, "WXAUTH_CLIENT_TIMEOUT", 0.1, 3600.0);
         let session_file = raw.get("WXAUTH_SESSION_FILE").map(PathBuf::from);
         if let Some(file) = &session_file {
             let dir = file
@@ -365,6 +291,7 @@ impl Config {
             templates: raw.get("WXAUTH_TEMPLATES").map(PathBuf::from),
             upstream_timeout: Duration::from_secs_f64(upstream),
             connect_timeout: Duration::from_secs_f64(connect.min(upstream)),
+            client_timeout: Duration::from_secs_f64(client),
             log,
         })
     }
@@ -396,7 +323,8 @@ impl Config {
         let file = self.session_file.as_ref().map(|p| p.display().to_string());
         format!(
             "mode={} appid={} secret={} public_url={} scope={} lang={} open_base={} api_base={} \
-             session_ttl={} max_sessions={} session_file={} upstream_timeout={}s connect_timeout={}s log={}",
+             session_ttl={} max_sessions={} session_file={} upstream_timeout={}s connect_timeout={}s \
+             client_timeout={}s log={}",
             if self.demo { "demo" } else { "real" },
             self.appid,
             self.secret,
@@ -410,6 +338,7 @@ impl Config {
             file.as_deref().unwrap_or("none"),
             self.upstream_timeout.as_secs_f64(),
             self.connect_timeout.as_secs_f64(),
+            self.client_timeout.as_secs_f64(),
             self.log,
         )
     }

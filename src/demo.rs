@@ -25,7 +25,8 @@ pub fn sim_config(config: &Config, secret: &str) -> SimConfig {
 /// Binds the simulator at `config.sim_listen`, starts it on its own thread and
 /// points `config` at it. `app` is where the app is actually bound.
 pub fn start_sim(config: &mut Config, app: SocketAddr) -> io::Result<Running> {
-    let listener = Listener::bind(&config.sim_listen.to_string())?;
+    let listener =
+        Listener::bind_with_timeout(&config.sim_listen.to_string(), config.client_timeout)?;
     config.bind_demo(app, listener.local_addr());
     let secret = config.secret.expose().to_string();
     Ok(sim::start(listener, sim_config(config, &secret)))

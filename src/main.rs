@@ -67,10 +67,11 @@ fn serve(mut config: Config) -> ExitCode {
     // Catch signals from the very start: one that arrives while starting up
     // stops the server as soon as its loop runs, rather than killing it.
     let signals = Signals::new([SIGTERM, SIGINT]);
-    let listener = match Listener::bind(&config.listen.to_string()) {
-        Ok(listener) => listener,
-        Err(e) => return fail(&format!("cannot listen on {}: {e}", config.listen)),
-    };
+    let listener =
+        match Listener::bind_with_timeout(&config.listen.to_string(), config.client_timeout) {
+            Ok(listener) => listener,
+            Err(e) => return fail(&format!("cannot listen on {}: {e}", config.listen)),
+        };
     // The simulator's thread lives as long as this binding.
     let _sim = if config.demo {
         match demo::start_sim(&mut config, listener.local_addr()) {
@@ -104,11 +105,17 @@ fn serve(mut config: Config) -> ExitCode {
         }
     };
     stop_on_signals(signals, listener.stopper());
-    listener.run(&mut app);
+    let ended = listener.run(&mut app);
     // The loop has finished the request it had in hand and takes no more.
     app.save_sessions();
-    out!("wxauth stopped");
-    ExitCode::SUCCESS
+    match ended {
+        Ok(()) => {
+            out!("wxauth stopped");
+            ExitCode::SUCCESS
+        }
+        // Up but deaf helps no one: exit non-zero so systemd restarts us.
+        Err(e) => fail(&e),
+    }
 }
 
 /// SIGTERM (systemd's stop) and SIGINT (Ctrl-C) stop the loop gracefully.
@@ -134,10 +141,11 @@ fn stop_on_signals(signals: std::io::Result<Signals>, stopper: Stopper) {
 }
 
 fn sim(config: Config) -> ExitCode {
-    let listener = match Listener::bind(&config.sim_listen.to_string()) {
-        Ok(listener) => listener,
-        Err(e) => return fail(&format!("cannot listen on {}: {e}", config.sim_listen)),
-    };
+    let listener =
+        match Listener::bind_with_timeout(&config.sim_listen.to_string(), config.client_timeout) {
+            Ok(listener) => listener,
+            Err(e) => return fail(&format!("cannot listen on {}: {e}", config.sim_listen)),
+        };
     let secret = if config.demo {
         SIM_DEFAULT_SECRET
     } else {
@@ -150,8 +158,10 @@ fn sim(config: Config) -> ExitCode {
         sim_config.appid,
         sim_config.domain
     );
-    listener.run(&mut Sim::new(sim_config));
-    ExitCode::SUCCESS
+    match listener.run(&mut Sim::new(sim_config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
 }
 
 fn fail(msg: &str) -> ExitCode {

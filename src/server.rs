@@ -5,12 +5,14 @@
 
 use crate::http::{Method, Reply, Req};
 use crate::log;
+use socket2::{Domain, Protocol, Socket, Type};
 use std::io::{self, Read};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The longest request target we read (path and query), in bytes.
 pub const MAX_URL: usize = 8 * 1024;
@@ -35,17 +37,43 @@ pub trait Service {
     }
 }
 
+/// How long a client may take over one read or write before its connection
+/// is closed, unless configured otherwise (WXAUTH_CLIENT_TIMEOUT).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A bound listener, not yet serving.
 pub struct Listener {
     server: Arc<tiny_http::Server>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Listener {
-    /// Binds `addr` (e.g. "127.0.0.1:0").
+    /// Binds `addr` (e.g. "127.0.0.1:0") with the default client timeout.
     pub fn bind(addr: &str) -> io::Result<Listener> {
-        let server = tiny_http::Server::http(addr).map_err(io::Error::other)?;
+        Listener::bind_with_timeout(addr, CLIENT_TIMEOUT)
+    }
+
+    /// Binds `addr`. tiny_http sets no socket timeouts, so a client that
+    /// stops sending or reading would hold its connection thread for ever:
+    /// the timeouts go on the listening socket, and Linux gives every
+    /// accepted socket the listener's SO_RCVTIMEO and SO_SNDTIMEO.
+    pub fn bind_with_timeout(addr: &str, timeout: Duration) -> io::Result<Listener> {
+        let addr = addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        // A restart can bind again while the old connections sit in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        socket.set_read_timeout(Some(timeout))?;
+        socket.set_write_timeout(Some(timeout))?;
+        let server = tiny_http::Server::from_listener(TcpListener::from(socket), None)
+            .map_err(io::Error::other)?;
         Ok(Listener {
             server: Arc::new(server),
+            stopping: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -54,18 +82,28 @@ impl Listener {
         self.server
             .server_addr()
             .to_ip()
-            .expect("bound with Server::http, so an IP address")
+            .expect("bound to an IP address")
     }
 
     /// A handle that ends `run` from another thread (a signal handler).
     pub fn stopper(&self) -> Stopper {
-        Stopper(Arc::clone(&self.server))
+        Stopper {
+            server: Arc::clone(&self.server),
+            stopping: Arc::clone(&self.stopping),
+        }
     }
 
     /// Serves on the calling thread until `Stopper::stop`: the request in
-    /// hand is finished, then this returns.
-    pub fn run(self, service: &mut dyn Service) {
+    /// hand is finished, then this returns Ok. An Err means tiny_http
+    /// stopped accepting connections on its own: the process should exit
+    /// non-zero so that its supervisor restarts it.
+    pub fn run(self, service: &mut dyn Service) -> Result<(), String> {
         serve(&self.server, service);
+        if self.stopping.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err("the listener stopped accepting connections".to_string())
+        }
     }
 
     /// Serves on a new thread; dropping the handle stops it.
@@ -86,12 +124,16 @@ impl Listener {
 
 /// Stops a `Listener::run` loop: no new request is taken after the current one.
 #[derive(Clone)]
-pub struct Stopper(Arc<tiny_http::Server>);
+pub struct Stopper {
+    server: Arc<tiny_http::Server>,
+    stopping: Arc<AtomicBool>,
+}
 
 impl Stopper {
     /// Asks the loop to stop.
     pub fn stop(&self) {
-        self.0.unblock();
+        self.stopping.store(true, Ordering::SeqCst);
+        self.server.unblock();
     }
 }
 

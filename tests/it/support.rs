@@ -29,7 +29,8 @@ pub fn start_with(settings: &[(&str, &str)]) -> Stack {
     let raw = RawConfig::from_env_and_args(env, &[]).expect("test settings parse");
     let mut config = Config::from_raw(&raw).expect("test settings are valid");
     wxauth::log::set_level(&config.log);
-    let listener = Listener::bind("127.0.0.1:0").expect("bind the app");
+    let listener =
+        Listener::bind_with_timeout("127.0.0.1:0", config.client_timeout).expect("bind the app");
     let sim = demo::start_sim(&mut config, listener.local_addr()).expect("start the simulator");
     let secret = config.secret.expose().to_string();
     let sim_url = config.open_base.clone();

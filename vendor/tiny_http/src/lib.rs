@@ -159,6 +159,28 @@ impl From<Request> for Message {
     }
 }
 
+/// wxauth patch: tells `recv()` that the accept thread has ended (by error
+/// or panic) while the server was not closing, so the caller can exit and be
+/// restarted instead of waiting for requests that can no longer arrive.
+struct EndSignal(Arc<MessagesQueue<Message>>, Arc<AtomicBool>);
+
+impl Drop for EndSignal {
+    fn drop(&mut self) {
+        if !self.1.load(Relaxed) {
+            self.0
+                .push(IoError::new(IoErrorKind::Other, "the accept thread has ended").into());
+        }
+    }
+}
+
+/// wxauth patch: accept errors worth retrying: out of file descriptors
+/// (EMFILE, ENFILE), out of memory or buffers (ENOMEM, ENOBUFS), a signal
+/// (EINTR), a connection gone before it was accepted (ECONNABORTED, EPROTO).
+fn accept_error_is_transient(e: &IoError) -> bool {
+    matches!(e.kind(), IoErrorKind::Interrupted | IoErrorKind::ConnectionAborted)
+        || matches!(e.raw_os_error(), Some(4 | 12 | 23 | 24 | 71 | 103 | 105))
+}
+
 // this trait is to make sure that Server implements Share and Send
 #[doc(hidden)]
 trait MustBeShareDummy: Sync + Send {}
@@ -286,6 +308,11 @@ impl Server {
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
         thread::spawn(move || {
+            // wxauth patch: however this thread ends (an accept error it
+            // cannot recover from, or a panic), unless the server is closing,
+            // recv() learns of it instead of waiting for ever.
+            let _end_signal = EndSignal(inside_messages.clone(), inside_close_trigger.clone());
+
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
 
@@ -336,6 +363,15 @@ impl Server {
                                 }
                             }
                         }));
+                    }
+
+                    // wxauth patch: running out of file descriptors or
+                    // memory, or a client gone before accept, is passing:
+                    // wait a moment and accept again. The published version
+                    // stopped accepting for good on any error.
+                    Err(e) if accept_error_is_transient(&e) => {
+                        log::warn!("accept failed, retrying: {}", e);
+                        thread::sleep(std::time::Duration::from_millis(50));
                     }
 
                     Err(e) => {

@@ -29,6 +29,9 @@ struct Sharing {
 /// Minimum number of active threads.
 static MIN_THREADS: usize = 4;
 
+/// wxauth patch: maximum number of threads, so of connections served at once.
+pub const MAX_THREADS: usize = 400;
+
 struct Registration<'a> {
     nb: &'a AtomicUsize,
 }
@@ -66,10 +69,21 @@ impl TaskPool {
 
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
+    ///
+    /// wxauth patch: at most MAX_THREADS threads, and a thread that cannot
+    /// be spawned is no panic. In both cases the task (a connection) is
+    /// dropped, which closes it, and the caller (the accept loop) goes on.
+    /// The published version spawned without bound and panicked in the
+    /// accept thread when the OS refused a thread: the process stayed up
+    /// but never accepted again.
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
         if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+            if self.sharing.active_tasks.load(Ordering::Acquire) >= MAX_THREADS {
+                log::warn!("connection refused: {} connection threads busy", MAX_THREADS);
+                return;
+            }
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
@@ -80,7 +94,7 @@ impl TaskPool {
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -124,6 +138,9 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(e) = spawned {
+            log::error!("cannot spawn a connection thread: {}", e);
+        }
     }
 }
 
