@@ -13,6 +13,8 @@ use crate::{log, persist, render, routes};
 use minijinja::Environment;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// The cookie holding the session id.
 pub const SESSION_COOKIE: &str = "wxauth_session";
@@ -30,6 +32,24 @@ pub struct App {
     pub templates: Environment<'static>,
     pub clock: Clock,
     next_sweep: i64,
+    counters: Arc<Counters>,
+}
+
+/// How much the app holds, published by the loop after every request so
+/// that other threads can read it without a lock.
+#[derive(Debug, Default)]
+struct Counters {
+    sessions: AtomicUsize,
+    logins: AtomicUsize,
+}
+
+/// A reading of `Counters`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Live sessions stored.
+    pub sessions: usize,
+    /// Logins under way (OAuth states waiting for their callback).
+    pub logins: usize,
 }
 
 impl App {
@@ -44,6 +64,7 @@ impl App {
             templates: render::environment(config.templates.as_deref())?,
             clock,
             next_sweep: 0,
+            counters: Arc::default(),
             config,
         };
         if let Some(path) = app.config.session_file.clone() {
@@ -168,6 +189,12 @@ impl Service for App {
                 self.error_reply_for(&req.path, &err)
             }
         };
+        self.counters
+            .sessions
+            .store(self.sessions.len(), Ordering::Relaxed);
+        self.counters
+            .logins
+            .store(self.logins.len(), Ordering::Relaxed);
         with_security_headers(reply, req.path.starts_with("/static/"))
     }
 
@@ -215,16 +242,29 @@ pub struct AppHandle {
     pub addr: SocketAddr,
     /// The app's clock; `advance` it to expire tokens and sessions.
     pub clock: Clock,
+    counters: Arc<Counters>,
+}
+
+impl AppHandle {
+    /// How many sessions and logins the app holds, as of its last request.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            sessions: self.counters.sessions.load(Ordering::Relaxed),
+            logins: self.counters.logins.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Starts the app on `listener` on its own thread.
 pub fn start(listener: Listener, config: Config) -> Result<AppHandle, String> {
     let clock = Clock::new();
     let app = App::new(config, clock.clone())?;
+    let counters = Arc::clone(&app.counters);
     let addr = listener.local_addr();
     Ok(AppHandle {
         _running: listener.spawn(app),
         addr,
         clock,
+        counters,
     })
 }

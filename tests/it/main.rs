@@ -1,6 +1,7 @@
 //! Integration tests: the app and the simulator on free loopback ports,
 //! driven over HTTP. One test crate (tests/it) so it links once.
 
+mod adversarial;
 mod callback;
 mod cli;
 mod flow;

@@ -1,0 +1,324 @@
+//! Hostile clients and a misbehaving upstream, over real sockets. After each
+//! attack the server still answers /healthz and a session made before the
+//! attack still works: nothing is lost, nothing hangs.
+
+use crate::support::{start, start_real, start_with, Browser, Stack};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+/// A stack with one user logged in before the attack.
+fn stack_with_victim(settings: &[(&str, &str)]) -> (Stack, Browser) {
+    let stack = start_with(settings);
+    let mut victim = Browser::new();
+    assert_eq!(victim.login_as(&stack, 0).status, 302);
+    (stack, victim)
+}
+
+/// The server still serves, and the session made before the attack still works.
+fn still_fine(stack: &Stack, victim: &mut Browser) {
+    assert_eq!(Browser::new().get(&stack.url("/healthz")).status, 200);
+    let me = victim.get(&stack.url("/api/me"));
+    assert_eq!(me.status, 200, "the victim's session survived: {}", me.body);
+    assert!(me.body.contains("熊猫🐼小明"));
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// The status code of the first answer on a raw connection, or 0 if it closed.
+fn status_of(stream: &mut TcpStream) -> u16 {
+    let mut head = [0u8; 12];
+    match stream.read_exact(&mut head) {
+        Ok(()) => String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+#[test]
+fn many_duplicate_and_garbage_cookies_are_harmless() {
+    let (stack, mut victim) = stack_with_victim(&[]);
+    let session = victim.jar["wxauth_session"].clone();
+    let garbage: String = (0..4096)
+        .map(|i| char::from(b'!' + (i % 90) as u8))
+        .filter(|c| *c != ';')
+        .collect();
+    let many: String = (0..300).map(|i| format!("c{i}=v{i}; ")).collect();
+    for cookie in [
+        format!("wxauth_session={garbage}"),
+        format!("{many}wxauth_session={session}"),
+        format!("wxauth_session=forged; wxauth_session={session}"),
+        format!("wxauth_session={session}; wxauth_session=forged"),
+        "wxauth_session=; =; ;;; wxauth_login=x".to_string(),
+        format!("wxauth_session=\"{session}\""),
+    ] {
+        let resp = Browser::new().get_with(&stack.url("/api/me"), &[("Cookie", &cookie)]);
+        assert!(
+            matches!(resp.status, 200 | 401),
+            "{cookie:.60}: {}",
+            resp.status
+        );
+        let login = Browser::new().get_with(&stack.url("/login"), &[("Cookie", &cookie)]);
+        assert_eq!(login.status, 302);
+    }
+    // Bytes no HTTP client library will send, over a raw socket.
+    let mut raw = connect(stack.app.addr);
+    raw.write_all(b"GET /api/me HTTP/1.1\r\nHost: x\r\nCookie: wxauth_session=\x7f\xff\xfe; \x01=\x02\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert!(matches!(status_of(&mut raw), 0 | 400 | 401));
+    // The first cookie of a name counts, as browsers send the most specific first.
+    let forged_first = format!("wxauth_session=forged; wxauth_session={session}");
+    let resp = Browser::new().get_with(&stack.url("/api/me"), &[("Cookie", &forged_first)]);
+    assert_eq!(resp.status, 401);
+    still_fine(&stack, &mut victim);
+}
+
+#[test]
+fn every_method_on_every_path_gets_a_proper_answer() {
+    let (stack, mut victim) = stack_with_victim(&[]);
+    let paths = [
+        "/",
+        "/login",
+        "/callback",
+        "/profile",
+        "/profile/refresh",
+        "/logout",
+        "/api/me",
+        "/healthz",
+        "/static/style.css",
+        "/static/nope",
+        "/nope",
+        "/api/nope",
+    ];
+    for method in [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT", "BREW",
+    ] {
+        for path in paths {
+            let mut stream = connect(stack.app.addr);
+            let request = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer);
+            let answer = String::from_utf8_lossy(&answer);
+            let status: u16 = answer.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            assert!(
+                matches!(
+                    status,
+                    200 | 204 | 302 | 303 | 400 | 401 | 403 | 404 | 405 | 501
+                ),
+                "{method} {path}: {status}"
+            );
+            assert_ne!(status, 500, "{method} {path}");
+            if status == 405 {
+                assert!(
+                    answer.contains("\r\nAllow: "),
+                    "{method} {path}: 405 without Allow"
+                );
+            }
+        }
+    }
+    still_fine(&stack, &mut victim);
+}
+
+#[test]
+fn a_client_that_sends_half_a_request_and_stalls_holds_up_no_one() {
+    let (stack, mut victim) = stack_with_victim(&[("WXAUTH_CLIENT_TIMEOUT", "1")]);
+    let mut stalled = Vec::new();
+    for partial in [
+        &b"GET /healthz HT"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Half",
+        b"POST /logout HTTP/1.1\r\n",
+    ] {
+        let mut stream = connect(stack.app.addr);
+        stream.write_all(partial).unwrap();
+        stalled.push(stream);
+    }
+    let started = Instant::now();
+    still_fine(&stack, &mut victim);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "served while they stall"
+    );
+    // The socket timeout then closes each stalled connection (408 or a plain close).
+    for stream in stalled.iter_mut() {
+        let started = Instant::now();
+        let status = status_of(stream);
+        assert!(matches!(status, 0 | 400 | 408), "{status}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "closed by the 1 s client timeout"
+        );
+    }
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_the_client_timeout() {
+    let stack = start_with(&[("WXAUTH_CLIENT_TIMEOUT", "1")]);
+    let mut stream = connect(stack.app.addr);
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn a_client_opening_many_connections_does_not_lock_others_out() {
+    let (stack, mut victim) = stack_with_victim(&[]);
+    let idle: Vec<TcpStream> = (0..200).map(|_| connect(stack.app.addr)).collect();
+    still_fine(&stack, &mut victim);
+    drop(idle);
+    // Connections in flight with complete requests are all answered.
+    let mut streams: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let mut s = connect(stack.app.addr);
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    for s in streams.iter_mut() {
+        assert_eq!(status_of(s), 200);
+    }
+    still_fine(&stack, &mut victim);
+}
+
+#[test]
+fn a_flood_of_logins_cannot_grow_memory_without_bound() {
+    let stack = start();
+    let mut first = Browser::new();
+    let first_authorize = first.start_login(&stack, None);
+    let first_callback = first.consent(&first_authorize, 0, true);
+    // More logins than the table holds (10,000), on kept-alive connections.
+    let mut flood = connect(stack.app.addr);
+    let request = b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n";
+    let pattern = b"HTTP/1.1 302";
+    let (mut answers, mut pending) = (0usize, Vec::new());
+    let mut buf = vec![0u8; 1 << 16];
+    for chunk in 1..=110 {
+        for _ in 0..100 {
+            flood.write_all(request).unwrap();
+        }
+        // Read the answers before sending more, so no buffer fills up.
+        while answers < chunk * 100 {
+            let n = flood.read(&mut buf).unwrap();
+            assert!(n > 0, "the server closed the connection");
+            pending.extend_from_slice(&buf[..n]);
+            answers += pending
+                .windows(pattern.len())
+                .filter(|w| w == pattern)
+                .count();
+            // Keep a tail shorter than the pattern: no match is counted twice.
+            pending.drain(..pending.len().saturating_sub(pattern.len() - 1));
+        }
+    }
+    assert_eq!(answers, 11_000);
+    let stats = stack.app.stats();
+    assert!(
+        stats.logins <= 10_000,
+        "logins under way are capped: {}",
+        stats.logins
+    );
+    // The oldest login was evicted: its callback is refused, with no upstream call.
+    assert_eq!(first.get(&first_callback).status, 400);
+    assert_eq!(stack.calls("access_token"), 0);
+    // A fresh login still works.
+    let mut browser = Browser::new();
+    assert_eq!(browser.login_as(&stack, 0).status, 302);
+}
+
+/// A fake WeChat API on loopback that accepts a connection and then does
+/// `behave` with it, for the failures the simulator cannot act out.
+fn fake_upstream(behave: fn(TcpStream)) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || behave(stream));
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn an_upstream_that_resets_hangs_or_closes_early_is_a_clean_502_or_504() {
+    let cases: [(fn(TcpStream), u16); 4] = [
+        // Closes at once, before reading the request.
+        (|s| drop(s), 502),
+        // Reads the request, then closes without a word.
+        (
+            |mut s| {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+            },
+            502,
+        ),
+        // Starts an answer and stops in the middle of the headers.
+        (
+            |mut s| {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Le");
+            },
+            502,
+        ),
+        // Hangs: reads the request and never answers.
+        (
+            |mut s| {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                std::thread::sleep(Duration::from_secs(5));
+            },
+            504,
+        ),
+    ];
+    for (behave, expected) in cases {
+        let api = fake_upstream(behave);
+        let stack = start_real(&[("WXAUTH_API_BASE", &api), ("WXAUTH_UPSTREAM_TIMEOUT", "1")]);
+        let mut browser = Browser::new();
+        let started = Instant::now();
+        let page = browser.login_as(&stack, 0);
+        assert_eq!(page.status, expected, "{}", page.body);
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "bounded by the 1 s timeout"
+        );
+        assert_eq!(browser.get(&stack.url("/healthz")).status, 200);
+    }
+}
+
+#[test]
+fn a_location_built_from_input_never_carries_a_header_break() {
+    let stack = start();
+    for next in [
+        "/%0d%0aSet-Cookie:%20evil=1",
+        "/a%0aX-Injected:%201",
+        "/%E5%98%8A%E5%98%8DSet-Cookie:x=1",
+    ] {
+        let mut browser = Browser::new();
+        let authorize = browser.start_login(
+            &stack,
+            Some(&wxauth::http::parse_query(&format!("n={next}"))[0].1),
+        );
+        let callback = browser.consent(&authorize, 0, true);
+        let done = browser.get(&callback);
+        assert_eq!(done.status, 302);
+        assert!(!done.location().contains(['\r', '\n']));
+        assert!(done.headers.iter().all(|(n, _)| n != "x-injected"));
+        assert!(done
+            .headers
+            .iter()
+            .all(|(n, v)| !(n == "set-cookie" && v.starts_with("evil"))));
+    }
+}
