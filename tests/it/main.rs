@@ -6,6 +6,7 @@ mod callback;
 mod cli;
 mod flow;
 mod pages;
+mod props;
 mod security;
 mod sim;
 mod support;
