@@ -322,3 +322,109 @@ fn a_location_built_from_input_never_carries_a_header_break() {
             .all(|(n, v)| !(n == "set-cookie" && v.starts_with("evil"))));
     }
 }
+
+/// A fake WeChat API on loopback answering each request with whatever
+/// `answer(request_line)` returns (a whole HTTP response).
+fn fake_wechat(answer: fn(&str) -> String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 8192];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let line = request.lines().next().unwrap_or("").to_string();
+            let _ = stream.write_all(answer(&line).as_bytes());
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn json_200(body: &str) -> String {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+const GRANT: &str = r#"{"access_token":"fakeAT","expires_in":7200,"refresh_token":"fakeRT","openid":"oFakeUser0000000000000000001","scope":"snsapi_userinfo"}"#;
+
+#[test]
+fn a_userinfo_for_another_openid_is_refused() {
+    let api = fake_wechat(|line| {
+        if line.contains("/sns/oauth2/access_token") {
+            json_200(GRANT)
+        } else {
+            json_200(r#"{"openid":"oSomebodyElse00000000000000002","nickname":"冒名"}"#)
+        }
+    });
+    let stack = start_real(&[("WXAUTH_API_BASE", &api)]);
+    let mut browser = Browser::new();
+    let page = browser.login_as(&stack, 0);
+    assert_eq!(page.status, 502, "{}", page.body);
+    assert!(!browser.jar.contains_key("wxauth_session"));
+}
+
+#[test]
+fn an_avatar_off_wechats_hosts_is_replaced_by_the_placeholder() {
+    let api = fake_wechat(|line| {
+        if line.contains("/sns/oauth2/access_token") {
+            json_200(GRANT)
+        } else {
+            json_200(
+                r#"{"openid":"oFakeUser0000000000000000001","nickname":"n","headimgurl":"https://evil.example/track.png?u=1"}"#,
+            )
+        }
+    });
+    let stack = start_real(&[("WXAUTH_API_BASE", &api)]);
+    let mut browser = Browser::new();
+    assert_eq!(browser.login_as(&stack, 0).status, 302);
+    let profile = browser.get(&stack.url("/profile"));
+    assert!(!profile.body.contains("evil.example"), "{}", profile.body);
+    assert!(profile.body.contains("/static/avatar.svg"));
+    let csp = profile.header("content-security-policy").unwrap();
+    assert!(csp.contains("img-src 'self' https://*.qlogo.cn"), "{csp}");
+}
+
+#[test]
+fn a_redirect_from_the_api_is_never_followed() {
+    // Where a followed redirect would carry the appsecret and the code.
+    let thief = TcpListener::bind("127.0.0.1:0").unwrap();
+    thief.set_nonblocking(true).unwrap();
+    let thief_addr = thief.local_addr().unwrap();
+    static THIEF: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    THIEF.set(format!("http://{thief_addr}/steal")).unwrap();
+    let api = fake_wechat(|_| {
+        format!(
+            "HTTP/1.1 302 Found\r\nLocation: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            THIEF.get().unwrap()
+        )
+    });
+    let stack = start_real(&[("WXAUTH_API_BASE", &api)]);
+    let mut browser = Browser::new();
+    assert_eq!(browser.login_as(&stack, 0).status, 502);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(thief.accept().is_err(), "the redirect target was contacted");
+}
+
+#[test]
+fn an_https_api_base_is_never_spoken_to_in_plain_http() {
+    // A plain-HTTP server behind an https:// base: the TLS handshake fails,
+    // nothing is sent in the clear.
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let api = fake_wechat(|line| {
+        SEEN.lock().unwrap().push(line.to_string());
+        json_200(GRANT)
+    });
+    let https_api = api.replace("http://", "https://");
+    let stack = start_real(&[("WXAUTH_API_BASE", &https_api)]);
+    let mut browser = Browser::new();
+    assert_eq!(browser.login_as(&stack, 0).status, 502);
+    let seen = SEEN.lock().unwrap();
+    assert!(
+        seen.iter()
+            .all(|l| !l.contains("secret=") && !l.contains("code=")),
+        "{seen:?}"
+    );
+}

@@ -203,13 +203,29 @@ fn unknown_paths_are_a_404_page_and_wrong_methods_a_405_with_allow() {
 fn every_reply_carries_the_security_headers() {
     let stack = start();
     let mut browser = Browser::new();
-    for path in ["/", "/healthz", "/nope", "/login", "/static/style.css"] {
+    browser.login_as(&stack, 0);
+    for path in [
+        "/",
+        "/profile",
+        "/api/me",
+        "/healthz",
+        "/nope",
+        "/login",
+        "/static/style.css",
+    ] {
         let resp = browser.get(&stack.url(path));
+        let csp = resp.header("content-security-policy").unwrap();
+        for directive in [
+            "default-src 'none'",
+            "img-src 'self' https://*.qlogo.cn",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
         assert!(
-            resp.header("content-security-policy")
-                .unwrap()
-                .contains("frame-ancestors 'none'"),
-            "{path}"
+            !csp.contains("unsafe-inline") && !csp.contains("http://"),
+            "{path}: {csp}"
         );
         assert_eq!(
             resp.header("x-content-type-options"),
@@ -221,6 +237,13 @@ fn every_reply_carries_the_security_headers() {
             Some("no-referrer"),
             "{path}"
         );
+        assert_eq!(resp.header("x-frame-options"), Some("DENY"), "{path}");
+        let cache = resp.header("cache-control").unwrap();
+        if path.starts_with("/static/") {
+            assert!(cache.starts_with("public"), "{path}: {cache}");
+        } else {
+            assert_eq!(cache, "no-store", "{path}");
+        }
     }
 }
 
