@@ -10,8 +10,9 @@ use crate::server::{Listener, Running, Service};
 use crate::session::{LoginStates, Session, SessionStore};
 use crate::wechat::{WechatClient, WechatError};
 use crate::{log, persist, render, routes};
+use minijinja::context;
 use minijinja::Environment;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -57,11 +58,19 @@ impl App {
     /// template override. A bad session file is reported and skipped: the
     /// server always starts.
     pub fn new(config: Config, clock: Clock) -> Result<App, String> {
+        let mut templates = render::environment(config.templates.as_deref())?;
+        templates.add_global("demo", config.demo);
+        let sim_url = if config.demo {
+            config.open_base.clone()
+        } else {
+            String::new()
+        };
+        templates.add_global("sim_url", sim_url);
         let mut app = App {
             sessions: SessionStore::new(config.session_ttl, config.max_sessions),
             logins: LoginStates::new(MAX_LOGINS),
             wechat: WechatClient::new(&config),
-            templates: render::environment(config.templates.as_deref())?,
+            templates,
             clock,
             next_sweep: 0,
             counters: Arc::default(),
@@ -89,21 +98,13 @@ impl App {
         }
     }
 
-    /// Renders a page; `ctx` is a JSON object to which `demo` and `sim_url` are added.
-    pub fn page(&self, name: &str, mut ctx: Value) -> Result<Reply, AppError> {
-        ctx["demo"] = json!(self.config.demo);
-        ctx["sim_url"] = json!(if self.config.demo {
-            self.config.open_base.as_str()
-        } else {
-            ""
-        });
-        render::render(
-            &self.templates,
-            name,
-            minijinja::Value::from(minijinja::value::Serde(&ctx)),
-        )
-        .map(Reply::html)
-        .map_err(AppError::Internal)
+    /// Renders a page. `demo` and `sim_url` are template globals (set once in
+    /// `new`); contexts are minijinja values built directly, because going
+    /// through serde_json or merging maps cost more than the rendering.
+    pub fn page(&self, name: &str, ctx: minijinja::Value) -> Result<Reply, AppError> {
+        render::render(&self.templates, name, ctx)
+            .map(Reply::html)
+            .map_err(AppError::Internal)
     }
 
     /// The session cookie's id and its live session, if the browser has one.
@@ -137,13 +138,12 @@ impl App {
                 AppError::Upstream {
                     error: WechatError::Api { errcode, errmsg },
                     ..
-                } => (json!(errcode), json!(errmsg)),
-                _ => (Value::Null, Value::Null),
+                } => (Some(*errcode), Some(errmsg.as_str())),
+                _ => (None, None),
             };
-            let ctx = json!({
-                "status": status, "kind": err.kind(), "retry_url": err.retry_url(),
-                "errcode": errcode, "errmsg": errmsg,
-            });
+            let ctx = context! {
+                status, kind => err.kind(), retry_url => err.retry_url(), errcode, errmsg,
+            };
             match self.page("error.html", ctx) {
                 Ok(page) => page.with_status(status),
                 Err(e) => {
@@ -202,8 +202,10 @@ impl Service for App {
         let err = match status {
             400 => AppError::BadRequest,
             413 | 414 | 431 => {
-                let ctx = json!({ "status": status, "kind": "too_large", "retry_url": "/",
-                                  "errcode": null, "errmsg": null });
+                let none: Option<i64> = None;
+                let ctx = context! {
+                    status, kind => "too_large", retry_url => "/", errcode => none, errmsg => none,
+                };
                 let page = self
                     .page("error.html", ctx)
                     .unwrap_or_else(|_| Reply::text(status, "too large"));

@@ -7,12 +7,12 @@ use crate::error::{login_url, AppError};
 use crate::http::{Reply, Req};
 use crate::session::{Session, Tokens};
 use crate::wechat::{WechatClient, WechatError};
-use serde_json::{json, Value};
+use minijinja::{context, Value};
 
 /// GET /: a welcome for the logged-in user, "游客" and a login link otherwise.
 pub fn home(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let user = app.current(req).map(|(_, s)| user_view(s));
-    app.page("home.html", json!({ "user": user }))
+    app.page("home.html", context! { user })
 }
 
 /// GET /profile: the stored profile; not logged in → /login?next=/profile.
@@ -20,7 +20,7 @@ pub fn profile(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let Some((_, session)) = app.current(req) else {
         return Ok(Reply::redirect(302, &login_url("/profile")));
     };
-    let ctx = json!({ "user": user_view(session), "scope": session.scope.as_str() });
+    let ctx = context! { user => user_view(session), scope => session.scope.as_str() };
     app.page("profile.html", ctx)
 }
 
@@ -122,23 +122,23 @@ fn refresh(app: &mut App, sid: &str) -> Result<(), WechatError> {
 
 /// What the templates see of a session. No token ever goes in here.
 fn user_view(session: &Session) -> Value {
-    let unionid = session.unionid.clone().unwrap_or_default();
+    let unionid = session.unionid.as_deref().unwrap_or("");
     match &session.user {
-        Some(u) => json!({
-            "openid": session.openid,
-            "nickname": u.nickname,
-            "sex_label": match u.sex { 1 => "男", 2 => "女", _ => "未知" },
-            "province": u.province,
-            "city": u.city,
-            "country": u.country,
-            "privilege": u.privilege,
-            "unionid": unionid,
-            "avatar": avatar(&u.headimgurl),
-        }),
-        None => json!({
-            "openid": session.openid, "nickname": "", "sex_label": "未知", "province": "",
-            "city": "", "country": "", "privilege": [], "unionid": unionid, "avatar": "",
-        }),
+        Some(u) => context! {
+            openid => session.openid.as_str(),
+            nickname => u.nickname.as_str(),
+            sex_label => match u.sex { 1 => "男", 2 => "女", _ => "未知" },
+            province => u.province.as_str(),
+            city => u.city.as_str(),
+            country => u.country.as_str(),
+            privilege => u.privilege.iter().map(String::as_str).map(Value::from).collect::<Vec<_>>(),
+            unionid,
+            avatar => avatar(&u.headimgurl),
+        },
+        None => context! {
+            openid => session.openid.as_str(), nickname => "", sex_label => "未知", province => "",
+            city => "", country => "", privilege => Value::from(Vec::<Value>::new()), unionid, avatar => "",
+        },
     }
 }
 

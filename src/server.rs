@@ -53,10 +53,10 @@ impl Listener {
         Listener::bind_with_timeout(addr, CLIENT_TIMEOUT)
     }
 
-    /// Binds `addr`. tiny_http sets no socket timeouts, so a client that
+    /// Binds `addr`. tiny_http sets no socket options, so a client that
     /// stops sending or reading would hold its connection thread for ever:
-    /// the timeouts go on the listening socket, and Linux gives every
-    /// accepted socket the listener's SO_RCVTIMEO and SO_SNDTIMEO.
+    /// the timeouts (and TCP_NODELAY) go on the listening socket, and Linux
+    /// gives every accepted socket the listener's options.
     pub fn bind_with_timeout(addr: &str, timeout: Duration) -> io::Result<Listener> {
         let addr = addr
             .to_socket_addrs()?
@@ -69,6 +69,10 @@ impl Listener {
         socket.listen(1024)?;
         socket.set_read_timeout(Some(timeout))?;
         socket.set_write_timeout(Some(timeout))?;
+        // tiny_http writes a reply's head and body separately; with Nagle's
+        // algorithm the body then waits for the client's delayed ACK (40 ms
+        // on Linux) on every kept-alive request. Inherited like the timeouts.
+        socket.set_tcp_nodelay(true)?;
         let server = tiny_http::Server::from_listener(TcpListener::from(socket), None)
             .map_err(io::Error::other)?;
         Ok(Listener {
@@ -98,11 +102,13 @@ impl Listener {
     /// stopped accepting connections on its own: the process should exit
     /// non-zero so that its supervisor restarts it.
     pub fn run(self, service: &mut dyn Service) -> Result<(), String> {
-        serve(&self.server, service);
+        let ended = serve(&self.server, service);
         if self.stopping.load(Ordering::SeqCst) {
             Ok(())
         } else {
-            Err("the listener stopped accepting connections".to_string())
+            Err(format!(
+                "the listener stopped accepting connections: {ended}"
+            ))
         }
     }
 
@@ -112,7 +118,7 @@ impl Listener {
         let loop_server = Arc::clone(&self.server);
         let thread = std::thread::Builder::new()
             .name(service.name().to_string())
-            .spawn(move || serve(&loop_server, &mut service))
+            .spawn(move || drop(serve(&loop_server, &mut service)))
             .expect("spawning the server thread at start-up");
         Running {
             server: self.server,
@@ -154,9 +160,14 @@ impl Drop for Running {
     }
 }
 
-fn serve(server: &tiny_http::Server, service: &mut dyn Service) {
+/// Serves until tiny_http has no more requests to give; returns why.
+fn serve(server: &tiny_http::Server, service: &mut dyn Service) -> io::Error {
     let reaper = Reaper::start(service.name());
-    for mut request in server.incoming_requests() {
+    loop {
+        let mut request = match server.recv() {
+            Ok(request) => request,
+            Err(why) => return why,
+        };
         let started = Instant::now();
         let method = Method::parse(request.method().as_str());
         let path = request.url().split('?').next().unwrap_or("").to_string();

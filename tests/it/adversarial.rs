@@ -428,3 +428,14 @@ fn an_https_api_base_is_never_spoken_to_in_plain_http() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn the_server_keeps_accepting_after_a_quiet_spell_longer_than_the_client_timeout() {
+    // The client timeout sits on the listening socket, where it also bounds
+    // accept(): a quiet spell must not be taken for a broken listener.
+    let (stack, mut victim) = stack_with_victim(&[("WXAUTH_CLIENT_TIMEOUT", "0.3")]);
+    std::thread::sleep(Duration::from_millis(1200));
+    still_fine(&stack, &mut victim);
+    std::thread::sleep(Duration::from_millis(700));
+    still_fine(&stack, &mut victim);
+}

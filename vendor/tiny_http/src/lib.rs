@@ -369,6 +369,13 @@ impl Server {
                     // memory, or a client gone before accept, is passing:
                     // wait a moment and accept again. The published version
                     // stopped accepting for good on any error.
+                    // wxauth patch: with SO_RCVTIMEO on the listening socket
+                    // (wxauth sets it so accepted sockets inherit it), accept
+                    // itself gives up with EAGAIN after that long without a
+                    // new connection. Nothing is wrong: accept again.
+                    Err(ref e)
+                        if matches!(e.kind(), IoErrorKind::WouldBlock | IoErrorKind::TimedOut) => {}
+
                     Err(e) if accept_error_is_transient(&e) => {
                         log::warn!("accept failed, retrying: {}", e);
                         thread::sleep(std::time::Duration::from_millis(50));

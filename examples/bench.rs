@@ -1,0 +1,206 @@
+//! The benchmark's client side, for what wrk cannot do: whole logins
+//! (/login → the simulator's consent page and 允许 → /callback → /profile),
+//! seeding many sessions, and start-up time. `scripts/bench.sh` drives it;
+//! it talks to loopback only.
+//!
+//! Usage:
+//!   bench cookie  APP SIM                    one login, prints its session cookie
+//!   bench logins  APP SIM THREADS SECONDS    complete logins for a while: count and rate
+//!   bench seed    APP SIM THREADS COUNT      COUNT complete logins, as fast as possible
+//!   bench startup ADDR RUNS -- BIN [ARGS]    spawn BIN RUNS times, time until ADDR serves /healthz
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| -> &str { args.get(i).map(String::as_str).unwrap_or_else(|| usage()) };
+    match arg(0) {
+        "cookie" => println!("{}", Client::new(arg(1), arg(2)).login()),
+        "logins" => {
+            let (threads, seconds) = (number(arg(3)), number(arg(4)));
+            let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+            let done = run(arg(1), arg(2), threads, |_| Instant::now() < deadline);
+            println!(
+                "logins={done} seconds={seconds} rate={:.0}",
+                done as f64 / seconds as f64
+            );
+        }
+        "seed" => {
+            let (threads, count) = (number(arg(3)), number(arg(4)));
+            let next = Arc::new(AtomicUsize::new(0));
+            let started = Instant::now();
+            let done = run(arg(1), arg(2), threads, move |_| {
+                next.fetch_add(1, Ordering::Relaxed) < count
+            });
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "logins={done} seconds={seconds:.1} rate={:.0}",
+                done as f64 / seconds
+            );
+        }
+        "startup" => startup(arg(1), number(arg(2)), &args[4..]),
+        _ => usage(),
+    }
+}
+
+fn usage() -> ! {
+    eprintln!("usage: bench cookie|logins|seed|startup ... (see the source)");
+    std::process::exit(2)
+}
+
+fn number(s: &str) -> usize {
+    s.parse().unwrap_or_else(|_| usage())
+}
+
+/// Runs logins on `threads` threads while `more` says so; returns how many completed.
+fn run(app: &str, sim: &str, threads: usize, more: impl Fn(usize) -> bool + Send + Sync) -> usize {
+    let done = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            let (done, more) = (&done, &more);
+            scope.spawn(move || {
+                let mut client = Client::new(app, sim);
+                while more(t) {
+                    client.login();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    done.into_inner()
+}
+
+/// One browser: its own connections and cookies.
+struct Client {
+    agent: ureq::Agent,
+    app: String,
+    sim: String,
+    login_cookie: String,
+}
+
+impl Client {
+    fn new(app: &str, sim: &str) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .max_redirects(0)
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        Client {
+            agent,
+            app: app.into(),
+            sim: sim.into(),
+            login_cookie: String::new(),
+        }
+    }
+
+    /// A complete login; returns the session cookie (`wxauth_session=…`).
+    fn login(&mut self) -> String {
+        let resp = self.get(&format!("{}/login", self.app), "");
+        let authorize = location(&resp).split('#').next().unwrap_or("").to_string();
+        if let Some(cookie) = set_cookie(&resp, "wxauth_login") {
+            self.login_cookie = cookie;
+        }
+        let consent = self.get(&authorize, "");
+        assert_eq!(consent.status().as_u16(), 200, "the consent page");
+        let query = authorize.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let params = wxauth::http::parse_query(query);
+        let param = |k: &str| {
+            params
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("")
+        };
+        let form = [
+            ("appid", param("appid")),
+            ("redirect_uri", param("redirect_uri")),
+            ("response_type", "code"),
+            ("scope", param("scope")),
+            ("state", param("state")),
+            ("user", "0"),
+            ("action", "allow"),
+        ];
+        let confirm = self
+            .agent
+            .post(&format!("{}/connect/oauth2/authorize/confirm", self.sim))
+            .send_form(form)
+            .expect("the simulator answers");
+        let callback = location(&confirm);
+        let done = self.get(&callback, &self.login_cookie.clone());
+        assert_eq!(done.status().as_u16(), 302, "the callback");
+        let session = set_cookie(&done, "wxauth_session").expect("a session cookie");
+        let profile = self.get(&format!("{}/profile", self.app), &session);
+        assert_eq!(profile.status().as_u16(), 200, "the profile");
+        session
+    }
+
+    fn get(&self, url: &str, cookie: &str) -> ureq::http::Response<ureq::Body> {
+        let mut req = self.agent.get(url);
+        if !cookie.is_empty() {
+            req = req.header("Cookie", cookie);
+        }
+        let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let _ = resp.body_mut().read_to_vec();
+        resp
+    }
+}
+
+fn location(resp: &ureq::http::Response<ureq::Body>) -> String {
+    resp.headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no Location in a {} answer", resp.status()))
+        .to_string()
+}
+
+fn set_cookie(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").to_string())
+        .find(|pair| pair.starts_with(&format!("{name}=")))
+}
+
+/// Spawns the command `runs` times and reports how long until `addr` answers /healthz.
+fn startup(addr: &str, runs: usize, command: &[String]) {
+    let (bin, args) = command.split_first().unwrap_or_else(|| usage());
+    let url = format!("http://{addr}/healthz");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_millis(200)))
+        .build()
+        .into();
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn the server");
+        loop {
+            if agent.get(&url).call().is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no answer within 10 s"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "startup_ms_median={:.1} startup_ms_min={:.1} runs={runs}",
+        times[runs / 2],
+        times[0]
+    );
+}
