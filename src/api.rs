@@ -1,6 +1,7 @@
 //! JSON handlers: `/api/me` (the stored user, WeChat's field names) and `/healthz`.
 
 use crate::app::App;
+use crate::config::Scope;
 use crate::error::AppError;
 use crate::http::{Reply, Req};
 use serde_json::json;
@@ -10,12 +11,15 @@ pub fn me(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let Some((_, session)) = app.current(req) else {
         return Ok(Reply::json(&json!({ "error": "unauthenticated" })).with_status(401));
     };
-    let body = match &session.user {
-        Some(user) => serde_json::to_value(user).map_err(|e| AppError::Internal(e.to_string()))?,
+    let user = &session.user;
+    let body = match session.scope {
+        Scope::Userinfo => {
+            serde_json::to_value(user).map_err(|e| AppError::Internal(e.to_string()))?
+        }
         // snsapi_base: WeChat told us only who it is.
-        None => match &session.unionid {
-            Some(unionid) => json!({ "openid": session.openid, "unionid": unionid }),
-            None => json!({ "openid": session.openid }),
+        Scope::Base => match &user.unionid {
+            Some(unionid) => json!({ "openid": user.openid, "unionid": unionid }),
+            None => json!({ "openid": user.openid }),
         },
     };
     Ok(Reply::json(&body))

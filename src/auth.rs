@@ -7,6 +7,7 @@ use crate::error::AppError;
 use crate::http::{Reply, Req};
 use crate::random::{self, constant_time_eq};
 use crate::session::{Session, Tokens, ID_LEN, LOGIN_TTL};
+use crate::wechat::WechatUser;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 /// Where a login lands when it was not asked to go anywhere else.
@@ -98,21 +99,23 @@ fn exchange(app: &mut App, code: &str, next: &str) -> Result<Session, AppError> 
         });
     }
     let user = match app.config.scope {
-        Scope::Userinfo => Some(
-            app.wechat
+        Scope::Userinfo => {
+            let mut user = app
+                .wechat
                 .userinfo(&grant.access_token, &grant.openid)
-                .map_err(upstream)?,
-        ),
-        Scope::Base => None,
+                .map_err(upstream)?;
+            user.unionid = user.unionid.take().or_else(|| grant.unionid.clone());
+            user
+        }
+        // snsapi_base: WeChat says only who it is.
+        Scope::Base => WechatUser {
+            openid: grant.openid.clone(),
+            unionid: grant.unionid.clone(),
+            ..WechatUser::default()
+        },
     };
-    let unionid = user
-        .as_ref()
-        .and_then(|u| u.unionid.clone())
-        .or_else(|| grant.unionid.clone());
     Ok(Session {
         tokens: Tokens::from_grant(&grant, app.clock.now()),
-        openid: grant.openid,
-        unionid,
         scope: app.config.scope,
         user,
         expires: 0,

@@ -44,8 +44,9 @@ pub fn profile_refresh(app: &mut App, req: &Req) -> Result<Reply, AppError> {
             if let (Some(user), Some(session)) =
                 (fresh, app.sessions.get_mut(&sid, app.clock.now()))
             {
-                session.unionid = user.unionid.clone().or(session.unionid.take());
-                session.user = Some(user);
+                let mut user = user;
+                user.unionid = user.unionid.take().or(session.user.unionid.take());
+                session.user = user;
             }
             Ok(Reply::redirect(303, "/profile"))
         }
@@ -74,11 +75,11 @@ fn with_token<T>(
         refresh(app, sid)?;
     }
     let session = token_of(app, sid)?;
-    match call(&app.wechat, &session.tokens.access_token, &session.openid) {
+    match call(&app.wechat, &session.tokens.access_token, session.openid()) {
         Err(e) if e.is_stale_token() => {
             refresh(app, sid)?;
             let session = token_of(app, sid)?;
-            call(&app.wechat, &session.tokens.access_token, &session.openid)
+            call(&app.wechat, &session.tokens.access_token, session.openid())
         }
         other => other,
     }
@@ -101,7 +102,10 @@ fn refresh(app: &mut App, sid: &str) -> Result<(), WechatError> {
             errmsg: "refresh_token expired".into(),
         });
     }
-    let (refresh_token, openid) = (session.tokens.refresh_token.clone(), session.openid.clone());
+    let (refresh_token, openid) = (
+        session.tokens.refresh_token.clone(),
+        session.openid().to_string(),
+    );
     let grant = app.wechat.refresh(&refresh_token)?;
     if grant.openid != openid {
         return Err(WechatError::BadAnswer(
@@ -122,23 +126,17 @@ fn refresh(app: &mut App, sid: &str) -> Result<(), WechatError> {
 
 /// What the templates see of a session. No token ever goes in here.
 fn user_view(session: &Session) -> Value {
-    let unionid = session.unionid.as_deref().unwrap_or("");
-    match &session.user {
-        Some(u) => context! {
-            openid => session.openid.as_str(),
-            nickname => u.nickname.as_str(),
-            sex_label => match u.sex { 1 => "男", 2 => "女", _ => "未知" },
-            province => u.province.as_str(),
-            city => u.city.as_str(),
-            country => u.country.as_str(),
-            privilege => u.privilege.iter().map(String::as_str).map(Value::from).collect::<Vec<_>>(),
-            unionid,
-            avatar => avatar(&u.headimgurl),
-        },
-        None => context! {
-            openid => session.openid.as_str(), nickname => "", sex_label => "未知", province => "",
-            city => "", country => "", privilege => Value::from(Vec::<Value>::new()), unionid, avatar => "",
-        },
+    let u = &session.user;
+    context! {
+        openid => u.openid.as_str(),
+        nickname => u.nickname.as_str(),
+        sex_label => match u.sex { 1 => "男", 2 => "女", _ => "未知" },
+        province => u.province.as_str(),
+        city => u.city.as_str(),
+        country => u.country.as_str(),
+        privilege => u.privilege.iter().map(String::as_str).map(Value::from).collect::<Vec<_>>(),
+        unionid => u.unionid.as_deref().unwrap_or(""),
+        avatar => avatar(&u.headimgurl),
     }
 }
 

@@ -16,7 +16,7 @@ const VERSION: u32 = 1;
 #[derive(Serialize)]
 struct Saving<'a> {
     version: u32,
-    sessions: Vec<(&'a String, &'a Session)>,
+    sessions: Vec<(&'a str, &'a Session)>,
     logins: Vec<(&'a String, &'a LoginState)>,
 }
 
@@ -80,7 +80,7 @@ pub fn load(
         ));
     }
     for (id, session) in saved.sessions {
-        sessions.restore(id, session, now);
+        sessions.restore(&id, session, now);
     }
     for (state, login) in saved.logins {
         logins.restore(state, login, now);
@@ -112,14 +112,13 @@ mod tests {
 
     fn session(nickname: &str) -> Session {
         Session {
-            openid: "o1".into(),
-            unionid: Some("u1".into()),
             scope: Scope::Userinfo,
-            user: Some(WechatUser {
+            user: WechatUser {
                 openid: "o1".into(),
+                unionid: Some("u1".into()),
                 nickname: nickname.into(),
                 ..WechatUser::default()
-            }),
+            },
             tokens: Tokens {
                 access_token: "A".into(),
                 access_expires: 7000,
@@ -158,7 +157,7 @@ mod tests {
         assert_eq!(load(&path, &mut back, &mut back_logins, 120).unwrap(), 1);
         assert!(back.get(&old, 120).is_none());
         let restored = back.get(&new, 120).unwrap();
-        assert_eq!(restored.user.as_ref().unwrap().nickname, "新🐼");
+        assert_eq!(restored.user.nickname, "新🐼");
         assert_eq!(restored.tokens.refresh_token, "R");
         assert_eq!(back_logins.get(&state, 120).unwrap().next, "/next");
         assert!(!path.exists(), "the file is removed once read");

@@ -40,24 +40,47 @@ impl Tokens {
     }
 }
 
-/// One logged-in browser.
+/// One logged-in browser. Kept small: a server holds 100,000 of these.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Session {
-    pub openid: String,
-    pub unionid: Option<String>,
     pub scope: Scope,
-    /// The profile; None with snsapi_base.
-    pub user: Option<WechatUser>,
+    /// Who it is. With snsapi_base only `openid` (and `unionid` when WeChat
+    /// sent one) are filled; with snsapi_userinfo the whole profile.
+    pub user: WechatUser,
     pub tokens: Tokens,
     pub expires: i64,
 }
 
+impl Session {
+    /// The user's openid.
+    pub fn openid(&self) -> &str {
+        &self.user.openid
+    }
+}
+
+/// A session id as stored: its 32 base62 characters, inline (no heap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Id([u8; ID_LEN]);
+
+impl Id {
+    /// The id in a cookie value, if it has the shape of one.
+    fn parse(s: &str) -> Option<Id> {
+        random::is_token(s, ID_LEN).then(|| Id(s.as_bytes().try_into().expect("ID_LEN bytes")))
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("ids are ASCII")
+    }
+}
+
 /// Session id → session, with a lifetime and a cap.
 pub struct SessionStore {
-    map: HashMap<String, Session>,
+    /// Boxed so that the table's spare capacity costs a pointer per slot,
+    /// not a whole session.
+    map: HashMap<Id, Box<Session>>,
     /// Ids in creation order, for evicting the oldest. May hold ids already
     /// removed; `compact` drops them once they outnumber the live ones.
-    order: VecDeque<String>,
+    order: VecDeque<Id>,
     ttl: i64,
     cap: usize,
 }
@@ -85,26 +108,31 @@ impl SessionStore {
             }
         }
         session.expires = now + self.ttl;
-        let id = random::token(ID_LEN);
-        self.order.push_back(id.clone());
-        self.map.insert(id.clone(), session);
-        id
+        let token = random::token(ID_LEN);
+        let id = Id::parse(&token).expect("random::token makes ids");
+        self.order.push_back(id);
+        self.map.insert(id, Box::new(session));
+        token
     }
 
     /// The live session with this id, if any.
     pub fn get(&self, id: &str, now: i64) -> Option<&Session> {
-        self.map.get(id).filter(|s| s.expires > now)
+        let session = self.map.get(&Id::parse(id)?)?;
+        (session.expires > now).then_some(&**session)
     }
 
     /// The live session with this id, to update it.
     pub fn get_mut(&mut self, id: &str, now: i64) -> Option<&mut Session> {
-        self.map.get_mut(id).filter(|s| s.expires > now)
+        let session = self.map.get_mut(&Id::parse(id)?)?;
+        (session.expires > now).then_some(&mut **session)
     }
 
     /// Ends a session (logout, or a grant WeChat no longer honours).
     pub fn remove(&mut self, id: &str) {
-        self.map.remove(id);
-        self.compact();
+        if let Some(id) = Id::parse(id) {
+            self.map.remove(&id);
+            self.compact();
+        }
     }
 
     /// Drops expired sessions.
@@ -118,28 +146,27 @@ impl SessionStore {
         self.map.len()
     }
 
+    /// True when no session is stored.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
     /// Every live session, oldest first (for the session file).
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Session)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Session)> {
         self.order
             .iter()
             .filter_map(|id| self.map.get_key_value(id))
+            .map(|(id, session)| (id.as_str(), &**session))
     }
 
     /// Puts back a saved session under its old id, unless it has expired.
     /// Call in the saved order, oldest first, so eviction order survives.
-    pub fn restore(&mut self, id: String, session: Session, now: i64) {
-        if session.expires > now && random::is_token(&id, ID_LEN) && !self.map.contains_key(&id) {
-            if self.map.len() >= self.cap {
-                return;
-            }
-            self.order.push_back(id.clone());
-            self.map.insert(id, session);
+    pub fn restore(&mut self, id: &str, session: Session, now: i64) {
+        let Some(id) = Id::parse(id) else { return };
+        if session.expires > now && !self.map.contains_key(&id) && self.map.len() < self.cap {
+            self.order.push_back(id);
+            self.map.insert(id, Box::new(session));
         }
-    }
-
-    /// True when no session is stored.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 
     fn compact(&mut self) {
@@ -265,10 +292,11 @@ mod tests {
 
     fn session(openid: &str) -> Session {
         Session {
-            openid: openid.into(),
-            unionid: None,
             scope: Scope::Base,
-            user: None,
+            user: WechatUser {
+                openid: openid.into(),
+                ..WechatUser::default()
+            },
             tokens: Tokens {
                 access_token: "A".into(),
                 access_expires: 0,
@@ -283,7 +311,7 @@ mod tests {
     fn sessions_expire_after_their_ttl() {
         let mut store = SessionStore::new(100, 10);
         let id = store.create(session("o1"), 1000);
-        assert_eq!(store.get(&id, 1099).map(|s| s.openid.as_str()), Some("o1"));
+        assert_eq!(store.get(&id, 1099).map(Session::openid), Some("o1"));
         assert!(store.get(&id, 1100).is_none());
         store.sweep(1100);
         assert!(store.is_empty());
@@ -309,6 +337,7 @@ mod tests {
         assert!(random::is_token(&a, ID_LEN));
         store.remove(&a);
         assert!(store.get(&a, 1).is_none() && store.get(&b, 1).is_some());
+        assert!(store.get("not an id", 1).is_none() && store.get("", 1).is_none());
     }
 
     #[test]
