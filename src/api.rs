@@ -13,13 +13,14 @@ pub fn me(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     };
     let user = &session.user;
     let body = match session.scope {
+        // Serialized through WechatUser: WeChat's field names.
         Scope::Userinfo => {
             serde_json::to_value(user).map_err(|e| AppError::Internal(e.to_string()))?
         }
         // snsapi_base: WeChat told us only who it is.
-        Scope::Base => match &user.unionid {
-            Some(unionid) => json!({ "openid": user.openid, "unionid": unionid }),
-            None => json!({ "openid": user.openid }),
+        Scope::Base => match user.unionid() {
+            Some(unionid) => json!({ "openid": user.openid(), "unionid": unionid }),
+            None => json!({ "openid": user.openid() }),
         },
     };
     Ok(Reply::json(&body))

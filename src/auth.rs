@@ -6,7 +6,7 @@ use crate::config::Scope;
 use crate::error::AppError;
 use crate::http::{Reply, Req};
 use crate::random::{self, constant_time_eq};
-use crate::session::{Session, Tokens, ID_LEN, LOGIN_TTL};
+use crate::session::{Session, StoredUser, Tokens, ID_LEN, LOGIN_TTL};
 use crate::wechat::WechatUser;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
@@ -117,7 +117,7 @@ fn exchange(app: &mut App, code: &str, next: &str) -> Result<Session, AppError> 
     Ok(Session {
         tokens: Tokens::from_grant(&grant, app.clock.now()),
         scope: app.config.scope,
-        user,
+        user: StoredUser::from(user),
         expires: 0,
     })
 }

@@ -5,7 +5,7 @@ use crate::app::{App, SESSION_COOKIE};
 use crate::config::Scope;
 use crate::error::{login_url, AppError};
 use crate::http::{Reply, Req};
-use crate::session::{Session, Tokens};
+use crate::session::{Session, StoredUser, Tokens};
 use crate::wechat::{WechatClient, WechatError};
 use minijinja::{context, Value};
 
@@ -44,9 +44,9 @@ pub fn profile_refresh(app: &mut App, req: &Req) -> Result<Reply, AppError> {
             if let (Some(user), Some(session)) =
                 (fresh, app.sessions.get_mut(&sid, app.clock.now()))
             {
-                let mut user = user;
-                user.unionid = user.unionid.take().or(session.user.unionid.take());
-                session.user = user;
+                let old_unionid = session.user.unionid().map(str::to_string);
+                session.user = StoredUser::from(user);
+                session.user.keep_unionid(old_unionid.as_deref());
             }
             Ok(Reply::redirect(303, "/profile"))
         }
@@ -75,11 +75,19 @@ fn with_token<T>(
         refresh(app, sid)?;
     }
     let session = token_of(app, sid)?;
-    match call(&app.wechat, &session.tokens.access_token, session.openid()) {
+    match call(
+        &app.wechat,
+        session.tokens.access_token(),
+        session.openid(),
+    ) {
         Err(e) if e.is_stale_token() => {
             refresh(app, sid)?;
             let session = token_of(app, sid)?;
-            call(&app.wechat, &session.tokens.access_token, session.openid())
+            call(
+                &app.wechat,
+                session.tokens.access_token(),
+                session.openid(),
+            )
         }
         other => other,
     }
@@ -103,7 +111,7 @@ fn refresh(app: &mut App, sid: &str) -> Result<(), WechatError> {
         });
     }
     let (refresh_token, openid) = (
-        session.tokens.refresh_token.clone(),
+        session.tokens.refresh_token().to_string(),
         session.openid().to_string(),
     );
     let grant = app.wechat.refresh(&refresh_token)?;
@@ -113,13 +121,19 @@ fn refresh(app: &mut App, sid: &str) -> Result<(), WechatError> {
         ));
     }
     if let Some(session) = app.sessions.get_mut(sid, now) {
-        let refresh_expires = session.tokens.refresh_expires;
-        session.tokens = Tokens::from_grant(&grant, now);
         // WeChat's refresh keeps the refresh_token and its 30 days from the first grant.
-        session.tokens.refresh_expires = refresh_expires;
-        if grant.refresh_token.is_empty() {
-            session.tokens.refresh_token = refresh_token;
-        }
+        let refresh = if grant.refresh_token.is_empty() {
+            refresh_token.as_str()
+        } else {
+            &grant.refresh_token
+        };
+        let access_expires = now + (grant.expires_in - 60).max(0);
+        session.tokens = Tokens::new(
+            &grant.access_token,
+            refresh,
+            access_expires,
+            session.tokens.refresh_expires,
+        );
     }
     Ok(())
 }
@@ -128,15 +142,15 @@ fn refresh(app: &mut App, sid: &str) -> Result<(), WechatError> {
 fn user_view(session: &Session) -> Value {
     let u = &session.user;
     context! {
-        openid => u.openid.as_str(),
-        nickname => u.nickname.as_str(),
-        sex_label => match u.sex { 1 => "男", 2 => "女", _ => "未知" },
-        province => u.province.as_str(),
-        city => u.city.as_str(),
-        country => u.country.as_str(),
-        privilege => u.privilege.iter().map(String::as_str).map(Value::from).collect::<Vec<_>>(),
-        unionid => u.unionid.as_deref().unwrap_or(""),
-        avatar => avatar(&u.headimgurl),
+        openid => u.openid(),
+        nickname => u.nickname(),
+        sex_label => match u.sex() { 1 => "男", 2 => "女", _ => "未知" },
+        province => u.province(),
+        city => u.city(),
+        country => u.country(),
+        privilege => u.privilege().map(Value::from).collect::<Vec<_>>(),
+        unionid => u.unionid().unwrap_or(""),
+        avatar => avatar(u.headimgurl()),
     }
 }
 

@@ -106,25 +106,20 @@ fn temp_path(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::config::Scope;
-    use crate::session::Tokens;
+    use crate::session::{StoredUser, Tokens};
     use crate::wechat::WechatUser;
     use std::os::unix::fs::PermissionsExt;
 
     fn session(nickname: &str) -> Session {
         Session {
             scope: Scope::Userinfo,
-            user: WechatUser {
+            user: StoredUser::from(WechatUser {
                 openid: "o1".into(),
                 unionid: Some("u1".into()),
                 nickname: nickname.into(),
                 ..WechatUser::default()
-            },
-            tokens: Tokens {
-                access_token: "A".into(),
-                access_expires: 7000,
-                refresh_token: "R".into(),
-                refresh_expires: 9000,
-            },
+            }),
+            tokens: Tokens::new("A", "R", 7000, 9000),
             expires: 0,
         }
     }
@@ -157,8 +152,8 @@ mod tests {
         assert_eq!(load(&path, &mut back, &mut back_logins, 120).unwrap(), 1);
         assert!(back.get(&old, 120).is_none());
         let restored = back.get(&new, 120).unwrap();
-        assert_eq!(restored.user.nickname, "新🐼");
-        assert_eq!(restored.tokens.refresh_token, "R");
+        assert_eq!(restored.user.nickname(), "新🐼");
+        assert_eq!(restored.tokens.refresh_token(), "R");
         assert_eq!(back_logins.get(&state, 120).unwrap().next, "/next");
         assert!(!path.exists(), "the file is removed once read");
         fs::remove_dir_all(&dir).ok();

@@ -4,8 +4,8 @@
 //! Plain maps: the request loop is single-threaded, so there are no locks.
 
 use crate::config::Scope;
+pub use crate::packed::{StoredUser, Tokens};
 use crate::random;
-use crate::wechat::{Grant, WechatUser};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 
@@ -13,32 +13,6 @@ use std::collections::{HashMap, VecDeque};
 pub const ID_LEN: usize = 32;
 /// A login must come back from WeChat within this many seconds.
 pub const LOGIN_TTL: i64 = 600;
-/// WeChat's refresh_token lives 30 days.
-const REFRESH_TTL: i64 = 30 * 86400;
-
-/// The user's WeChat tokens. Never leave the server (the session file is
-/// the server's own, mode 0600).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Tokens {
-    pub access_token: String,
-    /// Unix seconds after which we treat the access_token as expired.
-    pub access_expires: i64,
-    pub refresh_token: String,
-    pub refresh_expires: i64,
-}
-
-impl Tokens {
-    /// Tokens from a grant received at `now`. We expire the access_token a
-    /// minute early so a call never starts with a token about to die.
-    pub fn from_grant(grant: &Grant, now: i64) -> Tokens {
-        Tokens {
-            access_token: grant.access_token.clone(),
-            access_expires: now + (grant.expires_in - 60).max(0),
-            refresh_token: grant.refresh_token.clone(),
-            refresh_expires: now + REFRESH_TTL,
-        }
-    }
-}
 
 /// One logged-in browser. Kept small: a server holds 100,000 of these.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -46,7 +20,7 @@ pub struct Session {
     pub scope: Scope,
     /// Who it is. With snsapi_base only `openid` (and `unionid` when WeChat
     /// sent one) are filled; with snsapi_userinfo the whole profile.
-    pub user: WechatUser,
+    pub user: StoredUser,
     pub tokens: Tokens,
     pub expires: i64,
 }
@@ -54,7 +28,7 @@ pub struct Session {
 impl Session {
     /// The user's openid.
     pub fn openid(&self) -> &str {
-        &self.user.openid
+        self.user.openid()
     }
 }
 
@@ -289,20 +263,16 @@ impl LoginStates {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wechat::WechatUser;
 
     fn session(openid: &str) -> Session {
         Session {
             scope: Scope::Base,
-            user: WechatUser {
+            user: StoredUser::from(WechatUser {
                 openid: openid.into(),
                 ..WechatUser::default()
-            },
-            tokens: Tokens {
-                access_token: "A".into(),
-                access_expires: 0,
-                refresh_token: "R".into(),
-                refresh_expires: 0,
-            },
+            }),
+            tokens: Tokens::new("A", "R", 0, 0),
             expires: 0,
         }
     }
