@@ -75,19 +75,11 @@ fn with_token<T>(
         refresh(app, sid)?;
     }
     let session = token_of(app, sid)?;
-    match call(
-        &app.wechat,
-        session.tokens.access_token(),
-        session.openid(),
-    ) {
+    match call(&app.wechat, session.tokens.access_token(), session.openid()) {
         Err(e) if e.is_stale_token() => {
             refresh(app, sid)?;
             let session = token_of(app, sid)?;
-            call(
-                &app.wechat,
-                session.tokens.access_token(),
-                session.openid(),
-            )
+            call(&app.wechat, session.tokens.access_token(), session.openid())
         }
         other => other,
     }

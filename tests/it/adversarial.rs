@@ -439,3 +439,34 @@ fn the_server_keeps_accepting_after_a_quiet_spell_longer_than_the_client_timeout
     std::thread::sleep(Duration::from_millis(700));
     still_fine(&stack, &mut victim);
 }
+
+#[test]
+fn a_burst_of_kept_alive_connections_is_served_at_once() {
+    // Browsers keep connections open. Every connection of a burst must be
+    // served while the others stay open, not queued until one of them closes.
+    let stack = start();
+    let mut open = Vec::new();
+    for round in 0..4 {
+        // Idle threads left over from the last round make the pool's count of
+        // waiting threads lag behind: that is when connections were queued.
+        let mut burst: Vec<TcpStream> = (0..40)
+            .map(|_| {
+                let mut s = connect(stack.app.addr);
+                s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+                s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .unwrap();
+                s
+            })
+            .collect();
+        for (i, s) in burst.iter_mut().enumerate() {
+            assert_eq!(
+                status_of(s),
+                200,
+                "round {round}: connection {i} of the burst was not served"
+            );
+        }
+        if round % 2 == 0 {
+            open.extend(burst); // kept alive through the next round
+        }
+    }
+}

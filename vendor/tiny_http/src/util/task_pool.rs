@@ -79,7 +79,14 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // wxauth patch: a thread counted as waiting may already have been
+        // woken for a task still in the queue (it decrements the count only
+        // once it holds the lock again). Each queued task has claimed one
+        // waiting thread, so spawn when there are no more waiting threads
+        // than queued tasks. The published check (`waiting == 0`) queued a
+        // burst of connections behind a few threads, and since a task is a
+        // whole kept-alive connection, those waited until others closed.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             if self.sharing.active_tasks.load(Ordering::Acquire) >= MAX_THREADS {
                 log::warn!("connection refused: {} connection threads busy", MAX_THREADS);
                 return;
