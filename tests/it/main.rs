@@ -2,6 +2,7 @@
 //! driven over HTTP. One test crate (tests/it) so it links once.
 
 mod adversarial;
+mod browser;
 mod callback;
 mod cli;
 mod flow;

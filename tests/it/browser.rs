@@ -1,0 +1,416 @@
+//! The pages as a person sees them: headless Chromium (Debian's package),
+//! driven over the DevTools protocol, with a phone viewport and a WeChat
+//! User-Agent, through demo mode. Each run writes screenshots to
+//! target/screenshots/ (scripts/screenshots.sh copies them to docs/).
+//!
+//! Without Chromium these tests say so and pass, unless WXAUTH_E2E=1 (set by
+//! .ci/run, which installs it): then a missing browser is a failure.
+
+use crate::support::{start, Stack};
+use serde_json::{json, Value};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tungstenite::{Message, WebSocket};
+
+const PHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
+                        (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.50 NetType/WIFI Language/zh_CN";
+
+/// One headless Chromium with one page, spoken to over the DevTools protocol.
+struct Chrome {
+    child: Child,
+    profile: PathBuf,
+    ws: WebSocket<TcpStream>,
+    next_id: u64,
+    /// Events received while waiting for answers, oldest first.
+    events: Vec<Value>,
+}
+
+impl Chrome {
+    /// Starts Chromium, or None when it is not installed (and not required).
+    fn launch() -> Option<Chrome> {
+        let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        if !PathBuf::from(&binary).exists() {
+            assert!(
+                std::env::var("WXAUTH_E2E").as_deref() != Ok("1"),
+                "WXAUTH_E2E=1 but no Chromium at {binary}"
+            );
+            eprintln!("browser tests skipped: no Chromium at {binary} (apt-get install chromium)");
+            return None;
+        }
+        let profile = std::env::temp_dir().join(format!(
+            "wxauth-chrome-{}-{}",
+            std::process::id(),
+            wxauth::random::token(8)
+        ));
+        std::fs::create_dir_all(&profile).unwrap();
+        // The flags a machine without network needs: no background traffic at all.
+        let child = Command::new(&binary)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-quic",
+                "--hide-scrollbars",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start Chromium");
+        let port_file = profile.join("DevToolsActivePort");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                if let Some(port) = text.lines().next().filter(|p| !p.is_empty()) {
+                    break port.to_string();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Chromium did not open its DevTools port in 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let targets: Value = agent
+            .get(&format!("http://127.0.0.1:{port}/json/list"))
+            .call()
+            .and_then(|mut r| r.body_mut().read_to_string())
+            .map(|body| serde_json::from_str(&body).expect("DevTools lists its targets as JSON"))
+            .expect("DevTools answers /json/list");
+        let page = targets
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["type"] == "page")
+            .expect("a page target");
+        let url = page["webSocketDebuggerUrl"].as_str().unwrap().to_string();
+        let stream = TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let (ws, _) = tungstenite::client(url.as_str(), stream).expect("DevTools websocket");
+        let mut chrome = Chrome {
+            child,
+            profile,
+            ws,
+            next_id: 0,
+            events: Vec::new(),
+        };
+        chrome.call("Page.enable", json!({}));
+        chrome.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true }),
+        );
+        chrome.call(
+            "Network.setUserAgentOverride",
+            json!({ "userAgent": PHONE_UA }),
+        );
+        Some(chrome)
+    }
+
+    /// Sends a command and waits (at most 15 s) for its answer.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let msg = json!({ "id": id, "method": method, "params": params }).to_string();
+        self.ws.send(Message::text(msg)).expect("send to Chromium");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            assert!(Instant::now() < deadline, "{method}: no answer in 15 s");
+            let msg = self.ws.read().unwrap_or_else(|e| panic!("{method}: {e}"));
+            let Message::Text(text) = msg else { continue };
+            let value: Value = serde_json::from_str(&text).unwrap();
+            if value["id"] == id {
+                assert!(value.get("error").is_none(), "{method}: {value}");
+                return value["result"].clone();
+            }
+            self.events.push(value);
+        }
+    }
+
+    /// Waits (at most 15 s) for the page to finish loading.
+    fn wait_for_load(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self
+            .events
+            .iter()
+            .any(|e| e["method"] == "Page.loadEventFired")
+        {
+            assert!(Instant::now() < deadline, "the page did not load in 15 s");
+            let msg = self.ws.read().expect("read from Chromium");
+            if let Message::Text(text) = msg {
+                self.events.push(serde_json::from_str(&text).unwrap());
+            }
+        }
+        self.events.clear();
+    }
+
+    fn navigate(&mut self, url: &str) {
+        self.events.clear();
+        self.call("Page.navigate", json!({ "url": url }));
+        self.wait_for_load();
+    }
+
+    /// Taps an element that leads to another page, and waits for that page.
+    fn tap(&mut self, selector: &str) {
+        self.events.clear();
+        let found = self.eval(&format!(
+            "(() => {{ const e = document.querySelector({}); if (!e) return false; e.click(); return true; }})()",
+            json!(selector)
+        ));
+        assert_eq!(
+            found,
+            json!(true),
+            "nothing to tap at {selector} on {}",
+            self.url()
+        );
+        self.wait_for_load();
+    }
+
+    fn eval(&mut self, expression: &str) -> Value {
+        let result = self.call(
+            "Runtime.evaluate",
+            json!({ "expression": expression, "returnByValue": true }),
+        );
+        result["result"]["value"].clone()
+    }
+
+    fn url(&mut self) -> String {
+        self.eval("location.href")
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn text(&mut self) -> String {
+        self.eval("document.body.innerText")
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Saves a PNG of the page under target/screenshots/NAME.png.
+    fn screenshot(&mut self, name: &str) {
+        let result = self.call("Page.captureScreenshot", json!({ "format": "png" }));
+        let data = result["data"].as_str().expect("screenshot data");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), base64_decode(data)).unwrap();
+    }
+
+    /// The accessibility and layout checks every page of ours must pass.
+    fn check_page(&mut self, page: &str) {
+        let report = self.eval(CHECKS);
+        assert_eq!(report["lang"], "zh-CN", "{page}: html lang");
+        assert_eq!(
+            report["imagesWithoutAlt"], 0,
+            "{page}: images without alt text: {report}"
+        );
+        assert_eq!(
+            report["unlabelledControls"], 0,
+            "{page}: unlabelled buttons or links: {report}"
+        );
+        let contrast = report["minContrast"].as_f64().unwrap();
+        assert!(
+            contrast >= 4.5,
+            "{page}: text contrast {contrast:.2} below 4.5:1: {report}"
+        );
+        let tap = report["minTapHeight"].as_f64().unwrap();
+        assert!(
+            tap >= 44.0,
+            "{page}: a tap target is {tap}px tall: {report}"
+        );
+        assert_eq!(
+            report["overflowX"], false,
+            "{page}: wider than the phone: {report}"
+        );
+    }
+}
+
+impl Drop for Chrome {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// Runs in the page: lang, alt texts, labels, the lowest text contrast
+/// (WCAG formula, against the nearest opaque background), the smallest tap
+/// target, and horizontal overflow.
+const CHECKS: &str = r#"(() => {
+  const rgb = s => (s.match(/[\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : Math.pow((c + 0.055) / 1.055, 2.4); };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = el => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.9)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  let minContrast = 21, lowest = '';
+  for (const el of document.querySelectorAll('h1, h2, p, dt, dd, a, button, span, li')) {
+    if (!el.innerText || !el.innerText.trim() || el.offsetParent === null) continue;
+    const fg = lum(rgb(getComputedStyle(el).color).slice(0, 3)), bg = lum(background(el));
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    if (ratio < minContrast) {
+      minContrast = ratio;
+      lowest = `${el.tagName.toLowerCase()}.${el.className}: ${el.innerText.trim().slice(0, 20)}`;
+    }
+  }
+  const controls = [...document.querySelectorAll('button, a.btn')];
+  return {
+    lang: document.documentElement.lang,
+    imagesWithoutAlt: [...document.images].filter(i => !i.alt || !i.alt.trim()).length,
+    unlabelledControls: controls.filter(c => !(c.innerText || c.getAttribute('aria-label') || '').trim()).length,
+    minContrast,
+    lowest,
+    minTapHeight: Math.min(...controls.map(c => c.getBoundingClientRect().height), 1000),
+    overflowX: document.documentElement.scrollWidth > window.innerWidth,
+  };
+})()"#;
+
+fn base64_decode(data: &str) -> Vec<u8> {
+    let value = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => (c - b'A') as u32,
+            b'a'..=b'z' => (c - b'a' + 26) as u32,
+            b'0'..=b'9' => (c - b'0' + 52) as u32,
+            b'+' => 62,
+            _ => 63,
+        }
+    };
+    let bytes: Vec<u8> = data
+        .bytes()
+        .filter(|&c| c != b'=' && !c.is_ascii_whitespace())
+        .collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &c)| n | value(c) << (18 - 6 * i));
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+fn sim_page(stack: &Stack, chrome: &mut Chrome) -> bool {
+    chrome.url().starts_with(&stack.sim_url)
+}
+
+#[test]
+fn a_phone_logs_in_sees_its_profile_and_logs_out() {
+    let Some(mut chrome) = Chrome::launch() else {
+        return;
+    };
+    let stack = start();
+    chrome.navigate(&stack.url("/"));
+    assert!(chrome.text().contains("游客"), "{}", chrome.text());
+    chrome.check_page("home (guest)");
+    chrome.screenshot("home-guest");
+
+    chrome.tap("a[href='/login']");
+    assert!(
+        sim_page(&stack, &mut chrome),
+        "on WeChat's (the simulator's) consent page"
+    );
+    assert!(chrome.text().contains("允许"));
+    chrome.screenshot("consent");
+
+    chrome.tap("button[value='allow']");
+    assert_eq!(chrome.url(), stack.url("/profile"));
+    let text = chrome.text();
+    for shown in [
+        "熊猫🐼小明",
+        "oSim0PandaXiaoMingEmoji00001",
+        "男",
+        "广东",
+        "深圳",
+        "中国",
+        "chinaunicom",
+    ] {
+        assert!(text.contains(shown), "{shown} on the profile: {text}");
+    }
+    let avatar = chrome.eval("(() => { const i = document.querySelector('img.avatar'); return i ? [i.alt, i.getBoundingClientRect().width] : null; })()");
+    assert!(
+        avatar[0].as_str().is_some_and(|alt| !alt.is_empty()),
+        "avatar alt: {avatar}"
+    );
+    assert!(
+        avatar[1].as_f64().unwrap() >= 40.0,
+        "avatar is visible: {avatar}"
+    );
+    chrome.check_page("profile");
+    chrome.screenshot("profile");
+
+    chrome.tap("form[action='/logout'] button");
+    assert_eq!(chrome.url(), stack.url("/"));
+    assert!(chrome.text().contains("游客"));
+}
+
+#[test]
+fn a_phone_that_declines_gets_a_way_back_and_an_error_is_explained() {
+    let Some(mut chrome) = Chrome::launch() else {
+        return;
+    };
+    let stack = start();
+    chrome.navigate(&stack.url("/"));
+    chrome.tap("a[href='/login']");
+    chrome.tap("button[value='deny']");
+    let text = chrome.text();
+    assert!(
+        text.contains("授权已取消") && text.contains("重新授权"),
+        "{text}"
+    );
+    chrome.check_page("declined");
+    chrome.screenshot("error-declined");
+    // 重新授权 starts a new login at once.
+    chrome.tap("a.btn-primary");
+    assert!(sim_page(&stack, &mut chrome));
+
+    stack.control(&[("fault", "access_token:errcode:40029")]);
+    chrome.tap("button[value='allow']");
+    let text = chrome.text();
+    assert!(
+        text.contains("40029") && text.contains("重新授权"),
+        "{text}"
+    );
+    chrome.check_page("wechat error");
+    chrome.screenshot("error-wechat");
+}
+
+#[test]
+fn the_simulator_shows_wechats_error_for_a_wrong_callback_domain() {
+    let Some(mut chrome) = Chrome::launch() else {
+        return;
+    };
+    let stack = start();
+    let wrong = wxauth::http::encode_component("https://evil.example/callback");
+    chrome.navigate(&format!(
+        "{}/connect/oauth2/authorize?appid={}&redirect_uri={wrong}&response_type=code&scope=snsapi_userinfo&state=abc#wechat_redirect",
+        stack.sim_url,
+        wxauth::config::DEMO_APPID
+    ));
+    let text = chrome.text();
+    assert!(
+        text.contains("10003") && text.contains("redirect_uri域名与后台配置不一致"),
+        "{text}"
+    );
+    chrome.screenshot("sim-error-10003");
+}
