@@ -6,7 +6,7 @@
 use crate::http::{Method, Reply, Req};
 use crate::log;
 use socket2::{Domain, Protocol, Socket, Type};
-use std::io::{self, Read};
+use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,12 +29,6 @@ pub trait Service {
     fn handle(&mut self, req: &Req) -> Reply;
     /// The answer when `handle` panicked or a request broke a limit (status 4xx/5xx).
     fn error_reply(&mut self, status: u16) -> Reply;
-    /// Whether POST bodies are read for this service. Reading happens on the
-    /// loop's thread, so a client that announces a body and then stalls would
-    /// hold everyone up; a service that needs no body should not read one.
-    fn reads_body(&self) -> bool {
-        false
-    }
 }
 
 /// How long a client may take over one read or write before its connection
@@ -171,7 +165,7 @@ fn serve(server: &tiny_http::Server, service: &mut dyn Service) -> io::Error {
         let started = Instant::now();
         let method = Method::parse(request.method().as_str());
         let path = request.url().split('?').next().unwrap_or("").to_string();
-        let (read, body_done) = read_request(&mut request, method, service.reads_body());
+        let (read, body_done) = read_request(&mut request, method);
         let reply = match read {
             Ok(req) => match catch_unwind(AssertUnwindSafe(|| service.handle(&req))) {
                 Ok(reply) => reply,
@@ -232,16 +226,18 @@ impl Reaper {
 }
 
 /// Reads the request within the limits; a broken limit is the error status.
-/// Also says whether nothing of the body is left unread on the socket
-/// (tiny_http itself reads bodies of up to 1 KiB before handing a request over).
-fn read_request(
-    request: &mut tiny_http::Request,
-    method: Method,
-    read_body: bool,
-) -> (Result<Req, u16>, bool) {
-    let declared = request.body_length().unwrap_or(0);
-    let mut body_done = declared <= 1024;
+/// Also says whether nothing of the body is left unread on the socket.
+///
+/// Only a body tiny_http has already read on the connection's own thread is
+/// taken (a declared length of at most 64 KiB and no `Expect: 100-continue`;
+/// see vendor/tiny_http/PATCHES.md): reading one here could block the loop on
+/// a client that stalls. A chunked body is not read: the handler sees none.
+fn read_request(request: &mut tiny_http::Request, method: Method) -> (Result<Req, u16>, bool) {
+    let declared = request.body_length();
     let url = request.url().to_string();
+    let expects_continue = request.headers().iter().any(|h| h.field.equiv("Expect"));
+    let buffered = declared.is_some_and(|n| n <= MAX_BODY) && !expects_continue;
+    let mut body_done = declared.is_none_or(|n| n == 0);
     if url.len() > MAX_URL {
         return (Err(414), body_done);
     }
@@ -253,7 +249,7 @@ fn read_request(
     if header_bytes > MAX_HEADERS {
         return (Err(431), body_done);
     }
-    if declared > MAX_BODY {
+    if declared.is_some_and(|n| n > MAX_BODY) {
         return (Err(413), body_done);
     }
     let headers: Vec<(String, String)> = request
@@ -267,17 +263,14 @@ fn read_request(
         })
         .collect();
     let mut body = Vec::new();
-    if read_body && matches!(method, Method::Post | Method::Put | Method::Patch) {
-        let read = request
-            .as_reader()
-            .take(MAX_BODY as u64 + 1)
-            .read_to_end(&mut body);
-        if read.is_err() {
+    if buffered && matches!(method, Method::Post | Method::Put | Method::Patch) {
+        // Already in memory: this read cannot block.
+        if request.as_reader().read_to_end(&mut body).is_err() {
             return (Err(400), body_done);
         }
-        if body.len() > MAX_BODY {
-            return (Err(413), body_done);
-        }
+        body_done = true;
+    } else if buffered {
+        // A body on a GET and the like is in memory too; dropping it costs nothing.
         body_done = true;
     }
     let mut req = Req::new(method, &url, headers, body);

@@ -175,12 +175,6 @@ impl Service for Sim {
         // the less that can go wrong, the better.
         Reply::text(status, &format!("sim: error {status}\n"))
     }
-
-    fn reads_body(&self) -> bool {
-        // The consent form and /sim/control are form posts; the simulator
-        // runs on loopback for tests and demos only.
-        true
-    }
 }
 
 /// Serves the simulator on its own thread (demo mode, tests). Dropping the Running stops it.

@@ -191,7 +191,12 @@ where
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
+        // wxauth patch: bodies up to 64 KiB (wxauth's limit) are read here,
+        // on the connection's own thread, before the request is handed to
+        // the application. The published limit was 1 KiB: a larger body was
+        // read later by the application, so a client that announced one and
+        // stalled held up the application's single loop.
+        } else if content_length <= 64 * 1024 && !expects_continue {
             // if the content-length is small enough, we just read everything into a buffer
 
             let mut buffer = vec![0; content_length];
