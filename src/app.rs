@@ -6,6 +6,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::http::{Cookie, Reply, Req};
+use crate::mp::SeenPushes;
 use crate::server::{Listener, Running, Service};
 use crate::session::{LoginStates, Session, SessionStore};
 use crate::wechat::{WechatClient, WechatError};
@@ -32,6 +33,8 @@ pub struct App {
     pub wechat: WechatClient,
     pub templates: Environment<'static>,
     pub clock: Clock,
+    /// Pushes from WeChat seen lately, to recognise its retries.
+    pub pushes: SeenPushes,
     next_sweep: i64,
     counters: Arc<Counters>,
 }
@@ -72,6 +75,7 @@ impl App {
             wechat: WechatClient::new(&config),
             templates,
             clock,
+            pushes: SeenPushes::default(),
             next_sweep: 0,
             counters: Arc::default(),
             config,

@@ -32,6 +32,7 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
     ("WXAUTH_CONNECT_TIMEOUT", "--connect-timeout", "3", "connecting to WeChat, seconds"),
     ("WXAUTH_CLIENT_TIMEOUT", "--client-timeout", "10", "idle or slow client cut off, seconds"),
     ("WXAUTH_LOG", "--log", "info", "off, error, warn, info, debug"),
+    ("WXAUTH_TOKEN", "", "", "服务器配置 Token: enables /wechat (env only)"),
 ];
 
 /// The appid the simulator answers to in demo mode.
@@ -176,6 +177,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// A browser's connection is closed after this long without a byte either way.
     pub client_timeout: Duration,
+    /// The 服务器配置 Token WeChat signs its pushes with; None: no /wechat.
+    pub token: Option<Secret>,
     pub log: String,
 }
 
@@ -262,6 +265,13 @@ impl Config {
                 ));
             }
         }
+        let token = raw.get("WXAUTH_TOKEN").map(|t| Secret::new(t.to_string()));
+        if let Some(t) = &token {
+            let t = t.expose();
+            if !(3..=32).contains(&t.len()) || !t.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                p.push("WXAUTH_TOKEN: 3 to 32 letters and digits, as WeChat requires".into());
+            }
+        }
         let log = raw.get_or_default("WXAUTH_LOG").to_string();
         if let Err(e) = crate::log::parse_level(&log) {
             p.push(format!("WXAUTH_LOG: {e}"));
@@ -292,6 +302,7 @@ impl Config {
             upstream_timeout: Duration::from_secs_f64(upstream),
             connect_timeout: Duration::from_secs_f64(connect.min(upstream)),
             client_timeout: Duration::from_secs_f64(client),
+            token,
             log,
         })
     }

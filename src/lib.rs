@@ -13,6 +13,7 @@ pub mod demo;
 pub mod error;
 pub mod http;
 pub mod log;
+pub mod mp;
 pub mod packed;
 pub mod pages;
 pub mod persist;

@@ -4,7 +4,7 @@
 use crate::app::App;
 use crate::error::AppError;
 use crate::http::{Method, Reply, Req};
-use crate::{api, assets, auth, pages};
+use crate::{api, assets, auth, mp, pages};
 
 /// A handler: parse, check, call upstream, change state, reply.
 pub type Handler = fn(&mut App, &Req) -> Result<Reply, AppError>;
@@ -19,6 +19,9 @@ pub const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Post, "/logout", auth::logout),
     (Method::Get, "/api/me", api::me),
     (Method::Get, "/healthz", api::healthz),
+    // Only when WXAUTH_TOKEN is set; 404 otherwise.
+    (Method::Get, "/wechat", mp::verify),
+    (Method::Post, "/wechat", mp::receive),
 ];
 
 /// Finds the handler for `req` and runs it. HEAD is served as GET (tiny_http drops the body).

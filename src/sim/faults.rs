@@ -9,15 +9,29 @@ pub enum Endpoint {
     RefreshToken,
     Userinfo,
     Auth,
+    /// cgi-bin/token, the account's base access_token.
+    Token,
+    StableToken,
+    MenuCreate,
+    MenuGet,
+    MenuDelete,
 }
 
 impl Endpoint {
+    /// How many endpoints there are: the length of per-endpoint arrays.
+    pub const COUNT: usize = 9;
+
     /// Every endpoint, in the order `/sim/state` lists them.
-    pub const ALL: [Endpoint; 4] = [
+    pub const ALL: [Endpoint; Endpoint::COUNT] = [
         Endpoint::AccessToken,
         Endpoint::RefreshToken,
         Endpoint::Userinfo,
         Endpoint::Auth,
+        Endpoint::Token,
+        Endpoint::StableToken,
+        Endpoint::MenuCreate,
+        Endpoint::MenuGet,
+        Endpoint::MenuDelete,
     ];
 
     /// The name used in `fault=ENDPOINT:KIND` and in `/sim/state`.
@@ -27,6 +41,11 @@ impl Endpoint {
             Endpoint::RefreshToken => "refresh_token",
             Endpoint::Userinfo => "userinfo",
             Endpoint::Auth => "auth",
+            Endpoint::Token => "token",
+            Endpoint::StableToken => "stable_token",
+            Endpoint::MenuCreate => "menu_create",
+            Endpoint::MenuGet => "menu_get",
+            Endpoint::MenuDelete => "menu_delete",
         }
     }
 
@@ -117,7 +136,8 @@ pub fn parse_spec(spec: &str) -> Result<(Endpoint, Fault), String> {
         .split_once(':')
         .ok_or_else(|| format!("fault {spec:?}: want ENDPOINT:KIND"))?;
     let endpoint = Endpoint::parse(endpoint).ok_or_else(|| {
-        format!("fault {spec:?}: endpoint is one of access_token, refresh_token, userinfo, auth")
+        let names: Vec<_> = Endpoint::ALL.iter().map(|e| e.name()).collect();
+        format!("fault {spec:?}: endpoint is one of {}", names.join(", "))
     })?;
     Ok((endpoint, Fault::parse(kind)?))
 }
@@ -125,7 +145,7 @@ pub fn parse_spec(spec: &str) -> Result<(Endpoint, Fault), String> {
 /// The armed faults, at most one per endpoint.
 #[derive(Debug, Default)]
 pub struct Faults {
-    armed: [Option<(Fault, u32)>; 4],
+    armed: [Option<(Fault, u32)>; Endpoint::COUNT],
 }
 
 impl Faults {
@@ -188,6 +208,15 @@ mod tests {
             parse_spec("refresh_token:status:503"),
             Ok((Endpoint::RefreshToken, Fault::Status(503)))
         );
+        assert_eq!(
+            parse_spec("stable_token:errcode:40001"),
+            Ok((Endpoint::StableToken, Fault::Errcode(40001)))
+        );
+        for endpoint in Endpoint::ALL {
+            let spec = format!("{}:garbage", endpoint.name());
+            assert_eq!(parse_spec(&spec), Ok((endpoint, Fault::Garbage)));
+            assert_eq!(Endpoint::ALL[endpoint.index()], endpoint);
+        }
         for kind in ["html", "garbage", "truncated", "huge", "badtypes"] {
             let (_, fault) = parse_spec(&format!("auth:{kind}")).expect(kind);
             assert_eq!(fault.describe(), kind);

@@ -24,6 +24,8 @@ pub const ACCESS_PREFIX: &str = "simAT_";
 pub const REFRESH_PREFIX: &str = "simRT_";
 
 pub const SYSTEM_ERROR: i64 = -1;
+/// Base token (cgi-bin) unknown or no longer the latest.
+pub const INVALID_CREDENTIAL: i64 = 40001;
 pub const INVALID_GRANT_TYPE: i64 = 40002;
 pub const INVALID_OPENID: i64 = 40003;
 pub const INVALID_APPID: i64 = 40013;
@@ -41,6 +43,9 @@ pub const MISSING_OPENID: i64 = 41009;
 pub const ACCESS_TOKEN_EXPIRED: i64 = 42001;
 pub const REFRESH_TOKEN_EXPIRED: i64 = 42002;
 pub const CODE_EXPIRED: i64 = 42003;
+pub const EMPTY_POST_DATA: i64 = 44002;
+pub const MENU_NO_EXIST: i64 = 46003;
+pub const DATA_FORMAT_ERROR: i64 = 47001;
 pub const UNAUTHORIZED: i64 = 48001;
 
 /// WeChat's errmsg for an errcode (the English text api.weixin.qq.com sends).
@@ -48,7 +53,7 @@ pub fn errmsg(errcode: i64) -> &'static str {
     match errcode {
         0 => "ok",
         SYSTEM_ERROR => "system error",
-        40001 => "invalid credential, access_token is invalid or not latest",
+        INVALID_CREDENTIAL => "invalid credential, access_token is invalid or not latest",
         INVALID_GRANT_TYPE => "invalid grant_type",
         INVALID_OPENID => "invalid openid",
         INVALID_APPID => "invalid appid",
@@ -58,6 +63,19 @@ pub fn errmsg(errcode: i64) -> &'static str {
         INVALID_SECRET => "invalid appsecret",
         CODE_USED => "code been used",
         40164 => "invalid ip, not in whitelist",
+        // Menu validation (cgi-bin/menu/create); chosen in menu.rs.
+        40016 => "invalid button size",
+        40017 => "invalid button type",
+        40018 => "invalid button name size",
+        40019 => "invalid button key size",
+        40020 => "invalid button url size",
+        40023 => "invalid sub button size",
+        40024 => "invalid sub button type",
+        40025 => "invalid sub button name size",
+        40026 => "invalid sub button key size",
+        40027 => "invalid sub button url size",
+        40054 => "invalid sub button url domain",
+        40055 => "invalid button url domain",
         MISSING_ACCESS_TOKEN => "access_token missing",
         MISSING_APPID => "appid missing",
         MISSING_REFRESH_TOKEN => "refresh_token missing",
@@ -70,6 +88,9 @@ pub fn errmsg(errcode: i64) -> &'static str {
         42007 => "access_token and refresh_token exception",
         45009 => "reach max api daily quota limit",
         45011 => "api minute-quota reach limit  mustslower  retry next minute",
+        EMPTY_POST_DATA => "empty post data",
+        MENU_NO_EXIST => "menu no exist",
+        DATA_FORMAT_ERROR => "data format error",
         UNAUTHORIZED => "api unauthorized",
         _ => "simulated error",
     }

@@ -186,6 +186,9 @@ fn unknown_paths_are_a_404_page_and_wrong_methods_a_405_with_allow() {
     assert_eq!(get_logout.status, 405);
     assert_eq!(get_logout.header("allow"), Some("POST"));
     for (method, path, _) in ROUTES {
+        if ROUTES.iter().filter(|(_, p, _)| p == path).count() > 1 {
+            continue; // /wechat takes both GET and POST
+        }
         // Every route refuses the other method with an Allow naming its own.
         let resp = match method {
             wxauth::http::Method::Get => browser.post(&stack.url(path), &[]),
