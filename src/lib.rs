@@ -3,6 +3,7 @@
 //! stands in for WeChat in demo mode and in tests.
 #![forbid(unsafe_code)]
 
+pub mod account;
 pub mod api;
 pub mod app;
 pub mod assets;

@@ -25,7 +25,19 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (command, rest) = match args.first().map(String::as_str) {
         Some(c @ ("serve" | "sim" | "check-config")) => (c, &args[1..]),
+        Some("menu") => ("menu", &args[1..]),
         _ => ("serve", &args[..]),
+    };
+    // `menu create [FILE]`, `menu show`, `menu delete`: the words before the flags.
+    let (menu_words, rest) = if command == "menu" {
+        let n = rest
+            .iter()
+            .take_while(|a| !a.starts_with("--"))
+            .count()
+            .min(2);
+        (&rest[..n], &rest[n..])
+    } else {
+        (&rest[..0], rest)
     };
     if rest.iter().any(|a| a == "--help" || a == "-h") || args.first().is_some_and(|a| a == "help")
     {
@@ -59,6 +71,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         "sim" => sim(config),
+        "menu" => menu(config, menu_words),
         _ => serve(config),
     }
 }
@@ -164,6 +177,48 @@ fn sim(config: Config) -> ExitCode {
     }
 }
 
+/// `wxauth menu create [FILE] | show | delete`: the account's custom menu.
+fn menu(config: Config, words: &[String]) -> ExitCode {
+    use wxauth::account::{self, BaseToken};
+    if config.demo {
+        err!("wxauth: menu: needs WXAUTH_APPID and a secret (demo mode has no account; point WXAUTH_API_BASE at `wxauth sim` to try it)");
+        return ExitCode::from(2);
+    }
+    let client = wxauth::wechat::WechatClient::new(&config);
+    let (mut cache, clock) = (BaseToken::default(), Clock::new());
+    let result = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["create"] => {
+            let menu = account::default_menu(&config.public_url);
+            account::menu_create(&client, &mut cache, &clock, &menu)
+                .map(|_| "menu created".to_string())
+        }
+        ["create", file] => match std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
+        {
+            Ok(menu) => account::menu_create(&client, &mut cache, &clock, &menu)
+                .map(|_| "menu created".to_string()),
+            Err(e) => return fail(&format!("menu create: {file}: {e}")),
+        },
+        ["show"] => account::menu_show(&client, &mut cache, &clock)
+            .map(|menu| serde_json::to_string_pretty(&menu).unwrap_or_default()),
+        ["delete"] => {
+            account::menu_delete(&client, &mut cache, &clock).map(|_| "menu deleted".to_string())
+        }
+        _ => {
+            err!("wxauth: usage: wxauth menu create [FILE] | menu show | menu delete");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(text) => {
+            out!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("menu {}: {e}", words[0])),
+    }
+}
+
 fn fail(msg: &str) -> ExitCode {
     err!("wxauth: {msg}");
     ExitCode::from(1)
@@ -176,7 +231,9 @@ fn help() -> String {
          Commands:\n  \
          serve         run the app (default); no appid/secret = demo mode\n  \
          sim           run the WeChat simulator alone\n  \
-         check-config  validate the configuration and print it (secret masked)\n\n\
+         check-config  validate the configuration and print it (secret masked)\n  \
+         menu create [FILE] | menu show | menu delete\n  \
+         \x20             the account's custom menu (default: a 我的资料 button)\n\n\
          Options (each has an environment twin):\n",
     );
     for (var, flag, default, what) in SETTINGS {

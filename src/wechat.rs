@@ -254,20 +254,43 @@ impl WechatClient {
         self.get("/sns/auth", &query).map(|_| ())
     }
 
-    fn get(&self, path: &str, query: &str) -> Result<Value, WechatError> {
-        let url = format!("{}{}?{}", self.api_base, path, query);
-        let mut response = self.agent.get(&url).call()?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            return Err(WechatError::Status(status));
-        }
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_ANSWER)
-            .read_to_vec()?;
-        parse_answer(&body)
+    /// The appid and secret, for the account API calls in account.rs.
+    pub fn credentials(&self) -> (&str, &Secret) {
+        (&self.appid, &self.secret)
     }
+
+    /// GET `path?query` on the API base and parse the answer (account.rs).
+    pub fn get(&self, path: &str, query: &str) -> Result<Value, WechatError> {
+        let url = format!("{}{}?{}", self.api_base, path, query);
+        let response = self.agent.get(&url).call()?;
+        read_answer(response)
+    }
+
+    /// POST a JSON body to `path?query` on the API base and parse the answer.
+    pub fn post_json(&self, path: &str, query: &str, body: &Value) -> Result<Value, WechatError> {
+        let url = format!("{}{}?{}", self.api_base, path, query);
+        let bytes = serde_json::to_vec(body).expect("a serde_json::Value always serializes");
+        let response = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/json")
+            .send(&bytes[..])?;
+        read_answer(response)
+    }
+}
+
+/// Reads an answer within the size limit: 200 and WeChat's JSON, or an error.
+fn read_answer(mut response: ureq::http::Response<ureq::Body>) -> Result<Value, WechatError> {
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(WechatError::Status(status));
+    }
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_ANSWER)
+        .read_to_vec()?;
+    parse_answer(&body)
 }
 
 /// Parses an answer whatever its Content-Type (WeChat says text/plain), after

@@ -1,7 +1,8 @@
 //! The api.weixin.qq.com side: sns/oauth2/access_token, sns/oauth2/refresh_token,
 //! sns/userinfo and sns/auth. Answers like WeChat: HTTP 200, `text/plain`, a
 //! JSON body even for errors (WECHAT.md, "Answers and errors"), unless a
-//! fault armed through `/sim/control` says otherwise.
+//! fault armed through `/sim/control` says otherwise. `serve` is shared with
+//! the cgi-bin side (cgi.rs).
 
 use super::faults::{Endpoint, Fault};
 use super::state::{self, Grant, Issued, ACCESS_TTL};
@@ -16,7 +17,7 @@ use std::time::Duration;
 const HUGE_BYTES: usize = 10 * 1024 * 1024 + 1024;
 
 /// The body of one API answer, before any fault is applied.
-type Body = Vec<u8>;
+pub(super) type Body = Vec<u8>;
 
 /// `GET /sns/oauth2/access_token`: a code for tokens.
 pub(super) fn access_token(sim: &mut Sim, req: &Req) -> Reply {
@@ -39,7 +40,7 @@ pub(super) fn auth(sim: &mut Sim, req: &Req) -> Reply {
 }
 
 /// Counts the call, applies an armed fault, else answers normally.
-fn serve(
+pub(super) fn serve(
     sim: &mut Sim,
     req: &Req,
     endpoint: Endpoint,
@@ -77,12 +78,12 @@ const BAD_GATEWAY: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>
 
 /// WeChat labels its JSON `text/plain` (WECHAT.md): clients must not insist
 /// on `application/json`.
-fn text_plain(status: u16, body: Body) -> Reply {
+pub(super) fn text_plain(status: u16, body: Body) -> Reply {
     Reply::with_body(status, "text/plain", body)
 }
 
 /// `{"errcode":N,"errmsg":"..., rid: ..."}`; WeChat appends a request id.
-fn error_body(errcode: i64) -> Body {
+pub(super) fn error_body(errcode: i64) -> Body {
     let rid = [8, 8, 8]
         .map(|n| random::token(n).to_ascii_lowercase())
         .join("-");
@@ -134,21 +135,29 @@ fn openid(grant: &Grant) -> &'static str {
 
 /// The appid (and, for the code exchange, the secret) of the call.
 fn check_app(sim: &Sim, req: &Req, with_secret: bool) -> Result<(), i64> {
-    match req.query("appid").filter(|a| !a.is_empty()) {
-        None => return Err(state::MISSING_APPID),
-        Some(appid) if appid != sim.config.appid => return Err(state::INVALID_APPID),
-        Some(_) => {}
-    }
+    check_appid(sim, req.query("appid"))?;
     if with_secret {
-        match req.query("secret").filter(|s| !s.is_empty()) {
-            None => return Err(state::MISSING_SECRET),
-            Some(s) if !random::constant_time_eq(s, &sim.config.secret) => {
-                return Err(state::INVALID_SECRET)
-            }
-            Some(_) => {}
-        }
+        check_secret(sim, req.query("secret"))?;
     }
     Ok(())
+}
+
+/// An appid as sent (query or JSON body): missing 41002, foreign 40013.
+pub(super) fn check_appid(sim: &Sim, appid: Option<&str>) -> Result<(), i64> {
+    match appid.filter(|a| !a.is_empty()) {
+        None => Err(state::MISSING_APPID),
+        Some(appid) if appid != sim.config.appid => Err(state::INVALID_APPID),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A secret as sent: missing 41004, wrong 40125.
+pub(super) fn check_secret(sim: &Sim, secret: Option<&str>) -> Result<(), i64> {
+    match secret.filter(|s| !s.is_empty()) {
+        None => Err(state::MISSING_SECRET),
+        Some(s) if !random::constant_time_eq(s, &sim.config.secret) => Err(state::INVALID_SECRET),
+        Some(_) => Ok(()),
+    }
 }
 
 fn exchange(sim: &mut Sim, req: &Req) -> Body {
@@ -263,7 +272,16 @@ fn bad_types(endpoint: Endpoint) -> serde_json::Value {
             "privilege": "chinaunicom",
             "unionid": 7,
         }),
-        Endpoint::Auth => serde_json::json!({ "errcode": "0", "errmsg": 0 }),
+        Endpoint::Auth | Endpoint::MenuCreate | Endpoint::MenuDelete => {
+            serde_json::json!({ "errcode": "0", "errmsg": 0 })
+        }
+        Endpoint::Token | Endpoint::StableToken => serde_json::json!({
+            "access_token": 1234567890,
+            "expires_in": "7200",
+        }),
+        Endpoint::MenuGet => serde_json::json!({
+            "menu": { "button": { "name": 1, "type": ["click"] } },
+        }),
     }
 }
 
