@@ -107,6 +107,13 @@ impl Stack {
         serde_json::from_str(&resp.body).expect("sim control answers JSON")
     }
 
+    /// Has the simulator push a signed message at the app (`/sim/push`).
+    pub fn push(&self, fields: &[(&str, &str)]) -> serde_json::Value {
+        let resp = Browser::new().post(&format!("{}/sim/push", self.sim_url), fields);
+        assert_eq!(resp.status, 200, "sim push {fields:?}: {}", resp.body);
+        serde_json::from_str(&resp.body).expect("sim push answers JSON")
+    }
+
     /// The simulator's counters and recorded callbacks.
     pub fn sim_state(&self) -> serde_json::Value {
         let resp = Browser::new().get(&format!("{}/sim/state", self.sim_url));
@@ -223,6 +230,17 @@ impl Browser {
         }
         let resp = req
             .send_form(form.iter().copied())
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        self.read(resp)
+    }
+
+    /// POST a raw body with the given content type.
+    pub fn post_raw(&mut self, url: &str, content_type: &str, body: &[u8]) -> Resp {
+        let resp = self
+            .agent
+            .post(url)
+            .header("Content-Type", content_type)
+            .send(body)
             .unwrap_or_else(|e| panic!("POST {url}: {e}"));
         self.read(resp)
     }
