@@ -155,7 +155,8 @@ pub fn validate_menu(menu: &Value) -> Result<(), WechatError> {
     Ok(())
 }
 
-/// A button's type and what the type needs (a url for view, a key for click).
+/// A button's type and what the type needs (a url for view, a key for click
+/// and the other event types). WeChat's codes differ for sub buttons.
 fn check_action(button: &Value, bad_type: i64) -> Result<(), WechatError> {
     let fail = |errcode: i64, errmsg: &str| {
         Err(WechatError::Api {
@@ -163,22 +164,55 @@ fn check_action(button: &Value, bad_type: i64) -> Result<(), WechatError> {
             errmsg: errmsg.to_string(),
         })
     };
+    let sub = bad_type == 40024;
     let kind = button["type"].as_str().unwrap_or("");
     if !TYPES.contains(&kind) {
-        return fail(bad_type, "invalid button type");
+        return fail(
+            bad_type,
+            if sub {
+                "invalid sub button type"
+            } else {
+                "invalid button type"
+            },
+        );
     }
     let url = button["url"].as_str().unwrap_or("");
     if kind == "view" {
         if url.is_empty() || url.len() > 1024 {
-            return fail(40027, "invalid sub button url size (1 to 1024 bytes)");
+            let (code, msg) = if sub {
+                (40027, "invalid sub button url size")
+            } else {
+                (40020, "invalid button url size")
+            };
+            return fail(code, &format!("{msg} (1 to 1024 bytes)"));
         }
         if !(url.starts_with("https://") || url.starts_with("http://")) {
-            return fail(40055, "invalid button url domain (http:// or https://)");
+            let (code, msg) = if sub {
+                (40054, "invalid sub button url domain")
+            } else {
+                (40055, "invalid button url domain")
+            };
+            return fail(code, &format!("{msg} (http:// or https://)"));
         }
     }
+    let needs_key = matches!(
+        kind,
+        "click"
+            | "scancode_push"
+            | "scancode_waitmsg"
+            | "pic_sysphoto"
+            | "pic_photo_or_album"
+            | "pic_weixin"
+            | "location_select"
+    );
     let key = button["key"].as_str().unwrap_or("");
-    if kind == "click" && (key.is_empty() || key.len() > 128) {
-        return fail(40019, "invalid button key size (1 to 128 bytes)");
+    if needs_key && (key.is_empty() || key.len() > 128) {
+        let (code, msg) = if sub {
+            (40026, "invalid sub button key size")
+        } else {
+            (40019, "invalid button key size")
+        };
+        return fail(code, &format!("{msg} (1 to 128 bytes)"));
     }
     Ok(())
 }
@@ -268,7 +302,18 @@ mod tests {
         );
         assert_eq!(
             errcode(json!({"button": [{"type": "view", "name": "a"}]})),
-            40027
+            40020
+        );
+        let sub = |b: Value| json!({"button": [{"name": "a", "sub_button": [b]}]});
+        assert_eq!(errcode(sub(json!({"type": "view", "name": "b"}))), 40027);
+        assert_eq!(errcode(sub(json!({"type": "click", "name": "b"}))), 40026);
+        assert_eq!(
+            errcode(sub(json!({"type": "view", "name": "b", "url": "x"}))),
+            40054
+        );
+        assert_eq!(
+            errcode(json!({"button": [{"type": "scancode_push", "name": "a"}]})),
+            40019
         );
         assert_eq!(
             errcode(json!({"button": [{"type": "view", "name": "a", "url": "ftp://x"}]})),

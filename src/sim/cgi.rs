@@ -133,8 +133,8 @@ fn delete(sim: &mut Sim, req: &Req) -> Body {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::Service;
     use crate::sim::tests::sim;
-    use crate::sim::Service;
 
     fn json(reply: &Reply) -> Value {
         serde_json::from_slice(&reply.body).expect("JSON")
@@ -149,7 +149,8 @@ mod tests {
     #[test]
     fn a_base_token_opens_the_menu_api() {
         let mut s = sim();
-        let url = "/cgi-bin/token?grant_type=client_credential&appid=wxSIMAPPID0000001&secret=simsecret";
+        let url =
+            "/cgi-bin/token?grant_type=client_credential&appid=wxSIMAPPID0000001&secret=simsecret";
         let t = json(&s.handle(&Req::fake("GET", url, &[])));
         let token = t["access_token"].as_str().expect("a token").to_string();
         let menu = r#"{"button":[{"type":"click","name":"赞","key":"GOOD"}]}"#;
@@ -161,8 +162,14 @@ mod tests {
             String::from_utf8_lossy(&got.body),
             format!("{{\"menu\":{menu}}}")
         );
-        assert_eq!(post(&mut s, "/cgi-bin/menu/create?access_token=x", menu)["errcode"], 40001);
+        assert_eq!(
+            post(&mut s, "/cgi-bin/menu/create?access_token=x", menu)["errcode"],
+            40001
+        );
         assert_eq!(post(&mut s, "/cgi-bin/menu/create", menu)["errcode"], 41001);
-        assert_eq!(post(&mut s, "/cgi-bin/stable_token", "grant_type=x")["errcode"], 47001);
+        assert_eq!(
+            post(&mut s, "/cgi-bin/stable_token", "grant_type=x")["errcode"],
+            47001
+        );
     }
 }

@@ -56,6 +56,8 @@ pub(super) fn state_json(sim: &Sim) -> serde_json::Value {
             "codes": codes,
             "access_tokens": access_tokens,
             "refresh_tokens": refresh_tokens,
+            "base_tokens": sim.base_tokens.len(),
+            "menu": sim.menu.is_some(),
         },
     })
 }

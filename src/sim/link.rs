@@ -188,9 +188,8 @@ fn redirect_host(uri: &str) -> Option<&str> {
             None => (authority, None),
         }
     };
-    let port_ok = port.is_none_or(|p| {
-        !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
-    });
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     (!host.is_empty() && port_ok).then_some(host)
 }
 

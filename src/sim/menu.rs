@@ -207,25 +207,43 @@ mod tests {
         let sub = |b: Value| json!({ "button": [{ "name": "更多", "sub_button": [b] }] });
         check(sub(click(&"长".repeat(21))), Err(40025));
         check(sub(click(&"长".repeat(20))), Ok(()));
-        check(json!({ "button": [{ "type": "tap", "name": "a" }] }), Err(40017));
+        check(
+            json!({ "button": [{ "type": "tap", "name": "a" }] }),
+            Err(40017),
+        );
         check(json!({ "button": [{ "name": "a" }] }), Err(40017));
         check(sub(json!({ "type": "tap", "name": "a" })), Err(40024));
-        check(json!({ "button": [{ "type": "click", "name": "a" }] }), Err(40019));
+        check(
+            json!({ "button": [{ "type": "click", "name": "a" }] }),
+            Err(40019),
+        );
         let long_key = "k".repeat(129);
         check(
             json!({ "button": [{ "type": "click", "name": "a", "key": long_key }] }),
             Err(40019),
         );
-        check(sub(json!({ "type": "scancode_push", "name": "a" })), Err(40026));
-        check(json!({ "button": [{ "type": "view", "name": "a" }] }), Err(40020));
+        check(
+            sub(json!({ "type": "scancode_push", "name": "a" })),
+            Err(40026),
+        );
+        check(
+            json!({ "button": [{ "type": "view", "name": "a" }] }),
+            Err(40020),
+        );
         check(sub(json!({ "type": "view", "name": "a" })), Err(40027));
         let long_url = format!("https://a.example/{}", "x".repeat(1024));
-        check(sub(json!({ "type": "view", "name": "a", "url": long_url })), Err(40027));
+        check(
+            sub(json!({ "type": "view", "name": "a", "url": long_url })),
+            Err(40027),
+        );
         check(
             json!({ "button": [{ "type": "view", "name": "a", "url": "a.example" }] }),
             Err(40055),
         );
-        check(sub(json!({ "type": "view", "name": "a", "url": "ftp://a" })), Err(40054));
+        check(
+            sub(json!({ "type": "view", "name": "a", "url": "ftp://a" })),
+            Err(40054),
+        );
     }
 
     #[test]

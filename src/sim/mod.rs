@@ -1,13 +1,18 @@
 //! The WeChat simulator: open.weixin.qq.com (authorize, consent) and
-//! api.weixin.qq.com (sns/*) on one loopback port, plus `/sim/*` controls for
-//! tests and demos. Behaves like WeChat (see WECHAT.md) so that code that
-//! works here works there. Single-threaded; never imported by the app's modules.
+//! api.weixin.qq.com (sns/*, cgi-bin token and menu) on one loopback port,
+//! plus `/sim/*` controls for tests and demos, and pushes of signed events to
+//! the app. Behaves like WeChat (see WECHAT.md) so that code that works here
+//! works there. Single-threaded; never imported by the app's modules.
 
 mod api;
 mod authorize;
+mod base_token;
+mod cgi;
 mod control;
 mod faults;
 mod link;
+mod menu;
+mod push;
 mod state;
 mod users;
 
@@ -15,7 +20,8 @@ use crate::clock::Clock;
 use crate::http::{Method, Reply, Req};
 use crate::log;
 use crate::server::{Listener, Running, Service};
-use faults::Faults;
+use base_token::BaseTokens;
+use faults::{Endpoint, Faults};
 use minijinja::value::{Serde, Value};
 use minijinja::{context, Environment, UndefinedBehavior};
 use state::Store;
@@ -39,9 +45,13 @@ pub struct Sim {
     /// The simulator's own clock; `/sim/control advance=` moves it.
     clock: Clock,
     store: Store,
+    /// The account's base access_tokens (cgi-bin), apart from the sns ones.
+    base_tokens: BaseTokens,
+    /// The custom menu as sent to cgi-bin/menu/create, checked JSON.
+    menu: Option<String>,
     faults: Faults,
     /// API calls per `faults::Endpoint`, failed ones included.
-    calls: [u64; 4],
+    calls: [u64; Endpoint::COUNT],
     /// Every callback URL that carried a code, oldest first.
     callbacks: VecDeque<String>,
     double_callback: bool,
@@ -80,8 +90,14 @@ const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Get, "/sns/oauth2/refresh_token", api::refresh_token),
     (Method::Get, "/sns/userinfo", api::userinfo),
     (Method::Get, "/sns/auth", api::auth),
+    (Method::Get, "/cgi-bin/token", cgi::token),
+    (Method::Post, "/cgi-bin/stable_token", cgi::stable_token),
+    (Method::Post, "/cgi-bin/menu/create", cgi::menu_create),
+    (Method::Get, "/cgi-bin/menu/get", cgi::menu_get),
+    (Method::Get, "/cgi-bin/menu/delete", cgi::menu_delete),
     (Method::Post, "/sim/control", control::control),
     (Method::Get, "/sim/state", control::state),
+    (Method::Post, "/sim/push", push::push),
 ];
 
 impl Sim {
@@ -99,8 +115,10 @@ impl Sim {
             env,
             clock: Clock::new(),
             store: Store::new(),
+            base_tokens: BaseTokens::new(),
+            menu: None,
             faults: Faults::default(),
-            calls: [0; 4],
+            calls: [0; Endpoint::COUNT],
             callbacks: VecDeque::new(),
             double_callback: false,
             snapshot: false,

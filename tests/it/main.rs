@@ -11,4 +11,5 @@ mod pages;
 mod props;
 mod security;
 mod sim;
+mod sim_mp;
 mod support;
