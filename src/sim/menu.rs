@@ -17,7 +17,9 @@ const MAX_URL: usize = 1024;
 const INVALID_BUTTON_SIZE: i64 = 40016;
 const INVALID_SUB_BUTTON_SIZE: i64 = 40023;
 
-/// Every button type WeChat knows.
+/// Every button type WeChat knows. The app's own check (account.rs) keeps
+/// its list too, on purpose: the simulator stands in for WeChat, and sharing
+/// the app's rules would let it agree with the app's mistakes.
 const TYPES: &[&str] = &[
     "click",
     "view",

@@ -9,13 +9,19 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_wxauth");
 
-/// Runs the binary to completion with only the given WXAUTH_* variables.
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+/// The binary, with none of this process's WXAUTH_* variables.
+pub fn wxauth_command() -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.args(args);
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("WXAUTH_")) {
         cmd.env_remove(key);
     }
+    cmd
+}
+
+/// Runs the binary to completion with only the given WXAUTH_* variables.
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = wxauth_command();
+    cmd.args(args);
     cmd.envs(env.iter().copied());
     cmd.output().expect("run wxauth")
 }
@@ -151,11 +157,7 @@ impl Demo {
 /// The real binary in demo mode on free ports, with extra environment, once
 /// it has printed the app's and the simulator's URLs.
 fn start_demo(env: &[(&str, &str)]) -> Demo {
-    let mut cmd = Command::new(BIN);
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("WXAUTH_")) {
-        cmd.env_remove(key);
-    }
-    let child = cmd
+    let child = wxauth_command()
         .env("WXAUTH_LISTEN", "127.0.0.1:0")
         .env("WXAUTH_SIM_LISTEN", "127.0.0.1:0")
         .envs(env.iter().copied())
@@ -321,11 +323,7 @@ fn a_corrupt_session_file_is_reported_and_the_server_starts_empty() {
 
 #[test]
 fn a_closed_stdout_does_not_stop_the_server() {
-    let mut cmd = Command::new(BIN);
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("WXAUTH_")) {
-        cmd.env_remove(key);
-    }
-    let child = cmd
+    let child = wxauth_command()
         .env("WXAUTH_LISTEN", "127.0.0.1:0")
         .env("WXAUTH_SIM_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())

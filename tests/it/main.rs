@@ -11,5 +11,6 @@ mod pages;
 mod props;
 mod security;
 mod sim;
+mod sim_harness;
 mod sim_mp;
 mod support;

@@ -4,7 +4,6 @@
 
 use crate::support::{start, start_real, start_with, Browser, Stack};
 use sha1::{Digest, Sha1};
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const TOKEN: &str = "wxauthTestToken9";
@@ -216,11 +215,7 @@ fn unsigned_malformed_and_oversized_pushes_are_refused() {
 
 /// Runs `wxauth menu …` against the stack's simulator, as the stack's app is configured.
 fn menu(stack: &Stack, args: &[&str]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxauth"));
-    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("WXAUTH_")) {
-        cmd.env_remove(key);
-    }
-    let out = cmd
+    let out = crate::cli::wxauth_command()
         .arg("menu")
         .args(args)
         .env("WXAUTH_APPID", "wx00000000000test")

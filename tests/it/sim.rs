@@ -2,118 +2,17 @@
 //! page, codes, tokens, userinfo, the control switches and every fault kind.
 //! Each test starts its own simulator on a free loopback port.
 
+use crate::sim_harness::{start, Resp, TestSim, APPID, OPENID_0, SECRET};
 use std::time::{Duration, Instant};
 use wxauth::http::encode_component;
-use wxauth::server::{Listener, Running};
-use wxauth::sim::{self, SimConfig};
 
-const APPID: &str = "wx5f3e1b2c4d6a7e80";
-const SECRET: &str = "simTestSecret0123456789abcdefABC";
 const CALLBACK: &str = "http://127.0.0.1:8080/callback";
 
 /// Test user 0: emoji nickname, unionid. 1: HTML nickname, sex "2".
 /// 2: broken JSON. 3: empty post-2021 profile.
-const OPENID_0: &str = "oSim0PandaXiaoMingEmoji00001";
 const OPENID_3: &str = "oSim3EmptyProfileAfter202104";
 
-/// One simulator on its own thread; dropping it stops the thread.
-struct TestSim {
-    _running: Running,
-    base: String,
-    agent: ureq::Agent,
-}
-
-/// One answer, body as raw bytes (some are deliberately not UTF-8).
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn location(&self) -> &str {
-        self.header("location")
-            .unwrap_or_else(|| panic!("no Location in a {} answer: {}", self.status, self.text()))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-
-    /// Asserts a WeChat API error: HTTP 200, text/plain, this errcode.
-    fn assert_errcode(&self, errcode: i64) {
-        assert_eq!(self.status, 200, "{}", self.text());
-        assert_eq!(self.header("content-type"), Some("text/plain"));
-        let v = self.json();
-        assert_eq!(v["errcode"], errcode, "{v}");
-        assert!(v["errmsg"].is_string(), "{v}");
-    }
-}
-
-fn start() -> TestSim {
-    let listener = Listener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    let config = SimConfig {
-        appid: APPID.into(),
-        secret: SECRET.into(),
-        app_name: "wxauth 测试".into(),
-        domain: "127.0.0.1".into(),
-    };
-    let running = sim::start(listener, config);
-    let agent = ureq::Agent::config_builder()
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into();
-    TestSim {
-        base: format!("http://{}", running.addr),
-        _running: running,
-        agent,
-    }
-}
-
 impl TestSim {
-    fn get(&self, path: &str) -> Resp {
-        self.get_with_cookie(path, None)
-    }
-
-    fn get_with_cookie(&self, path: &str, cookie: Option<&str>) -> Resp {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.agent.get(&url);
-        if let Some(cookie) = cookie {
-            req = req.header("Cookie", cookie);
-        }
-        read(req.call().unwrap_or_else(|e| panic!("GET {path}: {e}")))
-    }
-
-    fn post(&self, path: &str, form: &[(&str, &str)]) -> Resp {
-        let url = format!("{}{path}", self.base);
-        let resp = self.agent.post(&url).send_form(form.iter().copied());
-        read(resp.unwrap_or_else(|e| panic!("POST {path}: {e}")))
-    }
-
-    fn control(&self, form: &[(&str, &str)]) -> serde_json::Value {
-        let resp = self.post("/sim/control", form);
-        assert_eq!(resp.status, 200, "control {form:?}: {}", resp.text());
-        resp.json()
-    }
-
-    fn state(&self) -> serde_json::Value {
-        self.get("/sim/state").json()
-    }
-
     /// Allows `scope` as test user `user` on the consent form; returns the code.
     fn code(&self, user: usize, scope: &str) -> String {
         let resp = self.confirm(user, scope, "st4te", "allow");
@@ -159,31 +58,6 @@ impl TestSim {
         self.get(&format!(
             "/sns/userinfo?access_token={token}&openid={openid}&lang={lang}"
         ))
-    }
-}
-
-fn read(mut resp: ureq::http::Response<ureq::Body>) -> Resp {
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(20 * 1024 * 1024)
-        .read_to_vec()
-        .unwrap_or_default();
-    Resp {
-        status,
-        headers,
-        body,
     }
 }
 

@@ -2,6 +2,7 @@
 //! (cgi-bin/token, cgi-bin/stable_token), the custom menu, and `/sim/push`
 //! delivering signed XML to a tiny loopback receiver standing in for the app.
 
+use crate::sim_harness::{start, Resp, TestSim, APPID, OPENID_0, SECRET};
 use sha1::{Digest, Sha1};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,124 +11,10 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wxauth::http::parse_query;
-use wxauth::server::{Listener, Running};
-use wxauth::sim::{self, SimConfig};
 
-const APPID: &str = "wx5f3e1b2c4d6a7e80";
-const SECRET: &str = "simTestSecret0123456789abcdefABC";
 /// The app's WXAUTH_TOKEN in these tests.
 const TOKEN: &str = "wxauthMessageToken42";
-/// Test user 0, the default `from` of a push.
-const OPENID_0: &str = "oSim0PandaXiaoMingEmoji00001";
-
-/// One simulator on its own thread; dropping it stops the thread.
-struct TestSim {
-    _running: Running,
-    base: String,
-    port: u16,
-    agent: ureq::Agent,
-}
-
-/// One answer, body as raw bytes.
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-
-    /// Asserts a WeChat API error: HTTP 200, text/plain, this errcode.
-    fn assert_errcode(&self, errcode: i64) {
-        assert_eq!(self.status, 200, "{}", self.text());
-        assert_eq!(self.header("content-type"), Some("text/plain"));
-        let v = self.json();
-        assert_eq!(v["errcode"], errcode, "{v}");
-        assert!(v["errmsg"].is_string(), "{v}");
-    }
-
-    /// Asserts `{"errcode":0,"errmsg":"ok"}`.
-    fn assert_ok(&self) {
-        self.assert_errcode(0);
-        assert_eq!(self.json()["errmsg"], "ok");
-    }
-}
-
-fn start() -> TestSim {
-    let listener = Listener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    let config = SimConfig {
-        appid: APPID.into(),
-        secret: SECRET.into(),
-        app_name: "wxauth 测试".into(),
-        domain: "127.0.0.1".into(),
-    };
-    let running = sim::start(listener, config);
-    let agent = ureq::Agent::config_builder()
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    TestSim {
-        base: format!("http://{}", running.addr),
-        port: running.addr.port(),
-        _running: running,
-        agent,
-    }
-}
-
 impl TestSim {
-    fn get(&self, path: &str) -> Resp {
-        let url = format!("{}{path}", self.base);
-        read(
-            self.agent
-                .get(&url)
-                .call()
-                .unwrap_or_else(|e| panic!("GET {path}: {e}")),
-        )
-    }
-
-    fn post(&self, path: &str, form: &[(&str, &str)]) -> Resp {
-        let url = format!("{}{path}", self.base);
-        let resp = self.agent.post(&url).send_form(form.iter().copied());
-        read(resp.unwrap_or_else(|e| panic!("POST {path}: {e}")))
-    }
-
-    fn post_body(&self, path: &str, body: &str) -> Resp {
-        let url = format!("{}{path}", self.base);
-        let resp = self
-            .agent
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .send(body);
-        read(resp.unwrap_or_else(|e| panic!("POST {path}: {e}")))
-    }
-
-    fn control(&self, form: &[(&str, &str)]) -> serde_json::Value {
-        let resp = self.post("/sim/control", form);
-        assert_eq!(resp.status, 200, "control {form:?}: {}", resp.text());
-        resp.json()
-    }
-
-    fn state(&self) -> serde_json::Value {
-        self.get("/sim/state").json()
-    }
-
     fn fetch_token(&self) -> String {
         let resp = self.get(&format!(
             "/cgi-bin/token?grant_type=client_credential&appid={APPID}&secret={SECRET}"
@@ -171,31 +58,6 @@ impl TestSim {
         let resp = self.post("/sim/push", form);
         assert_eq!(resp.status, 200, "push {form:?}: {}", resp.text());
         resp.json()
-    }
-}
-
-fn read(mut resp: ureq::http::Response<ureq::Body>) -> Resp {
-    let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(20 * 1024 * 1024)
-        .read_to_vec()
-        .unwrap_or_default();
-    Resp {
-        status,
-        headers,
-        body,
     }
 }
 
