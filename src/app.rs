@@ -35,6 +35,8 @@ pub struct App {
     pub clock: Clock,
     /// Pushes from WeChat seen lately, to recognise its retries.
     pub pushes: SeenPushes,
+    /// Who /auth/check lets through (WXAUTH_ALLOW); None: everyone logged in.
+    pub allow: Option<std::collections::HashSet<String>>,
     next_sweep: i64,
     counters: Arc<Counters>,
 }
@@ -76,6 +78,7 @@ impl App {
             templates,
             clock,
             pushes: SeenPushes::default(),
+            allow: config.allow.clone(),
             next_sweep: 0,
             counters: Arc::default(),
             config,

@@ -33,6 +33,7 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
     ("WXAUTH_CLIENT_TIMEOUT", "--client-timeout", "10", "idle or slow client cut off, seconds"),
     ("WXAUTH_LOG", "--log", "info", "off, error, warn, info, debug"),
     ("WXAUTH_TOKEN", "", "", "服务器配置 Token: enables /wechat (env only)"),
+    ("WXAUTH_ALLOW", "--allow", "", "file of allowed openids/unionids (/auth/check)"),
 ];
 
 /// The appid the simulator answers to in demo mode.
@@ -179,6 +180,8 @@ pub struct Config {
     pub client_timeout: Duration,
     /// The 服务器配置 Token WeChat signs its pushes with; None: no /wechat.
     pub token: Option<Secret>,
+    /// WXAUTH_ALLOW: who /auth/check lets through; None lets every logged-in user.
+    pub allow: Option<std::collections::HashSet<String>>,
     pub log: String,
 }
 
@@ -272,6 +275,11 @@ impl Config {
                 p.push("WXAUTH_TOKEN: 3 to 32 letters and digits, as WeChat requires".into());
             }
         }
+        let allow = raw.get("WXAUTH_ALLOW").and_then(|file| {
+            crate::gateway::read_allow_list(Path::new(file))
+                .map_err(|e| p.push(format!("WXAUTH_ALLOW: {e}")))
+                .ok()
+        });
         let log = raw.get_or_default("WXAUTH_LOG").to_string();
         if let Err(e) = crate::log::parse_level(&log) {
             p.push(format!("WXAUTH_LOG: {e}"));
@@ -303,6 +311,7 @@ impl Config {
             connect_timeout: Duration::from_secs_f64(connect.min(upstream)),
             client_timeout: Duration::from_secs_f64(client),
             token,
+            allow,
             log,
         })
     }

@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod gateway;
 pub mod http;
 pub mod log;
 pub mod mp;

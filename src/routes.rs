@@ -4,7 +4,7 @@
 use crate::app::App;
 use crate::error::AppError;
 use crate::http::{Method, Reply, Req};
-use crate::{api, assets, auth, mp, pages};
+use crate::{api, assets, auth, gateway, mp, pages};
 
 /// A handler: parse, check, call upstream, change state, reply.
 pub type Handler = fn(&mut App, &Req) -> Result<Reply, AppError>;
@@ -19,6 +19,10 @@ pub const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Post, "/logout", auth::logout),
     (Method::Get, "/api/me", api::me),
     (Method::Get, "/healthz", api::healthz),
+    // The gateway for nginx's auth_request (scripts/nginx-gateway.conf).
+    (Method::Get, "/auth/check", gateway::check),
+    (Method::Get, "/auth/start", gateway::start),
+    (Method::Get, "/auth/denied", gateway::denied),
     // Only when WXAUTH_TOKEN is set; 404 otherwise.
     (Method::Get, "/wechat", mp::verify),
     (Method::Post, "/wechat", mp::receive),

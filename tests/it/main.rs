@@ -6,6 +6,7 @@ mod browser;
 mod callback;
 mod cli;
 mod flow;
+mod gateway;
 mod mp;
 mod pages;
 mod props;

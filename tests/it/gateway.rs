@@ -1,0 +1,118 @@
+//! The gateway endpoints nginx's auth_request calls: /auth/check,
+//! /auth/start and /auth/denied, with and without an allow-list.
+
+use crate::support::{start, start_with, Browser};
+
+#[test]
+fn auth_check_says_who_is_logged_in_and_nothing_otherwise() {
+    let stack = start();
+    let mut browser = Browser::new();
+    assert_eq!(browser.get(&stack.url("/auth/check")).status, 401);
+    browser.login_as(&stack, 0);
+    let check = browser.get(&stack.url("/auth/check"));
+    assert_eq!(check.status, 204);
+    assert!(check.body.is_empty());
+    assert_eq!(
+        check.header("x-wechat-openid"),
+        Some("oSim0PandaXiaoMingEmoji00001")
+    );
+    assert_eq!(
+        check.header("x-wechat-unionid"),
+        Some("oSimUnion0PandaXiaoMing00001")
+    );
+    let nickname = check.header("x-wechat-nickname").unwrap();
+    assert!(nickname.is_ascii(), "percent-encoded: {nickname}");
+    let decoded = wxauth::http::parse_query(&format!("n={nickname}"));
+    assert_eq!(decoded[0].1, "熊猫🐼小明");
+    assert_eq!(check.header("cache-control"), Some("no-store"));
+    // A user without a unionid gets no X-WeChat-UnionID header at all.
+    let mut other = Browser::new();
+    other.login_as(&stack, 3);
+    let check = other.get(&stack.url("/auth/check"));
+    assert_eq!(check.status, 204);
+    assert_eq!(check.header("x-wechat-unionid"), None);
+    // After logout: 401 again.
+    browser.post(&stack.url("/logout"), &[]);
+    assert_eq!(browser.get(&stack.url("/auth/check")).status, 401);
+}
+
+#[test]
+fn an_html_or_newline_nickname_cannot_break_the_headers() {
+    let stack = start();
+    let mut browser = Browser::new();
+    browser.login_as(&stack, 1);
+    let check = browser.get(&stack.url("/auth/check"));
+    assert_eq!(check.status, 204);
+    let nickname = check.header("x-wechat-nickname").unwrap();
+    assert!(
+        !nickname.contains(['<', '>', '"', ' ', '\r', '\n']),
+        "{nickname}"
+    );
+}
+
+#[test]
+fn the_allow_list_lets_in_only_those_named() {
+    let dir = std::env::temp_dir().join(format!("wxauth-allow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("allow.txt");
+    // User 3 by openid; user 0 by unionid; user 1 not at all.
+    std::fs::write(
+        &file,
+        "# admins\noSim3EmptyProfileAfter202104\n\n  oSimUnion0PandaXiaoMing00001  \n",
+    )
+    .unwrap();
+    let stack = start_with(&[("WXAUTH_ALLOW", file.to_str().unwrap())]);
+    for (user, status) in [(3, 204), (0, 204), (1, 403)] {
+        let mut browser = Browser::new();
+        browser.login_as(&stack, user);
+        assert_eq!(
+            browser.get(&stack.url("/auth/check")).status,
+            status,
+            "user {user}"
+        );
+    }
+    let mut outsider = Browser::new();
+    outsider.login_as(&stack, 1);
+    let page = outsider.get(&stack.url("/auth/denied"));
+    assert_eq!(page.status, 403);
+    assert!(
+        page.body.contains("无权访问") && page.body.contains("oSim1ScriptNicknameXss000002"),
+        "{}",
+        page.body
+    );
+    // The app's own pages still say who you are.
+    assert_eq!(outsider.get(&stack.url("/profile")).status, 200);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn auth_start_sends_a_visitor_to_login_and_back_to_the_page_asked_for() {
+    let stack = start();
+    let mut browser = Browser::new();
+    let resp = browser.get_with(
+        &stack.url("/auth/start"),
+        &[("X-Original-URI", "/app/report?year=2026&q=a b")],
+    );
+    assert_eq!(resp.status, 302);
+    let login = resp.location().to_string();
+    assert!(login.starts_with("/login?next="), "{login}");
+    let authorize = browser.get(&stack.url(&login)).location().to_string();
+    let callback = browser.consent(&authorize, 0, true);
+    assert_eq!(
+        browser.get(&callback).location(),
+        "/app/report?year=2026&q=a%20b"
+    );
+    for hostile in [
+        "//evil.example/x",
+        "https://evil.example",
+        "/\\evil.example",
+    ] {
+        let resp =
+            Browser::new().get_with(&stack.url("/auth/start"), &[("X-Original-URI", hostile)]);
+        assert_eq!(resp.location(), "/login?next=%2F", "{hostile}");
+    }
+    assert_eq!(
+        Browser::new().get(&stack.url("/auth/start")).location(),
+        "/login?next=%2F"
+    );
+}
