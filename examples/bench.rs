@@ -139,7 +139,11 @@ impl Client {
     }
 
     fn get(&self, url: &str, cookie: &str) -> ureq::http::Response<ureq::Body> {
-        let mut req = self.agent.get(url);
+        // A phone inside WeChat: elsewhere /login shows a QR code instead.
+        let mut req = self
+            .agent
+            .get(url)
+            .header("User-Agent", "Mozilla/5.0 (iPhone) MicroMessenger/8.0.50");
         if !cookie.is_empty() {
             req = req.header("Cookie", cookie);
         }

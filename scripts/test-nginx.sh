@@ -92,7 +92,7 @@ for _ in $(seq 100); do
 done
 curl -sf "http://127.0.0.1:$app_port/healthz" >/dev/null || fail "wxauth did not start"
 
-c() { curl -sS --max-time 10 --cacert "$work/cert.pem" --resolve "$host:$https_port:127.0.0.1" \
+c() { curl -sS --max-time 10 -A "Mozilla/5.0 (iPhone) MicroMessenger/8.0.50" --cacert "$work/cert.pem" --resolve "$host:$https_port:127.0.0.1" \
         --resolve "$host:$http_port:127.0.0.1" -b "$work/jar" -c "$work/jar" "$@"; }
 header() { grep -i "^$1:" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
 

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::http::{Cookie, Reply, Req};
 use crate::mp::SeenPushes;
+use crate::scan::Tickets;
 use crate::server::{Listener, Running, Service};
 use crate::session::{LoginStates, Session, SessionStore};
 use crate::wechat::{WechatClient, WechatError};
@@ -35,6 +36,8 @@ pub struct App {
     pub clock: Clock,
     /// Pushes from WeChat seen lately, to recognise its retries.
     pub pushes: SeenPushes,
+    /// Scan-to-login tickets under way (desktop browsers).
+    pub tickets: Tickets,
     /// Who /auth/check lets through (WXAUTH_ALLOW); None: everyone logged in.
     pub allow: Option<std::collections::HashSet<String>>,
     next_sweep: i64,
@@ -78,6 +81,7 @@ impl App {
             templates,
             clock,
             pushes: SeenPushes::default(),
+            tickets: Tickets::default(),
             allow: config.allow.clone(),
             next_sweep: 0,
             counters: Arc::default(),
@@ -171,6 +175,7 @@ impl App {
         if now >= self.next_sweep {
             self.sessions.sweep(now);
             self.logins.sweep(now);
+            self.tickets.sweep(now);
             self.next_sweep = now + 60;
         }
     }
@@ -235,8 +240,9 @@ fn with_security_headers(reply: Reply, is_static: bool) -> Reply {
     reply
         .with_header(
             "Content-Security-Policy",
-            "default-src 'none'; style-src 'self'; img-src 'self' https://*.qlogo.cn data:; \
-             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
+             img-src 'self' https://*.qlogo.cn data:; form-action 'self'; frame-ancestors 'none'; \
+             base-uri 'none'",
         )
         .with_header("X-Content-Type-Options", "nosniff")
         .with_header("Referrer-Policy", "no-referrer")

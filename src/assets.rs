@@ -2,22 +2,12 @@
 //! name: no path joining, so nothing outside static/ can be reached.
 
 /// (name under /static/, content type, bytes)
+#[rustfmt::skip]
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    (
-        "style.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../static/style.css"),
-    ),
-    (
-        "avatar.svg",
-        "image/svg+xml",
-        include_bytes!("../static/avatar.svg"),
-    ),
-    (
-        "favicon.svg",
-        "image/svg+xml",
-        include_bytes!("../static/favicon.svg"),
-    ),
+    ("style.css", "text/css; charset=utf-8", include_bytes!("../static/style.css")),
+    ("avatar.svg", "image/svg+xml", include_bytes!("../static/avatar.svg")),
+    ("favicon.svg", "image/svg+xml", include_bytes!("../static/favicon.svg")),
+    ("scan.js", "text/javascript; charset=utf-8", include_bytes!("../static/scan.js")),
 ];
 
 /// The asset called `name` (the part after `/static/`): content type and bytes.

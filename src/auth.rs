@@ -6,6 +6,7 @@ use crate::config::Scope;
 use crate::error::AppError;
 use crate::http::{Reply, Req};
 use crate::random::{self, constant_time_eq};
+use crate::scan;
 use crate::session::{Session, StoredUser, Tokens, ID_LEN, LOGIN_TTL};
 use crate::wechat::WechatUser;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
@@ -15,23 +16,38 @@ const DEFAULT_NEXT: &str = "/profile";
 /// WeChat's codes are 32 characters; anything far longer is not one.
 const MAX_CODE: usize = 256;
 
-/// GET /login[?next=/path]: a fresh state bound to this browser, then 302 to WeChat.
+/// GET /login[?next=/path]: inside WeChat, a fresh state bound to this
+/// browser, then 302 to WeChat. Elsewhere WeChat's authorize page only says
+/// 请在微信客户端打开链接, so the browser gets a QR code to scan with WeChat
+/// instead (scan.rs); `direct=1` skips it (the demo's "continue here").
 pub fn login(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let next = req
         .query("next")
         .and_then(local_path)
         .unwrap_or_else(|| DEFAULT_NEXT.to_string());
-    // Keep the browser id across logins so two tabs logging in at once both work.
-    let browser = match req.cookie(BROWSER_COOKIE) {
+    if !scan::in_wechat(req) && req.query("direct") != Some("1") {
+        return scan::qr_page(app, req, &next);
+    }
+    Ok(begin(app, req, &next))
+}
+
+/// This browser's id: kept across logins so two tabs logging in at once both work.
+pub fn browser_id(req: &Req) -> String {
+    match req.cookie(BROWSER_COOKIE) {
         Some(id) if random::is_token(id, ID_LEN) => id.to_string(),
         _ => random::token(ID_LEN),
-    };
-    let state = app.logins.begin(&browser, &next, app.clock.now());
+    }
+}
+
+/// Starts a login that lands on `next` (a checked local path): 302 to WeChat.
+pub fn begin(app: &mut App, req: &Req, next: &str) -> Reply {
+    let browser = browser_id(req);
+    let state = app.logins.begin(&browser, next, app.clock.now());
     let url = app
         .wechat
         .authorize_url(&app.config.redirect_uri(), app.config.scope, &state);
     let cookie = app.cookie(BROWSER_COOKIE, &browser, LOGIN_TTL as u64);
-    Ok(Reply::redirect(302, &url).with_cookie(&cookie))
+    Reply::redirect(302, &url).with_cookie(&cookie)
 }
 
 /// GET /callback?code=C&state=T: WeChat sends the browser back here.

@@ -22,6 +22,7 @@ pub mod persist;
 pub mod random;
 pub mod render;
 pub mod routes;
+pub mod scan;
 pub mod server;
 pub mod session;
 pub mod sim;

@@ -13,6 +13,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("home.html", include_str!("../templates/home.html")),
     ("profile.html", include_str!("../templates/profile.html")),
     ("error.html", include_str!("../templates/error.html")),
+    ("scan.html", include_str!("../templates/scan.html")),
+    (
+        "scan_done.html",
+        include_str!("../templates/scan_done.html"),
+    ),
 ];
 
 /// Builds the environment. With `dir`, a file there replaces the embedded

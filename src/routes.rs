@@ -4,7 +4,7 @@
 use crate::app::App;
 use crate::error::AppError;
 use crate::http::{Method, Reply, Req};
-use crate::{api, assets, auth, gateway, mp, pages};
+use crate::{api, assets, auth, gateway, mp, pages, scan};
 
 /// A handler: parse, check, call upstream, change state, reply.
 pub type Handler = fn(&mut App, &Req) -> Result<Reply, AppError>;
@@ -13,6 +13,9 @@ pub type Handler = fn(&mut App, &Req) -> Result<Reply, AppError>;
 pub const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Get, "/", pages::home),
     (Method::Get, "/login", auth::login),
+    (Method::Get, "/login/scan", scan::scan),
+    (Method::Get, "/login/scan/done", scan::done),
+    (Method::Get, "/login/ticket", scan::status),
     (Method::Get, "/callback", auth::callback),
     (Method::Get, "/profile", pages::profile),
     (Method::Post, "/profile/refresh", pages::profile_refresh),

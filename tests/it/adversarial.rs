@@ -202,7 +202,7 @@ fn a_flood_of_logins_cannot_grow_memory_without_bound() {
     let first_callback = first.consent(&first_authorize, 0, true);
     // More logins than the table holds (10,000), on kept-alive connections.
     let mut flood = connect(stack.app.addr);
-    let request = b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n";
+    let request = b"GET /login HTTP/1.1\r\nHost: x\r\nUser-Agent: MicroMessenger\r\n\r\n";
     let pattern = b"HTTP/1.1 302";
     let (mut answers, mut pending) = (0usize, Vec::new());
     let mut buf = vec![0u8; 1 << 16];

@@ -414,3 +414,48 @@ fn the_simulator_shows_wechats_error_for_a_wrong_callback_domain() {
     );
     chrome.screenshot("sim-error-10003");
 }
+
+#[test]
+fn a_desktop_browser_logs_in_by_scanning_the_qr_code() {
+    let Some(mut chrome) = Chrome::launch() else {
+        return;
+    };
+    let stack = start();
+    chrome.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 1024, "height": 760, "deviceScaleFactor": 1, "mobile": false }),
+    );
+    chrome.call(
+        "Network.setUserAgentOverride",
+        json!({ "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36" }),
+    );
+    chrome.navigate(&stack.url("/login"));
+    assert!(chrome.text().contains("微信扫码登录"));
+    let box_size = chrome.eval("(() => { const s = document.querySelector('svg.qr'); const r = s.getBoundingClientRect(); return [r.width, r.height]; })()");
+    assert!(
+        box_size[0].as_f64().unwrap() >= 150.0,
+        "the QR code is drawn: {box_size}"
+    );
+    chrome.check_page("scan (desktop)");
+    chrome.screenshot("scan-desktop");
+    let ticket = chrome.eval("document.getElementById('scan-status').dataset.ticket");
+    let scan_url = format!(
+        "{}/login/scan?t={}",
+        stack.app_url,
+        ticket.as_str().unwrap()
+    );
+    // The phone, with its own cookies, scans and logs in.
+    let mut phone = crate::support::Browser::new();
+    let authorize = phone.get(&scan_url);
+    let callback = phone.consent(authorize.location(), 0, true);
+    let back = phone.get(&callback);
+    assert!(phone
+        .get(&stack.url(back.location()))
+        .body
+        .contains("已在电脑上登录"));
+    // The desktop page notices by itself (static/scan.js) and moves on.
+    chrome.events.clear();
+    chrome.wait_for_load();
+    assert_eq!(chrome.url(), stack.url("/profile"));
+    assert!(chrome.text().contains("熊猫🐼小明"));
+}

@@ -10,6 +10,7 @@ mod gateway;
 mod mp;
 mod pages;
 mod props;
+mod scan;
 mod security;
 mod sim;
 mod sim_harness;

@@ -150,6 +150,7 @@ fn static_assets_have_their_content_types_and_nothing_else_is_served() {
         ("/static/style.css", "text/css"),
         ("/static/avatar.svg", "image/svg+xml"),
         ("/static/favicon.svg", "image/svg+xml"),
+        ("/static/scan.js", "text/javascript"),
     ] {
         let resp = browser.get(&stack.url(path));
         assert_eq!(resp.status, 200, "{path}");

@@ -1,0 +1,29 @@
+// The QR login page (templates/scan.html): asks /login/ticket how the
+// ticket is doing until the phone has logged in, then moves on.
+(function () {
+  "use strict";
+  var status = document.getElementById("scan-status");
+  if (!status) return;
+  var ticket = status.getAttribute("data-ticket");
+  var said = {
+    pending: "等待扫码…",
+    scanned: "已扫码，请在手机上确认登录",
+    done: "登录成功，正在进入…",
+    expired: "二维码已过期，请点击“刷新二维码”",
+    forbidden: "请在生成二维码的浏览器中使用"
+  };
+  function poll() {
+    fetch("/login/ticket?t=" + encodeURIComponent(ticket), { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) { return r.json(); })
+      .then(function (answer) {
+        status.textContent = said[answer.status] || said.pending;
+        if (answer.status === "done") {
+          window.location.replace(answer.next || "/profile");
+        } else if (answer.status === "pending" || answer.status === "scanned") {
+          setTimeout(poll, 1000);
+        }
+      })
+      .catch(function () { setTimeout(poll, 3000); });
+  }
+  setTimeout(poll, 1000);
+})();
