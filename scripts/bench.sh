@@ -51,21 +51,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r app_port sim_port ref_port boot_port < <(python3 - <<'EOF'
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])
-EOF
-)
+read -r app_port sim_port ref_port boot_port < <(python3 scripts/free_ports.py 4)
 app="http://127.0.0.1:$app_port"
 sim="http://127.0.0.1:$sim_port"
 real_env=(WXAUTH_APPID=wx00000000000bench WXAUTH_SECRET=bench-secret
           WXAUTH_PUBLIC_URL="$app" WXAUTH_OPEN_BASE="$sim" WXAUTH_API_BASE="$sim")
 
 env -i PATH="$PATH" "${real_env[@]}" WXAUTH_SIM_LISTEN="127.0.0.1:$sim_port" WXAUTH_LOG=warn \
-    "$bin" sim >/dev/null 2>&1 &
+    "$bin" sim >/dev/null 2>"$work/sim.err" &
 pids+=($!)
 env -i PATH="$PATH" "${real_env[@]}" WXAUTH_LISTEN="127.0.0.1:$app_port" WXAUTH_LOG=info \
     "$bin" >/dev/null 2>"$work/app.err" &
@@ -79,7 +72,9 @@ wait_for() {
         curl -sf -o /dev/null "$1" 2>/dev/null && return 0
         sleep 0.05
     done
-    echo "bench: $1 did not answer" >&2; exit 1
+    echo "bench: $1 did not answer" >&2
+    cat "$work/app.err" "$work/sim.err" >&2 2>/dev/null || true
+    exit 1
 }
 wait_for "$app/healthz"
 wait_for "$sim/sim/state"

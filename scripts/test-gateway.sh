@@ -36,14 +36,7 @@ fail() {
 passed=0
 ok() { passed=$((passed + 1)); echo "ok - $*"; }
 
-read -r https_port http_port app_port sim_port up_port < <(python3 - <<'EOF'
-import socket
-socks = [socket.socket() for _ in range(5)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])
-EOF
-)
+read -r https_port http_port app_port sim_port up_port < <(python3 scripts/free_ports.py 5)
 host=app.test
 public="https://$host:$https_port"
 

@@ -35,14 +35,7 @@ passed=0
 ok() { passed=$((passed + 1)); echo "ok - $*"; }
 
 # Four free loopback ports (bound and released: a small race, acceptable here).
-read -r https_port http_port app_port sim_port < <(python3 - <<'EOF'
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in socks])
-EOF
-)
+read -r https_port http_port app_port sim_port < <(python3 scripts/free_ports.py 4)
 host=wx.test
 public="https://$host:$https_port"
 
