@@ -11,38 +11,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=${1:-target/debug/wxauth}
-for tool in nginx openssl curl python3; do
-    command -v "$tool" >/dev/null || { echo "test-gateway: $tool is missing" >&2; exit 1; }
-done
-[ -x "$bin" ] || { echo "test-gateway: no binary at $bin (cargo build first)" >&2; exit 1; }
-
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=()
-cleanup() {
-    [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "test-gateway: FAIL: $*" >&2
-    echo "--- wxauth log" >&2; cat "$work/wxauth.log" >&2 || true
-    echo "--- nginx error log" >&2; cat "$work/error.log" >&2 || true
-    exit 1
-}
-passed=0
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
+NAME=test-gateway
+BIN=${1:-target/debug/wxauth}
+bin=$BIN
+. scripts/nginx-test-lib.sh
 
 read -r https_port http_port app_port sim_port up_port < <(python3 scripts/free_ports.py 5)
 host=app.test
 public="https://$host:$https_port"
 
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=$host" \
-    -addext "subjectAltName=DNS:$host" \
-    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+make_cert "$host"
 
 # The protected app: answers every request with the X-WeChat-* headers it got.
 cat > "$work/app.py" <<'EOF'
@@ -76,22 +54,6 @@ sed -e "s|listen 443 ssl;|listen 127.0.0.1:$https_port ssl;|" \
     -e "s|server 127.0.0.1:9000;|server 127.0.0.1:$up_port;|" \
     scripts/nginx-gateway.conf > "$work/gateway.conf"
 grep -q "127.0.0.1:$up_port" "$work/gateway.conf" || fail "nginx-gateway.conf no longer has the expected upstream lines"
-cat > "$work/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 64; }
-http {
-    access_log $work/access.log;
-    client_body_temp_path $work/body;
-    proxy_temp_path $work/proxy;
-    fastcgi_temp_path $work/fastcgi;
-    uwsgi_temp_path $work/uwsgi;
-    scgi_temp_path $work/scgi;
-    include $work/gateway.conf;
-}
-EOF
-nginx -t -q -c "$work/nginx.conf" -p "$work" || fail "nginx -t"
 
 # Only test user 3 is allowed.
 echo "oSim3EmptyProfileAfter202104" > "$work/allow"
@@ -99,7 +61,7 @@ env -i PATH="$PATH" WXAUTH_DEMO=1 WXAUTH_LISTEN="127.0.0.1:$app_port" \
     WXAUTH_SIM_LISTEN="127.0.0.1:$sim_port" WXAUTH_PUBLIC_URL="$public" WXAUTH_ALLOW="$work/allow" \
     "$bin" > "$work/wxauth.log" 2>&1 &
 pids+=($!)
-nginx -c "$work/nginx.conf" -p "$work"
+start_nginx "$work/gateway.conf"
 for _ in $(seq 100); do
     curl -sf -o /dev/null "http://127.0.0.1:$app_port/healthz" 2>/dev/null && break
     sleep 0.1

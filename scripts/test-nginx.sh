@@ -9,39 +9,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=${1:-target/debug/wxauth}
-for tool in nginx openssl curl python3; do
-    command -v "$tool" >/dev/null || { echo "test-nginx: $tool is missing" >&2; exit 1; }
-done
-[ -x "$bin" ] || { echo "test-nginx: no binary at $bin (cargo build first)" >&2; exit 1; }
+NAME=test-nginx
+BIN=${1:-target/debug/wxauth}
+bin=$BIN
+. scripts/nginx-test-lib.sh
 
-work=$(mktemp -d)
-chmod 755 "$work"
-pids=()
-cleanup() {
-    [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "test-nginx: FAIL: $*" >&2
-    echo "--- wxauth log" >&2; cat "$work/wxauth.log" >&2 || true
-    echo "--- nginx error log" >&2; cat "$work/error.log" >&2 || true
-    exit 1
-}
-passed=0
-ok() { passed=$((passed + 1)); echo "ok - $*"; }
-
-# Four free loopback ports (bound and released: a small race, acceptable here).
 read -r https_port http_port app_port sim_port < <(python3 scripts/free_ports.py 4)
 host=wx.test
 public="https://$host:$https_port"
 
-openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=$host" \
-    -addext "subjectAltName=DNS:$host" \
-    -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+make_cert "$host"
 
 # The shipped server blocks, moved onto our ports and test certificate.
 sed -e "s|listen 443 ssl default_server;|listen 127.0.0.1:$https_port ssl default_server;|" \
@@ -55,28 +32,12 @@ sed -e "s|listen 443 ssl default_server;|listen 127.0.0.1:$https_port ssl defaul
     -e "s|server 127.0.0.1:8080;|server 127.0.0.1:$app_port;|" \
     scripts/nginx.conf > "$work/wxauth.conf"
 grep -q "127.0.0.1:$app_port" "$work/wxauth.conf" || fail "nginx.conf no longer has the expected upstream line"
-cat > "$work/nginx.conf" <<EOF
-worker_processes 1;
-pid $work/nginx.pid;
-error_log $work/error.log;
-events { worker_connections 64; }
-http {
-    access_log $work/access.log;
-    client_body_temp_path $work/body;
-    proxy_temp_path $work/proxy;
-    fastcgi_temp_path $work/fastcgi;
-    uwsgi_temp_path $work/uwsgi;
-    scgi_temp_path $work/scgi;
-    include $work/wxauth.conf;
-}
-EOF
-nginx -t -q -c "$work/nginx.conf" -p "$work" || fail "nginx -t"
 
 env -i PATH="$PATH" WXAUTH_DEMO=1 WXAUTH_LISTEN="127.0.0.1:$app_port" \
     WXAUTH_SIM_LISTEN="127.0.0.1:$sim_port" WXAUTH_PUBLIC_URL="$public" \
     "$bin" > "$work/wxauth.log" 2>&1 &
 pids+=($!)
-nginx -c "$work/nginx.conf" -p "$work"
+start_nginx "$work/wxauth.conf"
 
 # Wait (at most 10 s) for both.
 for _ in $(seq 100); do
