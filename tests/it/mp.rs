@@ -80,8 +80,10 @@ fn server_verification_answers_echostr_only_to_a_valid_fresh_signature() {
     ] {
         let resp = browser.get(&stack.url(&format!("/wechat?{query}&echostr=1")));
         assert_eq!(resp.status, 403, "{query}");
-        assert_eq!(resp.body, "invalid signature
-", "{query}: echostr is not echoed");
+        assert_eq!(
+            resp.body, "invalid signature\n",
+            "{query}: echostr is not echoed"
+        );
     }
 }
 
