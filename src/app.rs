@@ -152,8 +152,12 @@ impl App {
                 } => (Some(*errcode), Some(errmsg.as_str())),
                 _ => (None, None),
             };
+            let openid = match err {
+                AppError::NotAllowed { openid } => Some(openid.as_str()),
+                _ => None,
+            };
             let ctx = context! {
-                status, kind => err.kind(), retry_url => err.retry_url(), errcode, errmsg,
+                status, kind => err.kind(), retry_url => err.retry_url(), errcode, errmsg, openid,
             };
             match self.page("error.html", ctx) {
                 Ok(page) => page.with_status(status),
@@ -213,19 +217,10 @@ impl Service for App {
     fn error_reply(&mut self, status: u16) -> Reply {
         let err = match status {
             400 => AppError::BadRequest,
-            413 | 414 | 431 => {
-                let none: Option<i64> = None;
-                let ctx = context! {
-                    status, kind => "too_large", retry_url => "/", errcode => none, errmsg => none,
-                };
-                let page = self
-                    .page("error.html", ctx)
-                    .unwrap_or_else(|_| Reply::text(status, "too large"));
-                return with_security_headers(page.with_status(status), false);
-            }
+            413 | 414 | 431 => AppError::TooLarge(status),
             _ => AppError::Internal(format!("status {status}")),
         };
-        with_security_headers(self.error_reply_for("", &err).with_status(status), false)
+        with_security_headers(self.error_reply_for("", &err), false)
     }
 }
 

@@ -20,6 +20,10 @@ pub enum AppError {
     NotFound,
     /// 405, with the methods the path does take.
     MethodNotAllowed { allow: String },
+    /// 413, 414 or 431: a request over the size limits (server.rs).
+    TooLarge(u16),
+    /// 403 from the gateway: logged in, but not on WXAUTH_ALLOW.
+    NotAllowed { openid: String },
     /// 502, or 504 for a timeout: WeChat failed or answered an errcode.
     Upstream { error: WechatError, next: String },
     /// 500: a bug or a broken template. The detail is logged, never shown.
@@ -31,9 +35,12 @@ impl AppError {
     pub fn status(&self) -> u16 {
         match self {
             AppError::BadRequest | AppError::BadState => 400,
-            AppError::Declined { .. } | AppError::Snapshot { .. } => 403,
+            AppError::Declined { .. } | AppError::Snapshot { .. } | AppError::NotAllowed { .. } => {
+                403
+            }
             AppError::NotFound => 404,
             AppError::MethodNotAllowed { .. } => 405,
+            AppError::TooLarge(status) => *status,
             AppError::Upstream {
                 error: WechatError::Timeout,
                 ..
@@ -52,6 +59,8 @@ impl AppError {
             AppError::Snapshot { .. } => "snapshot",
             AppError::NotFound => "not_found",
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
+            AppError::TooLarge(_) => "too_large",
+            AppError::NotAllowed { .. } => "not_allowed",
             AppError::Upstream {
                 error: WechatError::Api { .. },
                 ..

@@ -9,7 +9,6 @@ use crate::app::App;
 use crate::auth::local_path;
 use crate::error::{login_url, AppError};
 use crate::http::{encode_component, Reply, Req};
-use minijinja::context;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -50,12 +49,9 @@ pub fn denied(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let Some((_, session)) = app.current(req) else {
         return Ok(Reply::redirect(302, "/login"));
     };
-    let openid = session.user.openid().to_string();
-    let ctx = context! {
-        status => 403, kind => "not_allowed", retry_url => "/", openid,
-        errcode => None::<i64>, errmsg => None::<String>,
-    };
-    Ok(app.page("error.html", ctx)?.with_status(403))
+    Err(AppError::NotAllowed {
+        openid: session.user.openid().to_string(),
+    })
 }
 
 fn allowed(app: &App, openid: &str, unionid: Option<&str>) -> bool {
