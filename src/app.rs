@@ -38,8 +38,6 @@ pub struct App {
     pub pushes: SeenPushes,
     /// Scan-to-login tickets under way (desktop browsers).
     pub tickets: Tickets,
-    /// Who /auth/check lets through (WXAUTH_ALLOW); None: everyone logged in.
-    pub allow: Option<std::collections::HashSet<String>>,
     next_sweep: i64,
     counters: Arc<Counters>,
 }
@@ -82,7 +80,6 @@ impl App {
             clock,
             pushes: SeenPushes::default(),
             tickets: Tickets::default(),
-            allow: config.allow.clone(),
             next_sweep: 0,
             counters: Arc::default(),
             config,
