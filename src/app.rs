@@ -8,7 +8,7 @@ use crate::error::AppError;
 use crate::http::{Cookie, Reply, Req};
 use crate::mp::SeenPushes;
 use crate::scan::Tickets;
-use crate::server::{Listener, Running, Service};
+use crate::server::{Job, Listener, Outcome, Running, Service};
 use crate::session::{LoginStates, Session, SessionStore};
 use crate::wechat::{WechatClient, WechatError};
 use crate::{log, persist, render, routes};
@@ -18,6 +18,10 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+
+/// What a handler or a call's continuation gives the loop: a reply, a call
+/// to make on a worker, or an error that becomes a page.
+pub type Step = Result<Outcome<App>, AppError>;
 
 /// The cookie holding the session id.
 pub const SESSION_COOKIE: &str = "wxauth_session";
@@ -31,7 +35,8 @@ pub struct App {
     pub config: Config,
     pub sessions: SessionStore,
     pub logins: LoginStates,
-    pub wechat: WechatClient,
+    /// Shared with the workers that make the calls (one ureq agent).
+    pub wechat: Arc<WechatClient>,
     pub templates: Environment<'static>,
     pub clock: Clock,
     /// Pushes from WeChat seen lately, to recognise its retries.
@@ -75,7 +80,7 @@ impl App {
         let mut app = App {
             sessions: SessionStore::new(config.session_ttl, config.max_sessions),
             logins: LoginStates::new(MAX_LOGINS),
-            wechat: WechatClient::new(&config),
+            wechat: Arc::new(WechatClient::new(&config)),
             templates,
             clock,
             pushes: SeenPushes::default(),
@@ -182,24 +187,42 @@ impl App {
     }
 }
 
-impl Service for App {
-    fn name(&self) -> &'static str {
-        "app"
+impl App {
+    /// A blocking call (WeChat) for a worker; `then` finishes the request on
+    /// the loop with its result, and what it returns is finished like any
+    /// handler's answer (error pages, security headers).
+    pub fn call<T: Send + 'static>(
+        &self,
+        req: &Req,
+        work: impl FnOnce() -> T + Send + 'static,
+        then: impl FnOnce(&mut App, T) -> Step + 'static,
+    ) -> Job<App> {
+        let path = req.path.clone();
+        Job::new(work, move |app: &mut App, result| {
+            let step = then(app, result);
+            app.finish(&path, step)
+        })
     }
 
-    fn handle(&mut self, req: &Req) -> Reply {
-        self.sweep();
-        let reply = match routes::dispatch(self, req) {
-            Ok(reply) => reply,
+    /// Turns a handler's step into what the loop carries out: an error
+    /// becomes its page (logged once, here), a reply gets the security
+    /// headers, a call goes out as it is.
+    fn finish(&mut self, path: &str, step: Step) -> Outcome<App> {
+        let outcome = match step {
+            Ok(Outcome::Reply(reply)) => {
+                Outcome::Reply(with_security_headers(reply, path.starts_with("/static/")))
+            }
+            Ok(other) => other,
             Err(err) => {
                 match &err {
-                    AppError::Upstream { error, .. } => {
-                        log::warn(&format!("{}: {error}", req.path))
-                    }
-                    AppError::Internal(detail) => log::error(&format!("{}: {detail}", req.path)),
+                    AppError::Upstream { error, .. } => log::warn(&format!("{path}: {error}")),
+                    AppError::Internal(detail) => log::error(&format!("{path}: {detail}")),
                     _ => {}
                 }
-                self.error_reply_for(&req.path, &err)
+                Outcome::Reply(with_security_headers(
+                    self.error_reply_for(path, &err),
+                    false,
+                ))
             }
         };
         self.counters
@@ -208,13 +231,26 @@ impl Service for App {
         self.counters
             .logins
             .store(self.logins.len(), Ordering::Relaxed);
-        with_security_headers(reply, req.path.starts_with("/static/"))
+        outcome
+    }
+}
+
+impl Service for App {
+    fn name(&self) -> &'static str {
+        "app"
+    }
+
+    fn handle(&mut self, req: &Req) -> Outcome<App> {
+        self.sweep();
+        let step = routes::dispatch(self, req);
+        self.finish(&req.path, step)
     }
 
     fn error_reply(&mut self, status: u16) -> Reply {
         let err = match status {
             400 => AppError::BadRequest,
             413 | 414 | 431 => AppError::TooLarge(status),
+            503 => AppError::Busy,
             _ => AppError::Internal(format!("status {status}")),
         };
         with_security_headers(self.error_reply_for("", &err), false)
@@ -268,6 +304,7 @@ pub fn start(listener: Listener, config: Config) -> Result<AppHandle, String> {
     let app = App::new(config, clock.clone())?;
     let counters = Arc::clone(&app.counters);
     let addr = listener.local_addr();
+    let listener = listener.with_limits(app.config.limits());
     Ok(AppHandle {
         _running: listener.spawn(app),
         addr,

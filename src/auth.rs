@@ -1,15 +1,17 @@
 //! The OAuth dance: `login` sends the browser to WeChat, `callback` takes the
 //! code back and makes a session, `logout` ends it.
 
-use crate::app::{App, BROWSER_COOKIE, SESSION_COOKIE};
+use crate::app::{App, Step, BROWSER_COOKIE, SESSION_COOKIE};
 use crate::config::Scope;
 use crate::error::AppError;
 use crate::http::{Reply, Req};
 use crate::random::{self, constant_time_eq};
 use crate::scan;
+use crate::server::Outcome;
 use crate::session::{Session, StoredUser, Tokens, ID_LEN, LOGIN_TTL};
-use crate::wechat::WechatUser;
+use crate::wechat::{Grant, WechatClient, WechatError, WechatUser};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use std::sync::Arc;
 
 /// Where a login lands when it was not asked to go anywhere else.
 const DEFAULT_NEXT: &str = "/profile";
@@ -50,8 +52,11 @@ pub fn begin(app: &mut App, req: &Req, next: &str) -> Reply {
     Reply::redirect(302, &url).with_cookie(&cookie)
 }
 
-/// GET /callback?code=C&state=T: WeChat sends the browser back here.
-pub fn callback(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+/// GET /callback?code=C&state=T: WeChat sends the browser back here. Every
+/// check runs here, on the loop, before any call; the code exchange (and the
+/// profile) then run on a worker as one job, and `logged_in` finishes the
+/// login on the loop when they come back.
+pub fn callback(app: &mut App, req: &Req) -> Step {
     let now = app.clock.now();
     // The state is checked before any upstream call: a forged or replayed
     // callback costs nothing, and a code carried to another browser is refused.
@@ -68,10 +73,11 @@ pub fn callback(app: &mut App, req: &Req) -> Result<Reply, AppError> {
         return Ok(match app.sessions.get(&sid, now) {
             Some(_) => reply.with_cookie(&app.session_cookie(&sid)),
             None => reply,
-        });
+        }
+        .into());
     }
     let code = match req.query("code") {
-        Some(code) if !code.is_empty() => code,
+        Some(code) if !code.is_empty() => code.to_string(),
         _ => {
             app.logins.remove(state);
             return Err(AppError::Declined { next });
@@ -82,60 +88,87 @@ pub fn callback(app: &mut App, req: &Req) -> Result<Reply, AppError> {
         return Err(AppError::BadRequest);
     }
     let state = state.to_string();
-    // Whatever happens next, this state's code is spent: a retry is a new login.
-    let outcome = exchange(app, code, &next);
-    let session = match outcome {
-        Ok(session) => session,
-        Err(err) => {
-            app.logins.remove(&state);
-            return Err(err);
-        }
-    };
-    // One browser, one session: a session id it held before is ended, never promoted.
-    if let Some(old) = req.cookie(SESSION_COOKIE) {
-        app.sessions.remove(old);
-    }
-    let sid = app.sessions.create(session, now);
-    app.logins.complete(&state, &sid);
-    Ok(Reply::redirect(302, &next).with_cookie(&app.session_cookie(&sid)))
+    let old_session = req.cookie(SESSION_COOKIE).map(str::to_string);
+    let (wechat, scope) = (Arc::clone(&app.wechat), app.config.scope);
+    // Keyed by the state: a reload or WeChat's second callback that arrives
+    // while this exchange is out waits for it (server.rs), then is handled
+    // again and finds the login completed; no second code is exchanged.
+    let key = format!("login:{state}");
+    let job = app.call(
+        req,
+        move || exchange(&wechat, scope, &code),
+        move |app, answer| logged_in(app, &state, &next, old_session, answer),
+    );
+    Ok(Outcome::Wait(job.keyed(key)))
 }
 
-/// Code → grant → (with snsapi_userinfo) profile → a session to store.
-fn exchange(app: &mut App, code: &str, next: &str) -> Result<Session, AppError> {
-    let upstream = |error| AppError::Upstream {
-        error,
-        next: next.to_string(),
-    };
-    let grant = app.wechat.exchange_code(code).map_err(upstream)?;
-    if grant.is_snapshotuser {
-        // A Moments snapshot page gives a virtual openid: not this user. No
-        // session, no userinfo call (WECHAT.md, snapshot-page users).
-        return Err(AppError::Snapshot {
-            next: next.to_string(),
-        });
+/// Code → grant → (with snsapi_userinfo) profile. Runs on a worker: it
+/// touches no state, only WeChat.
+fn exchange(
+    wechat: &WechatClient,
+    scope: Scope,
+    code: &str,
+) -> Result<(Grant, Option<WechatUser>), WechatError> {
+    let grant = wechat.exchange_code(code)?;
+    // A Moments snapshot page gives a virtual openid: not this user. No
+    // userinfo call (WECHAT.md, snapshot-page users); `logged_in` refuses it.
+    if grant.is_snapshotuser || scope == Scope::Base {
+        return Ok((grant, None));
     }
-    let user = match app.config.scope {
-        Scope::Userinfo => {
-            let mut user = app
-                .wechat
-                .userinfo(&grant.access_token, &grant.openid)
-                .map_err(upstream)?;
+    let user = wechat.userinfo(&grant.access_token, &grant.openid)?;
+    Ok((grant, Some(user)))
+}
+
+/// Back on the loop after the exchange: the session, or the error page.
+/// Whatever happened, this state's code is spent: a retry is a new login.
+fn logged_in(
+    app: &mut App,
+    state: &str,
+    next: &str,
+    old_session: Option<String>,
+    answer: Result<(Grant, Option<WechatUser>), WechatError>,
+) -> Step {
+    let (grant, user) = match answer {
+        Ok(answer) => answer,
+        Err(error) => {
+            app.logins.remove(state);
+            let next = next.to_string();
+            return Err(AppError::Upstream { error, next });
+        }
+    };
+    if grant.is_snapshotuser {
+        app.logins.remove(state);
+        let next = next.to_string();
+        return Err(AppError::Snapshot { next });
+    }
+    let user = match user {
+        Some(mut user) => {
             user.unionid = user.unionid.take().or_else(|| grant.unionid.clone());
             user
         }
         // snsapi_base: WeChat says only who it is.
-        Scope::Base => WechatUser {
+        None => WechatUser {
             openid: grant.openid.clone(),
             unionid: grant.unionid.clone(),
             ..WechatUser::default()
         },
     };
-    Ok(Session {
-        tokens: Tokens::from_grant(&grant, app.clock.now()),
+    let now = app.clock.now();
+    let session = Session {
+        tokens: Tokens::from_grant(&grant, now),
         scope: app.config.scope,
         user: StoredUser::from(user),
         expires: 0,
-    })
+    };
+    // One browser, one session: a session id it held before is ended, never promoted.
+    if let Some(old) = old_session {
+        app.sessions.remove(&old);
+    }
+    let sid = app.sessions.create(session, now);
+    app.logins.complete(state, &sid);
+    Ok(Reply::redirect(302, next)
+        .with_cookie(&app.session_cookie(&sid))
+        .into())
 }
 
 /// POST /logout: ends the session on the server, clears the cookie, 303 home.

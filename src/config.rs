@@ -31,6 +31,9 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
     ("WXAUTH_UPSTREAM_TIMEOUT", "--upstream-timeout", "8", "whole WeChat call, seconds"),
     ("WXAUTH_CONNECT_TIMEOUT", "--connect-timeout", "3", "connecting to WeChat, seconds"),
     ("WXAUTH_CLIENT_TIMEOUT", "--client-timeout", "10", "idle or slow client cut off, seconds"),
+    ("WXAUTH_UPSTREAM_WORKERS", "--upstream-workers", "64", "WeChat calls made at once, at most"),
+    ("WXAUTH_UPSTREAM_PER_CLIENT", "--upstream-per-client", "8", "one client's requests waiting on WeChat"),
+    ("WXAUTH_TRUSTED_PROXIES", "--trusted-proxies", "127.0.0.1,::1", "peers whose X-Real-IP is the client"),
     ("WXAUTH_LOG", "--log", "info", "off, error, warn, info, debug"),
     ("WXAUTH_TOKEN", "", "", "服务器配置 Token: enables /wechat (env only)"),
     ("WXAUTH_ALLOW", "--allow", "", "file of allowed openids/unionids (/auth/check)"),
@@ -178,6 +181,12 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// A browser's connection is closed after this long without a byte either way.
     pub client_timeout: Duration,
+    /// Worker threads for WeChat calls, at most (the loop never makes one itself).
+    pub upstream_workers: usize,
+    /// Requests of one client address waiting on WeChat at once, at most.
+    pub upstream_per_client: usize,
+    /// Peers (nginx) whose X-Real-IP header names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The 服务器配置 Token WeChat signs its pushes with; None: no /wechat.
     pub token: Option<Secret>,
     /// WXAUTH_ALLOW: who /auth/check lets through; None lets every logged-in user.
@@ -255,6 +264,10 @@ impl Config {
         let upstream = number(&mut p, raw, "WXAUTH_UPSTREAM_TIMEOUT", 0.05, 60.0);
         let connect = number(&mut p, raw, "WXAUTH_CONNECT_TIMEOUT", 0.05, 60.0);
         let client = number(&mut p, raw, "WXAUTH_CLIENT_TIMEOUT", 0.1, 3600.0);
+        let upstream_workers = number(&mut p, raw, "WXAUTH_UPSTREAM_WORKERS", 1.0, 1024.0) as usize;
+        let upstream_per_client =
+            number(&mut p, raw, "WXAUTH_UPSTREAM_PER_CLIENT", 1.0, 100_000.0) as usize;
+        let trusted_proxies = ip_list(&mut p, raw, "WXAUTH_TRUSTED_PROXIES");
         let session_file = raw.get("WXAUTH_SESSION_FILE").map(PathBuf::from);
         if let Some(file) = &session_file {
             let dir = file
@@ -310,10 +323,28 @@ impl Config {
             upstream_timeout: Duration::from_secs_f64(upstream),
             connect_timeout: Duration::from_secs_f64(connect.min(upstream)),
             client_timeout: Duration::from_secs_f64(client),
+            upstream_workers,
+            upstream_per_client,
+            trusted_proxies,
             token,
             allow,
             log,
         })
+    }
+
+    /// The loop's bounds on WeChat calls. The queue holds four calls per
+    /// worker (past that: 503). A stop gives calls under way time for a
+    /// login's two calls, at most 15 s: under the unit's TimeoutStopSec=20s.
+    pub fn limits(&self) -> crate::server::Limits {
+        let grace =
+            (self.upstream_timeout * 2 + Duration::from_secs(1)).min(Duration::from_secs(15));
+        crate::server::Limits {
+            workers: self.upstream_workers,
+            queue: 4 * self.upstream_workers,
+            per_client: self.upstream_per_client,
+            trusted_proxies: self.trusted_proxies.clone(),
+            grace,
+        }
     }
 
     /// WeChat sends the browser back here: PUBLIC_URL + `/callback`.
@@ -413,6 +444,18 @@ impl fmt::Display for Config {
             "WXAUTH_CONNECT_TIMEOUT  = {}s",
             self.connect_timeout.as_secs_f64()
         )?;
+        writeln!(f, "WXAUTH_UPSTREAM_WORKERS = {}", self.upstream_workers)?;
+        writeln!(
+            f,
+            "WXAUTH_UPSTREAM_PER_CLIENT = {}",
+            self.upstream_per_client
+        )?;
+        let proxies: Vec<String> = self
+            .trusted_proxies
+            .iter()
+            .map(|ip| ip.to_string())
+            .collect();
+        writeln!(f, "WXAUTH_TRUSTED_PROXIES = {}", proxies.join(","))?;
         write!(f, "WXAUTH_LOG          = {}", self.log)
     }
 }
@@ -425,6 +468,21 @@ fn socket_addr(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> SocketAddr {
         ));
         SocketAddr::from(([127, 0, 0, 1], 0))
     })
+}
+
+/// A comma-separated list of IP addresses (an empty value is an empty list).
+fn ip_list(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> Vec<std::net::IpAddr> {
+    let mut ips = Vec::new();
+    for item in raw.get_or_default(var).split(',').map(str::trim) {
+        if item.is_empty() {
+            continue;
+        }
+        match item.parse() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => p.push(format!("{var}: {item:?} is not an IP address")),
+        }
+    }
+    ips
 }
 
 fn number(p: &mut Vec<String>, raw: &RawConfig, var: &str, min: f64, max: f64) -> f64 {

@@ -26,6 +26,8 @@ pub enum AppError {
     NotAllowed { openid: String },
     /// 502, or 504 for a timeout: WeChat failed or answered an errcode.
     Upstream { error: WechatError, next: String },
+    /// 503: too many calls to WeChat under way (or stopping); try again shortly.
+    Busy,
     /// 500: a bug or a broken template. The detail is logged, never shown.
     Internal(String),
 }
@@ -46,6 +48,7 @@ impl AppError {
                 ..
             } => 504,
             AppError::Upstream { .. } => 502,
+            AppError::Busy => 503,
             AppError::Internal(_) => 500,
         }
     }
@@ -70,6 +73,7 @@ impl AppError {
                 ..
             } => "upstream_timeout",
             AppError::Upstream { .. } => "upstream_error",
+            AppError::Busy => "busy",
             AppError::Internal(_) => "internal",
         }
     }

@@ -3,7 +3,7 @@
 //! (server.rs converts) and nothing about WeChat.
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// The HTTP methods the routing table distinguishes; everything else is `Other`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,7 +63,10 @@ pub struct Req {
     pub headers: Vec<(String, String)>,
     pub cookies: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The socket's peer (nginx, when it is in front).
     pub peer: Option<SocketAddr>,
+    /// The client: the peer, or the X-Real-IP a trusted proxy sent (server.rs).
+    pub client: Option<IpAddr>,
 }
 
 impl Req {
@@ -87,6 +90,7 @@ impl Req {
             cookies,
             body,
             peer: None,
+            client: None,
         }
     }
 

@@ -19,6 +19,7 @@ pub mod mp;
 pub mod packed;
 pub mod pages;
 pub mod persist;
+pub mod pool;
 pub mod random;
 pub mod render;
 pub mod routes;

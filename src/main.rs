@@ -117,9 +117,11 @@ fn serve(mut config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let listener = listener.with_limits(app.config.limits());
     stop_on_signals(signals, listener.stopper());
     let ended = listener.run(&mut app);
-    // The loop has finished the request it had in hand and takes no more.
+    // The loop has answered every request it took: calls under way had the
+    // grace period to finish, what was left got 503. Nothing changes now.
     app.save_sessions();
     match ended {
         Ok(()) => {
@@ -144,7 +146,7 @@ fn stop_on_signals(signals: std::io::Result<Signals>, stopper: Stopper) {
         .name("signals".into())
         .spawn(move || {
             if let Some(signal) = signals.forever().next() {
-                out!("wxauth: signal {signal}, stopping after the request in hand");
+                out!("wxauth: signal {signal}, stopping: new requests get 503, calls under way may finish");
                 stopper.stop();
             }
         });

@@ -1,13 +1,15 @@
 //! HTML handlers: home, profile, and the profile refresh that re-fetches the
 //! user from WeChat with the stored token (refreshing the token when needed).
 
-use crate::app::{App, SESSION_COOKIE};
+use crate::app::{App, Step, SESSION_COOKIE};
 use crate::config::Scope;
 use crate::error::{login_url, AppError};
 use crate::http::{Reply, Req};
+use crate::server::Outcome;
 use crate::session::{Session, StoredUser, Tokens};
-use crate::wechat::{WechatClient, WechatError};
+use crate::wechat::{WechatClient, WechatError, WechatUser};
 use minijinja::{context, Value};
+use std::sync::Arc;
 
 /// GET /: a welcome for the logged-in user, "游客" and a login link otherwise.
 pub fn home(app: &mut App, req: &Req) -> Result<Reply, AppError> {
@@ -26,108 +28,141 @@ pub fn profile(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 
 /// POST /profile/refresh: asks WeChat again (sns/userinfo, or sns/auth with
 /// snsapi_base), then 303 back to /profile. A grant WeChat no longer honours
-/// ends the session and sends the user to log in again.
-pub fn profile_refresh(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+/// ends the session and sends the user to log in again. The calls (up to
+/// four: refresh, call, refresh, retry) run on a worker as one job with a
+/// copy of the session's tokens; `refreshed` writes the outcome back.
+pub fn profile_refresh(app: &mut App, req: &Req) -> Step {
     let Some((sid, session)) = app.current(req) else {
-        return Ok(Reply::redirect(303, &login_url("/profile")));
+        return Ok(Reply::redirect(303, &login_url("/profile")).into());
     };
-    let result = match session.scope {
-        Scope::Userinfo => with_token(app, &sid, |w, token, openid| {
-            w.userinfo(token, openid).map(Some)
-        }),
-        Scope::Base => with_token(app, &sid, |w, token, openid| {
-            w.check(token, openid).map(|_| None)
-        }),
+    let held = Held {
+        access_token: session.tokens.access_token().to_string(),
+        refresh_token: session.tokens.refresh_token().to_string(),
+        access_expires: session.tokens.access_expires,
+        refresh_expires: session.tokens.refresh_expires,
     };
-    match result {
-        Ok(fresh) => {
-            if let (Some(user), Some(session)) =
-                (fresh, app.sessions.get_mut(&sid, app.clock.now()))
-            {
-                let old_unionid = session.user.unionid().map(str::to_string);
-                session.user = StoredUser::from(user);
-                session.user.keep_unionid(old_unionid.as_deref());
+    let (openid, scope) = (session.openid().to_string(), session.scope);
+    let (wechat, now) = (Arc::clone(&app.wechat), app.clock.now());
+    let started_with = held.refresh_token.clone();
+    let job = app.call(
+        req,
+        move || ask_again(&wechat, scope, &openid, held, now),
+        move |app, fresh| refreshed(app, &sid, &started_with, fresh),
+    );
+    Ok(Outcome::Wait(job))
+}
+
+/// A session's tokens as copied out for a worker.
+#[derive(Clone)]
+struct Held {
+    access_token: String,
+    refresh_token: String,
+    access_expires: i64,
+    refresh_expires: i64,
+}
+
+/// What the worker brings back: tokens it renewed on the way, and the answer.
+struct Fresh {
+    renewed: Option<Held>,
+    answer: Result<Option<WechatUser>, WechatError>,
+}
+
+/// Runs on a worker. Calls WeChat with the access_token: refreshed first
+/// when the clock says it expired, and refreshed and retried once when
+/// WeChat says it is stale (42001, 40001, 40014).
+fn ask_again(wechat: &WechatClient, scope: Scope, openid: &str, mut held: Held, now: i64) -> Fresh {
+    let mut renewed = None;
+    let call = |token: &str| match scope {
+        Scope::Userinfo => wechat.userinfo(token, openid).map(Some),
+        Scope::Base => wechat.check(token, openid).map(|_| None),
+    };
+    let mut refresh = |held: &mut Held| -> Result<(), WechatError> {
+        renew(wechat, openid, held, now)?;
+        renewed = Some(held.clone());
+        Ok(())
+    };
+    let answer = (|| {
+        if held.access_expires <= now {
+            refresh(&mut held)?;
+        }
+        match call(&held.access_token) {
+            Err(e) if e.is_stale_token() => {
+                refresh(&mut held)?;
+                call(&held.access_token)
             }
-            Ok(Reply::redirect(303, "/profile"))
+            other => other,
         }
-        Err(error) if error.is_dead_grant() => {
-            app.sessions.remove(&sid);
-            let cleared = app.cookie(SESSION_COOKIE, "", 0);
-            Ok(Reply::redirect(303, &login_url("/profile")).with_cookie(&cleared))
-        }
-        Err(error) => Err(AppError::Upstream {
-            error,
-            next: "/profile".into(),
-        }),
-    }
+    })();
+    Fresh { renewed, answer }
 }
 
-/// Runs `call` with the session's access_token: refreshed first when our clock
-/// says it expired, and refreshed and retried once when WeChat says it is stale
-/// (42001, 40001, 40014).
-fn with_token<T>(
-    app: &mut App,
-    sid: &str,
-    call: impl Fn(&WechatClient, &str, &str) -> Result<T, WechatError>,
-) -> Result<T, WechatError> {
-    let now = app.clock.now();
-    if token_of(app, sid)?.tokens.access_expires <= now {
-        refresh(app, sid)?;
-    }
-    let session = token_of(app, sid)?;
-    match call(&app.wechat, session.tokens.access_token(), session.openid()) {
-        Err(e) if e.is_stale_token() => {
-            refresh(app, sid)?;
-            let session = token_of(app, sid)?;
-            call(&app.wechat, session.tokens.access_token(), session.openid())
-        }
-        other => other,
-    }
-}
-
-fn token_of<'a>(app: &'a App, sid: &str) -> Result<&'a Session, WechatError> {
-    app.sessions
-        .get(sid, app.clock.now())
-        .ok_or_else(|| WechatError::BadAnswer("session ended during the call".into()))
-}
-
-/// Swaps the session's access_token for a new one via its refresh_token.
-fn refresh(app: &mut App, sid: &str) -> Result<(), WechatError> {
-    let now = app.clock.now();
-    let session = token_of(app, sid)?;
-    if session.tokens.refresh_expires <= now {
+/// Swaps the access_token for a new one via the refresh_token.
+fn renew(
+    wechat: &WechatClient,
+    openid: &str,
+    held: &mut Held,
+    now: i64,
+) -> Result<(), WechatError> {
+    if held.refresh_expires <= now {
         // Our own clock says WeChat would answer 42002; spare the call.
         return Err(WechatError::Api {
             errcode: 42002,
             errmsg: "refresh_token expired".into(),
         });
     }
-    let (refresh_token, openid) = (
-        session.tokens.refresh_token().to_string(),
-        session.openid().to_string(),
-    );
-    let grant = app.wechat.refresh(&refresh_token)?;
+    let grant = wechat.refresh(&held.refresh_token)?;
     if grant.openid != openid {
         return Err(WechatError::BadAnswer(
             "refresh answer is for another openid".into(),
         ));
     }
-    if let Some(session) = app.sessions.get_mut(sid, now) {
-        // WeChat's refresh keeps the refresh_token and its 30 days from the first grant.
-        let refresh = if grant.refresh_token.is_empty() {
-            refresh_token.as_str()
-        } else {
-            &grant.refresh_token
-        };
-        let access_expires = now + (grant.expires_in - 60).max(0);
+    held.access_token = grant.access_token;
+    // WeChat's refresh keeps the refresh_token and its 30 days from the first grant.
+    if !grant.refresh_token.is_empty() {
+        held.refresh_token = grant.refresh_token;
+    }
+    held.access_expires = now + (grant.expires_in - 60).max(0);
+    Ok(())
+}
+
+/// Back on the loop. The session may have ended (logout) or been given
+/// other tokens while the calls were out: nothing is written into a session
+/// that is gone, and tokens are written only over the ones the calls began
+/// with.
+fn refreshed(app: &mut App, sid: &str, started_with: &str, fresh: Fresh) -> Step {
+    let now = app.clock.now();
+    let Some(session) = app.sessions.get_mut(sid, now) else {
+        return Ok(Reply::redirect(303, &login_url("/profile")).into());
+    };
+    let unchanged = session.tokens.refresh_token() == started_with;
+    if let (Some(held), true) = (&fresh.renewed, unchanged) {
         session.tokens = Tokens::new(
-            &grant.access_token,
-            refresh,
-            access_expires,
-            session.tokens.refresh_expires,
+            &held.access_token,
+            &held.refresh_token,
+            held.access_expires,
+            held.refresh_expires,
         );
     }
-    Ok(())
+    match fresh.answer {
+        Ok(Some(user)) => {
+            let old_unionid = session.user.unionid().map(str::to_string);
+            session.user = StoredUser::from(user);
+            session.user.keep_unionid(old_unionid.as_deref());
+            Ok(Reply::redirect(303, "/profile").into())
+        }
+        Ok(None) => Ok(Reply::redirect(303, "/profile").into()),
+        Err(error) if error.is_dead_grant() && unchanged => {
+            app.sessions.remove(sid);
+            let cleared = app.cookie(SESSION_COOKIE, "", 0);
+            Ok(Reply::redirect(303, &login_url("/profile"))
+                .with_cookie(&cleared)
+                .into())
+        }
+        Err(error) => Err(AppError::Upstream {
+            error,
+            next: "/profile".into(),
+        }),
+    }
 }
 
 /// What the templates see of a session. No token ever goes in here.

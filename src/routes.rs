@@ -1,38 +1,50 @@
 //! Every URL the app answers, in one table, and the dispatch over it:
 //! 404 for an unknown path, 405 with `Allow` for a known path and the wrong method.
 
-use crate::app::App;
+use crate::app::{App, Step};
 use crate::error::AppError;
 use crate::http::{Method, Reply, Req};
+use crate::server::Outcome;
 use crate::{api, assets, auth, gateway, mp, pages, scan};
 
-/// A handler: parse, check, call upstream, change state, reply.
-pub type Handler = fn(&mut App, &Req) -> Result<Reply, AppError>;
+/// A handler: parse, check, change state, reply.
+pub enum Handler {
+    /// Answers at once from the app's state.
+    Now(fn(&mut App, &Req) -> Result<Reply, AppError>),
+    /// May need WeChat: checks first, then hands the call to a worker
+    /// (`App::call`); the loop finishes the request when it comes back.
+    Calls(fn(&mut App, &Req) -> Step),
+}
+use Handler::{Calls, Now};
 
 /// The routes. `/static/...` is matched before this table.
 pub const ROUTES: &[(Method, &str, Handler)] = &[
-    (Method::Get, "/", pages::home),
-    (Method::Get, "/login", auth::login),
-    (Method::Get, "/login/scan", scan::scan),
-    (Method::Get, "/login/scan/done", scan::done),
-    (Method::Get, "/login/ticket", scan::status),
-    (Method::Get, "/callback", auth::callback),
-    (Method::Get, "/profile", pages::profile),
-    (Method::Post, "/profile/refresh", pages::profile_refresh),
-    (Method::Post, "/logout", auth::logout),
-    (Method::Get, "/api/me", api::me),
-    (Method::Get, "/healthz", api::healthz),
+    (Method::Get, "/", Now(pages::home)),
+    (Method::Get, "/login", Now(auth::login)),
+    (Method::Get, "/login/scan", Now(scan::scan)),
+    (Method::Get, "/login/scan/done", Now(scan::done)),
+    (Method::Get, "/login/ticket", Now(scan::status)),
+    (Method::Get, "/callback", Calls(auth::callback)),
+    (Method::Get, "/profile", Now(pages::profile)),
+    (
+        Method::Post,
+        "/profile/refresh",
+        Calls(pages::profile_refresh),
+    ),
+    (Method::Post, "/logout", Now(auth::logout)),
+    (Method::Get, "/api/me", Now(api::me)),
+    (Method::Get, "/healthz", Now(api::healthz)),
     // The gateway for nginx's auth_request (scripts/nginx-gateway.conf).
-    (Method::Get, "/auth/check", gateway::check),
-    (Method::Get, "/auth/start", gateway::start),
-    (Method::Get, "/auth/denied", gateway::denied),
+    (Method::Get, "/auth/check", Now(gateway::check)),
+    (Method::Get, "/auth/start", Now(gateway::start)),
+    (Method::Get, "/auth/denied", Now(gateway::denied)),
     // Only when WXAUTH_TOKEN is set; 404 otherwise.
-    (Method::Get, "/wechat", mp::verify),
-    (Method::Post, "/wechat", mp::receive),
+    (Method::Get, "/wechat", Now(mp::verify)),
+    (Method::Post, "/wechat", Now(mp::receive)),
 ];
 
 /// Finds the handler for `req` and runs it. HEAD is served as GET (tiny_http drops the body).
-pub fn dispatch(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+pub fn dispatch(app: &mut App, req: &Req) -> Step {
     let method = match req.method {
         Method::Head => Method::Get,
         m => m,
@@ -44,13 +56,16 @@ pub fn dispatch(app: &mut App, req: &Req) -> Result<Reply, AppError> {
                 allow: "GET, HEAD".into(),
             });
         }
-        return Ok(Reply::with_body(200, content_type, bytes.to_vec()));
+        return Ok(Reply::with_body(200, content_type, bytes.to_vec()).into());
     }
     let mut allowed = Vec::new();
     for (route_method, path, handler) in ROUTES {
         if *path == req.path {
             if *route_method == method {
-                return handler(app, req);
+                return match handler {
+                    Now(handler) => handler(app, req).map(Outcome::Reply),
+                    Calls(handler) => handler(app, req),
+                };
             }
             allowed.push(route_method.as_str());
             if *route_method == Method::Get {

@@ -1,16 +1,22 @@
-//! The one request loop, shared by the app and the simulator: reads each
-//! request within size limits into a `Req`, asks the service for a `Reply`
-//! (a panic becomes a 500 and the loop goes on), writes it, logs one line.
-//! The only file that names tiny_http.
+//! The one request loop, shared by the app and the simulator. tiny_http's
+//! threads read each request; the loop turns it into a `Req` and asks the
+//! service for an `Outcome`: a reply, or a blocking call for the worker pool
+//! whose result comes back to the loop as an event, where the service
+//! finishes the request. The loop never waits: not on WeChat, not on a
+//! client (replies are written by each connection's own thread). The only
+//! file that names tiny_http.
 
 use crate::http::{Method, Reply, Req};
 use crate::log;
+use crate::pool::{Finished, Pool, Work};
 use socket2::{Domain, Protocol, Socket, Type};
+use std::any::Any;
+use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -20,25 +26,127 @@ pub const MAX_URL: usize = 8 * 1024;
 pub const MAX_HEADERS: usize = 16 * 1024;
 /// The largest request body we read, in bytes.
 pub const MAX_BODY: usize = 64 * 1024;
-
-/// Something the loop serves: the app or the simulator.
-pub trait Service {
-    /// A short name for the access log ("app", "sim").
+/// Something the loop serves: the app or the simulator. It owns its state,
+/// and only the loop's thread ever touches it, so there are no locks.
+pub trait Service: 'static {
+    /// A short name for the access log and thread names ("app", "sim").
     fn name(&self) -> &'static str;
-    /// Answers one request. Must not block longer than an upstream timeout.
-    fn handle(&mut self, req: &Req) -> Reply;
-    /// The answer when `handle` panicked or a request broke a limit (status 4xx/5xx).
+    /// Answers one request, or hands back a call for a worker (`Outcome::Wait`).
+    /// Runs on the loop: it must not block on anything (a socket, WeChat, a sleep).
+    fn handle(&mut self, req: &Req) -> Outcome<Self>
+    where
+        Self: Sized;
+    /// The answer when a handler panicked, a request broke a limit, or the
+    /// loop cannot take a call (503: busy, or stopping). Status 4xx or 5xx.
     fn error_reply(&mut self, status: u16) -> Reply;
+}
+
+/// What a handler (or a call's continuation) decided.
+pub enum Outcome<S> {
+    /// Answer now.
+    Reply(Reply),
+    /// Run a blocking call on a worker, then continue on the loop.
+    Wait(Job<S>),
+    /// Park this request until the call holding `key` is finished, then
+    /// handle it again from the start (a reload joining a login's exchange).
+    /// With no such call under way it is answered 503.
+    Join(String),
+}
+
+impl<S> From<Reply> for Outcome<S> {
+    fn from(reply: Reply) -> Outcome<S> {
+        Outcome::Reply(reply)
+    }
+}
+
+type Resume<S> = Box<dyn FnOnce(&mut S, Box<dyn Any + Send>) -> Outcome<S>>;
+
+/// A blocking call (run by a worker) and what to do with its result (run by
+/// the loop, with the service's state).
+pub struct Job<S> {
+    key: Option<String>,
+    work: Work,
+    resume: Resume<S>,
+}
+
+impl<S: 'static> Job<S> {
+    /// `work` runs on a worker thread and may block (within its own
+    /// timeouts); `resume` gets its result back on the loop.
+    pub fn new<T: Send + 'static>(
+        work: impl FnOnce() -> T + Send + 'static,
+        resume: impl FnOnce(&mut S, T) -> Outcome<S> + 'static,
+    ) -> Job<S> {
+        Job {
+            key: None,
+            work: Box::new(move || Box::new(work()) as Box<dyn Any + Send>),
+            resume: Box::new(move |service, result| match result.downcast::<T>() {
+                Ok(result) => resume(service, *result),
+                Err(_) => unreachable!("a job's result has the type its work returns"),
+            }),
+        }
+    }
+
+    /// Names the call: while it is under way, another request whose handler
+    /// asks for a call with the same key waits for this one instead (and is
+    /// then handled again) rather than making a second call.
+    pub fn keyed(mut self, key: String) -> Job<S> {
+        self.key = Some(key);
+        self
+    }
+}
+
+/// How the loop bounds the work it takes on.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Worker threads for blocking calls, at most.
+    pub workers: usize,
+    /// Calls waiting for a worker, at most; past that a request gets 503.
+    pub queue: usize,
+    /// Requests of one client address waiting on calls, at most.
+    pub per_client: usize,
+    /// Peers whose `X-Real-IP` names the client (nginx in front).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// How long a stop waits for calls under way before answering them 503.
+    pub grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            workers: 64,
+            queue: 256,
+            per_client: 8,
+            trusted_proxies: vec![
+                IpAddr::from([127, 0, 0, 1]),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ],
+            grace: Duration::from_secs(10),
+        }
+    }
 }
 
 /// How long a client may take over one read or write before its connection
 /// is closed, unless configured otherwise (WXAUTH_CLIENT_TIMEOUT).
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What the loop reads from its one channel.
+enum Event {
+    /// A request, read within tiny_http's limits on its connection's thread.
+    Request(tiny_http::Request),
+    /// A worker finished call `id`.
+    Done(u64, Finished),
+    /// Stop taking requests; wait at most this long for calls under way.
+    Stop(Duration),
+    /// tiny_http stopped giving requests (its accept thread ended).
+    Ended(io::Error),
+}
+
 /// A bound listener, not yet serving.
 pub struct Listener {
     server: Arc<tiny_http::Server>,
     stopping: Arc<AtomicBool>,
+    events: (mpsc::Sender<Event>, mpsc::Receiver<Event>),
+    limits: Limits,
 }
 
 impl Listener {
@@ -72,7 +180,15 @@ impl Listener {
         Ok(Listener {
             server: Arc::new(server),
             stopping: Arc::new(AtomicBool::new(false)),
+            events: mpsc::channel(),
+            limits: Limits::default(),
         })
+    }
+
+    /// Sets the bounds on blocking calls (the defaults suit the simulator).
+    pub fn with_limits(mut self, limits: Limits) -> Listener {
+        self.limits = limits;
+        self
     }
 
     /// The address actually bound (the real port when asked for port 0).
@@ -83,63 +199,68 @@ impl Listener {
             .expect("bound to an IP address")
     }
 
-    /// A handle that ends `run` from another thread (a signal handler).
+    /// A handle that stops `run` from another thread (a signal handler).
     pub fn stopper(&self) -> Stopper {
         Stopper {
-            server: Arc::clone(&self.server),
+            events: Mutex::new(self.events.0.clone()),
             stopping: Arc::clone(&self.stopping),
+            grace: self.limits.grace,
         }
     }
 
-    /// Serves on the calling thread until `Stopper::stop`: the request in
-    /// hand is finished, then this returns Ok. An Err means tiny_http
-    /// stopped accepting connections on its own: the process should exit
-    /// non-zero so that its supervisor restarts it.
-    pub fn run(self, service: &mut dyn Service) -> Result<(), String> {
-        let ended = serve(&self.server, service);
-        if self.stopping.load(Ordering::SeqCst) {
-            Ok(())
-        } else {
-            Err(format!(
-                "the listener stopped accepting connections: {ended}"
-            ))
+    /// Serves on the calling thread until `Stopper::stop`: requests that
+    /// come meanwhile get 503, calls under way get up to the grace period to
+    /// finish, then this returns Ok. An Err means tiny_http stopped accepting
+    /// connections on its own: the process should exit non-zero so that its
+    /// supervisor restarts it.
+    pub fn run<S: Service>(self, service: &mut S) -> Result<(), String> {
+        let ended = serve(self.server, self.events, &self.limits, service);
+        match ended {
+            Some(why) if !self.stopping.load(Ordering::SeqCst) => {
+                Err(format!("the listener stopped accepting connections: {why}"))
+            }
+            _ => Ok(()),
         }
     }
 
-    /// Serves on a new thread; dropping the handle stops it.
-    pub fn spawn<S: Service + Send + 'static>(self, mut service: S) -> Running {
+    /// Serves on a new thread; dropping the handle stops it at once.
+    pub fn spawn<S: Service + Send>(self, mut service: S) -> Running {
         let addr = self.local_addr();
-        let loop_server = Arc::clone(&self.server);
+        let stop = self.events.0.clone();
         let thread = std::thread::Builder::new()
             .name(service.name().to_string())
-            .spawn(move || drop(serve(&loop_server, &mut service)))
+            .spawn(move || drop(serve(self.server, self.events, &self.limits, &mut service)))
             .expect("spawning the server thread at start-up");
         Running {
-            server: self.server,
+            stop,
             thread: Some(thread),
             addr,
         }
     }
 }
 
-/// Stops a `Listener::run` loop: no new request is taken after the current one.
-#[derive(Clone)]
+/// Stops a `Listener::run` loop.
 pub struct Stopper {
-    server: Arc<tiny_http::Server>,
+    // A Mutex only so that the stopper can be shared with a signal thread
+    // (`Sender` is not `Sync` before Rust 1.72); the loop never touches it.
+    events: Mutex<mpsc::Sender<Event>>,
     stopping: Arc<AtomicBool>,
+    grace: Duration,
 }
 
 impl Stopper {
-    /// Asks the loop to stop.
+    /// Asks the loop to stop: no new request is taken, calls under way get
+    /// the grace period to finish.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.server.unblock();
+        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = events.send(Event::Stop(self.grace));
     }
 }
 
 /// A loop running on its own thread. Dropping it stops the loop and waits.
 pub struct Running {
-    server: Arc<tiny_http::Server>,
+    stop: mpsc::Sender<Event>,
     thread: Option<JoinHandle<()>>,
     /// Where it listens.
     pub addr: SocketAddr,
@@ -147,99 +268,393 @@ pub struct Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.server.unblock();
+        let _ = self.stop.send(Event::Stop(Duration::ZERO));
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-/// Serves until tiny_http has no more requests to give; returns why.
-fn serve(server: &tiny_http::Server, service: &mut dyn Service) -> io::Error {
-    let reaper = Reaper::start(service.name());
-    loop {
-        let mut request = match server.recv() {
-            Ok(request) => request,
-            Err(why) => return why,
-        };
+/// A request the loop holds while its call is under way.
+struct Parked {
+    request: tiny_http::Request,
+    req: Req,
+    started: Instant,
+}
+
+/// The loop's own state: what is parked, on which call, for whom.
+struct Loop<'a, S: Service> {
+    service: &'a mut S,
+    limits: &'a Limits,
+    pool: Pool,
+    /// Call id → the request waiting for it and how to finish it.
+    waiting: HashMap<u64, (Parked, Resume<S>, Option<String>)>,
+    /// Key → the call under way that holds it.
+    keys: HashMap<String, u64>,
+    /// Key → requests waiting for that call, to be handled again after it.
+    joined: HashMap<String, Vec<Parked>>,
+    /// Client address → its requests parked (waiting or joined).
+    per_client: HashMap<IpAddr, usize>,
+    next_id: u64,
+}
+
+/// Serves until stopped or until tiny_http has no more requests to give
+/// (then returns why).
+fn serve<S: Service>(
+    server: Arc<tiny_http::Server>,
+    (events_tx, events): (mpsc::Sender<Event>, mpsc::Receiver<Event>),
+    limits: &Limits,
+    service: &mut S,
+) -> Option<io::Error> {
+    let name = service.name();
+    // tiny_http's `recv` cannot be woken for anything but a request, so a
+    // thread forwards its requests into the loop's one channel, where the
+    // workers' results and the stop arrive too.
+    let forward = events_tx.clone();
+    let from = Arc::clone(&server);
+    let forwarder = std::thread::Builder::new()
+        .name(format!("{name}-accept"))
+        .spawn(move || loop {
+            let event = match from.recv() {
+                Ok(request) => Event::Request(request),
+                Err(why) => Event::Ended(why),
+            };
+            let ended = matches!(event, Event::Ended(_));
+            // After the loop is gone a request sent here is dropped, and
+            // tiny_http answers it 500 on its connection's thread.
+            if forward.send(event).is_err() || ended {
+                return;
+            }
+        });
+    if let Err(e) = forwarder {
+        return Some(e);
+    }
+    let report_to = Mutex::new(events_tx);
+    let report = Arc::new(move |id, finished| {
+        let tx = report_to.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = tx.send(Event::Done(id, finished));
+    });
+    let mut state = Loop {
+        service,
+        limits,
+        pool: Pool::new(name, limits.workers, limits.queue, report),
+        waiting: HashMap::new(),
+        keys: HashMap::new(),
+        joined: HashMap::new(),
+        per_client: HashMap::new(),
+        next_id: 0,
+    };
+    let ended = state.run(&events);
+    // Wakes the forwarder (blocked in tiny_http's recv) so that it ends.
+    server.unblock();
+    ended
+}
+
+impl<S: Service> Loop<'_, S> {
+    fn run(&mut self, events: &mpsc::Receiver<Event>) -> Option<io::Error> {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let event = match deadline {
+                None => match events.recv() {
+                    Ok(event) => event,
+                    Err(_) => return None,
+                },
+                Some(deadline) => {
+                    if self.waiting.is_empty() && self.joined.is_empty() {
+                        return None;
+                    }
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match events.recv_timeout(left) {
+                        Ok(event) => event,
+                        Err(_) => {
+                            self.give_up();
+                            return None;
+                        }
+                    }
+                }
+            };
+            match event {
+                Event::Request(request) if deadline.is_some() => self.refuse(request, 503),
+                Event::Request(request) => self.on_request(request),
+                Event::Done(id, finished) => self.on_done(id, finished),
+                Event::Stop(grace) => {
+                    let until = Instant::now() + grace;
+                    deadline = Some(deadline.map_or(until, |d| d.min(until)));
+                }
+                Event::Ended(why) if deadline.is_none() => {
+                    self.give_up();
+                    return Some(why);
+                }
+                Event::Ended(_) => {}
+            }
+        }
+    }
+
+    fn on_request(&mut self, mut request: tiny_http::Request) {
         let started = Instant::now();
         let method = Method::parse(request.method().as_str());
-        let path = request.url().split('?').next().unwrap_or("").to_string();
-        let (read, body_done) = read_request(&mut request, method);
-        let reply = match read {
-            Ok(req) => match catch_unwind(AssertUnwindSafe(|| service.handle(&req))) {
-                Ok(reply) => reply,
-                Err(_) => {
-                    log::error(&format!("{}: handler panicked on {}", service.name(), path));
-                    service.error_reply(500)
-                }
-            },
-            Err(status) => service.error_reply(status),
-        };
-        let status = reply.status;
-        if body_done {
-            if let Err(e) = request.respond(to_response(reply)) {
-                log::debug(&format!(
-                    "{}: writing the reply failed: {e}",
-                    service.name()
-                ));
+        match read_request(&mut request, method) {
+            Ok(mut req) => {
+                req.client = client_address(&req, &self.limits.trusted_proxies);
+                let outcome = self.guarded(|service| service.handle(&req));
+                let parked = Parked {
+                    request,
+                    req,
+                    started,
+                };
+                self.settle(parked, outcome, false);
             }
-        } else {
-            reaper.respond(request, to_response(reply));
+            Err(status) => {
+                let reply = self.service.error_reply(status);
+                let path = request.url().split('?').next().unwrap_or("").to_string();
+                answer(self.service.name(), request, method, &path, started, reply);
+            }
         }
-        log::access(service.name(), method, &path, status, started.elapsed());
+    }
+
+    /// Runs service code on the loop; a panic becomes a 500 and the loop goes on.
+    fn guarded(&mut self, f: impl FnOnce(&mut S) -> Outcome<S>) -> Outcome<S> {
+        match catch_unwind(AssertUnwindSafe(|| f(self.service))) {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                log::error(&format!("{}: handler panicked", self.service.name()));
+                Outcome::Reply(self.service.error_reply(500))
+            }
+        }
+    }
+
+    /// Carries out an outcome for a request. `counted`: the request is
+    /// already counted against its client (it was parked before).
+    fn settle(&mut self, parked: Parked, outcome: Outcome<S>, counted: bool) {
+        let client = parked.req.client;
+        match outcome {
+            Outcome::Reply(reply) => {
+                if counted {
+                    self.uncount(client);
+                }
+                self.reply(parked, reply);
+            }
+            Outcome::Wait(job) => {
+                if !counted && self.client_is_full(client) {
+                    log::warn(&format!(
+                        "{}: {} has {} requests waiting on calls; 503",
+                        self.service.name(),
+                        client.map_or("?".to_string(), |c| c.to_string()),
+                        self.limits.per_client
+                    ));
+                    return self.busy(parked);
+                }
+                if let Some(key) = job.key.as_ref().filter(|k| self.keys.contains_key(*k)) {
+                    let key = key.clone();
+                    self.park_joined(parked, key, counted);
+                    return;
+                }
+                if self.pool.is_full() {
+                    log::warn(&format!(
+                        "{}: {} calls under way or queued; 503",
+                        self.service.name(),
+                        self.pool.in_pool()
+                    ));
+                    if counted {
+                        self.uncount(client);
+                    }
+                    return self.busy(parked);
+                }
+                let id = self.next_id;
+                self.next_id += 1;
+                if !self.pool.submit(id, job.work) {
+                    if counted {
+                        self.uncount(client);
+                    }
+                    return self.busy(parked);
+                }
+                if !counted {
+                    self.count(client);
+                }
+                if let Some(key) = &job.key {
+                    self.keys.insert(key.clone(), id);
+                }
+                self.waiting.insert(id, (parked, job.resume, job.key));
+            }
+            Outcome::Join(key) if self.keys.contains_key(&key) => {
+                if !counted && self.client_is_full(client) {
+                    return self.busy(parked);
+                }
+                self.park_joined(parked, key, counted);
+            }
+            Outcome::Join(_) => {
+                if counted {
+                    self.uncount(client);
+                }
+                self.busy(parked);
+            }
+        }
+    }
+
+    fn park_joined(&mut self, parked: Parked, key: String, counted: bool) {
+        if !counted {
+            self.count(parked.req.client);
+        }
+        self.joined.entry(key).or_default().push(parked);
+    }
+
+    fn on_done(&mut self, id: u64, finished: Finished) {
+        let Some((parked, resume, key)) = self.waiting.remove(&id) else {
+            return;
+        };
+        self.pool.finished();
+        // The key is free before the continuation runs: it may start a new
+        // call under the same key, which the joined requests then wait for.
+        let joined = key.and_then(|key| {
+            self.keys.remove(&key);
+            self.joined.remove(&key)
+        });
+        let outcome = match finished {
+            Ok(result) => self.guarded(|service| resume(service, result)),
+            Err(()) => {
+                log::error(&format!(
+                    "{}: a call panicked on {}",
+                    self.service.name(),
+                    parked.req.path
+                ));
+                Outcome::Reply(self.service.error_reply(500))
+            }
+        };
+        self.settle(parked, outcome, true);
+        for parked in joined.into_iter().flatten() {
+            self.uncount(parked.req.client);
+            let outcome = self.guarded(|service| service.handle(&parked.req));
+            self.settle(parked, outcome, false);
+        }
+    }
+
+    fn client_is_full(&self, client: Option<IpAddr>) -> bool {
+        client.is_some_and(|c| {
+            self.per_client.get(&c).copied().unwrap_or(0) >= self.limits.per_client
+        })
+    }
+
+    fn count(&mut self, client: Option<IpAddr>) {
+        if let Some(c) = client {
+            *self.per_client.entry(c).or_insert(0) += 1;
+        }
+    }
+
+    fn uncount(&mut self, client: Option<IpAddr>) {
+        if let Some(c) = client {
+            if let Some(n) = self.per_client.get_mut(&c) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_client.remove(&c);
+                }
+            }
+        }
+    }
+
+    fn busy(&mut self, parked: Parked) {
+        let reply = self
+            .service
+            .error_reply(503)
+            .with_header("Retry-After", "1");
+        self.reply(parked, reply);
+    }
+
+    fn refuse(&mut self, request: tiny_http::Request, status: u16) {
+        let method = Method::parse(request.method().as_str());
+        let path = request.url().split('?').next().unwrap_or("").to_string();
+        let reply = self
+            .service
+            .error_reply(status)
+            .with_header("Retry-After", "5");
+        answer(
+            self.service.name(),
+            request,
+            method,
+            &path,
+            Instant::now(),
+            reply,
+        );
+    }
+
+    fn reply(&mut self, parked: Parked, reply: Reply) {
+        let Parked {
+            request,
+            req,
+            started,
+        } = parked;
+        answer(
+            self.service.name(),
+            request,
+            req.method,
+            &req.path,
+            started,
+            reply,
+        );
+    }
+
+    /// The stop's grace period is over (or tiny_http ended): whatever still
+    /// waits on a call is answered 503. The calls' results are dropped.
+    fn give_up(&mut self) {
+        let waiting: Vec<Parked> = self.waiting.drain().map(|(_, (p, _, _))| p).collect();
+        let joined: Vec<Parked> = self.joined.drain().flat_map(|(_, v)| v).collect();
+        for parked in waiting.into_iter().chain(joined) {
+            log::warn(&format!(
+                "{}: stopping; {} still waited on a call: 503",
+                self.service.name(),
+                parked.req.path
+            ));
+            self.busy(parked);
+        }
+        self.keys.clear();
+        self.per_client.clear();
     }
 }
 
-/// Answers requests whose body was left unread, on a thread of its own.
-/// Responding drops tiny_http's body reader, which drains the rest of the
-/// body (at most 64 KiB: vendor/tiny_http/PATCHES.md) and would block the
-/// loop on a client that announced a body and stalled.
-struct Reaper(Option<mpsc::Sender<(tiny_http::Request, Response)>>);
-
-type Response = tiny_http::Response<io::Cursor<Vec<u8>>>;
-
-impl Reaper {
-    fn start(name: &str) -> Reaper {
-        let (tx, rx) = mpsc::channel::<(tiny_http::Request, Response)>();
-        let spawned = std::thread::Builder::new()
-            .name(format!("{name}-reaper"))
-            .spawn(move || {
-                for (request, response) in rx {
-                    let _ = request.respond(response);
-                }
-            });
-        Reaper(spawned.ok().map(|_| tx))
+/// Hands the reply to the connection's thread (vendor/tiny_http/PATCHES.md:
+/// it writes it, so this never blocks) and writes the access line.
+fn answer(
+    name: &str,
+    request: tiny_http::Request,
+    method: Method,
+    path: &str,
+    started: Instant,
+    reply: Reply,
+) {
+    let status = reply.status;
+    if let Err(e) = request.respond(to_response(reply)) {
+        log::debug(&format!("{name}: handing the reply over failed: {e}"));
     }
+    log::access(name, method, path, status, started.elapsed());
+}
 
-    fn respond(&self, request: tiny_http::Request, response: Response) {
-        match &self.0 {
-            Some(tx) => {
-                let _ = tx.send((request, response));
-            }
-            // No thread could be had: answer here rather than not at all.
-            None => {
-                let _ = request.respond(response);
-            }
-        }
+/// Who sent the request: the socket's peer, or, when the peer is a trusted
+/// proxy (nginx on loopback), the address it puts in X-Real-IP.
+fn client_address(req: &Req, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = req.peer?.ip();
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    match req.header("x-real-ip").map(|v| v.trim().parse::<IpAddr>()) {
+        Some(Ok(ip)) => Some(ip),
+        _ => Some(peer),
     }
 }
 
 /// Reads the request within the limits; a broken limit is the error status.
-/// Also says whether nothing of the body is left unread on the socket.
 ///
 /// Only a body tiny_http has already read on the connection's own thread is
 /// taken (a declared length of at most 64 KiB and no `Expect: 100-continue`;
 /// see vendor/tiny_http/PATCHES.md): reading one here could block the loop on
-/// a client that stalls. A chunked body is not read: the handler sees none.
-fn read_request(request: &mut tiny_http::Request, method: Method) -> (Result<Req, u16>, bool) {
+/// a client that stalls. Whatever of a body is left unread is dropped by the
+/// connection's thread after the reply. A chunked body is not read: the
+/// handler sees none.
+fn read_request(request: &mut tiny_http::Request, method: Method) -> Result<Req, u16> {
     let declared = request.body_length();
     let url = request.url().to_string();
     let expects_continue = request.headers().iter().any(|h| h.field.equiv("Expect"));
     let buffered = declared.is_some_and(|n| n <= MAX_BODY) && !expects_continue;
-    let mut body_done = declared.is_none_or(|n| n == 0);
     if url.len() > MAX_URL {
-        return (Err(414), body_done);
+        return Err(414);
     }
     let header_bytes: usize = request
         .headers()
@@ -247,10 +662,10 @@ fn read_request(request: &mut tiny_http::Request, method: Method) -> (Result<Req
         .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
         .sum();
     if header_bytes > MAX_HEADERS {
-        return (Err(431), body_done);
+        return Err(431);
     }
     if declared.is_some_and(|n| n > MAX_BODY) {
-        return (Err(413), body_done);
+        return Err(413);
     }
     let headers: Vec<(String, String)> = request
         .headers()
@@ -266,17 +681,15 @@ fn read_request(request: &mut tiny_http::Request, method: Method) -> (Result<Req
     if buffered && matches!(method, Method::Post | Method::Put | Method::Patch) {
         // Already in memory: this read cannot block.
         if request.as_reader().read_to_end(&mut body).is_err() {
-            return (Err(400), body_done);
+            return Err(400);
         }
-        body_done = true;
-    } else if buffered {
-        // A body on a GET and the like is in memory too; dropping it costs nothing.
-        body_done = true;
     }
     let mut req = Req::new(method, &url, headers, body);
     req.peer = request.remote_addr().copied();
-    (Ok(req), body_done)
+    Ok(req)
 }
+
+type Response = tiny_http::Response<io::Cursor<Vec<u8>>>;
 
 fn to_response(reply: Reply) -> Response {
     let mut response = tiny_http::Response::from_data(reply.body).with_status_code(reply.status);

@@ -10,7 +10,6 @@ use super::{users, Sim};
 use crate::http::{Reply, Req};
 use crate::random;
 use serde::Serialize;
-use std::time::Duration;
 
 /// What the `huge` fault pads an answer to: past the 10 MiB that HTTP
 /// clients such as ureq read by default.
@@ -47,6 +46,7 @@ pub(super) fn serve(
     answer: fn(&mut Sim, &Req) -> Body,
 ) -> Reply {
     sim.calls[endpoint.index()] += 1;
+    sim.delay = sim.latency;
     let fault = match sim.faults.take(endpoint) {
         Some(fault) => fault,
         None => return text_plain(200, answer(sim, req)),
@@ -54,8 +54,10 @@ pub(super) fn serve(
     match fault {
         // Nothing happens upstream: the call is refused before it starts.
         Fault::Errcode(n) => text_plain(200, error_body(n)),
+        // The answer is made now and held back by a worker (Sim::handle):
+        // the simulator keeps answering other calls meanwhile, as WeChat does.
         Fault::Slow(ms) => {
-            std::thread::sleep(Duration::from_millis(ms));
+            sim.delay += ms;
             text_plain(200, answer(sim, req))
         }
         Fault::Html => Reply::with_body(502, "text/html", BAD_GATEWAY.as_bytes().to_vec()),

@@ -143,7 +143,7 @@ mod tests {
     fn post(s: &mut Sim, url: &str, body: &str) -> Value {
         let mut req = Req::fake("POST", url, &[]);
         req.body = body.as_bytes().to_vec();
-        json(&s.handle(&req))
+        json(&s.route(&req))
     }
 
     #[test]
@@ -151,13 +151,13 @@ mod tests {
         let mut s = sim();
         let url =
             "/cgi-bin/token?grant_type=client_credential&appid=wxSIMAPPID0000001&secret=simsecret";
-        let t = json(&s.handle(&Req::fake("GET", url, &[])));
+        let t = json(&s.route(&Req::fake("GET", url, &[])));
         let token = t["access_token"].as_str().expect("a token").to_string();
         let menu = r#"{"button":[{"type":"click","name":"赞","key":"GOOD"}]}"#;
         let create = format!("/cgi-bin/menu/create?access_token={token}");
         assert_eq!(post(&mut s, &create, menu)["errcode"], 0);
         let get = format!("/cgi-bin/menu/get?access_token={token}");
-        let got = s.handle(&Req::fake("GET", &get, &[]));
+        let got = s.route(&Req::fake("GET", &get, &[]));
         assert_eq!(
             String::from_utf8_lossy(&got.body),
             format!("{{\"menu\":{menu}}}")

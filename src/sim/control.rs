@@ -18,6 +18,7 @@ struct Changes {
     times: Option<u32>,
     double_callback: Option<bool>,
     snapshot: Option<bool>,
+    latency: Option<u64>,
     advance: i64,
 }
 
@@ -51,6 +52,7 @@ pub(super) fn state_json(sim: &Sim) -> serde_json::Value {
         "callbacks": sim.callbacks,
         "double_callback": sim.double_callback,
         "snapshot": sim.snapshot,
+        "latency_ms": sim.latency,
         "faults": sim.faults.to_json(),
         "stored": {
             "codes": codes,
@@ -75,6 +77,15 @@ fn parse(form: &[(String, String)]) -> Result<Changes, String> {
                 changes.advance = changes.advance.saturating_add(secs);
             }
             "double_callback" => changes.double_callback = Some(switch(name, value)?),
+            "latency" => match value.parse::<u64>() {
+                Ok(ms) if ms <= faults::MAX_SLOW_MS => changes.latency = Some(ms),
+                _ => {
+                    return Err(format!(
+                        "latency={value}: want 0..={} ms",
+                        faults::MAX_SLOW_MS
+                    ))
+                }
+            },
             "snapshot" => changes.snapshot = Some(switch(name, value)?),
             "reset" => changes.reset = switch(name, value)?,
             "fault" if value == "clear" => changes.clear_faults = true,
@@ -115,6 +126,10 @@ fn apply(sim: &mut Sim, changes: Changes) {
         sim.faults.clear();
         sim.double_callback = false;
         sim.snapshot = false;
+        sim.latency = 0;
+    }
+    if let Some(ms) = changes.latency {
+        sim.latency = ms;
     }
     if changes.clear_faults {
         sim.faults.clear();

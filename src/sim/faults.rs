@@ -80,8 +80,7 @@ pub enum Fault {
     Status(u16),
 }
 
-/// The longest `slow:MS` accepted: the loop is single-threaded, so a sleep
-/// holds every other request of the simulator too.
+/// The longest `slow:MS` (and `latency=MS`) accepted.
 pub const MAX_SLOW_MS: u64 = 60_000;
 
 impl Fault {

@@ -19,13 +19,14 @@ mod users;
 use crate::clock::Clock;
 use crate::http::{Method, Reply, Req};
 use crate::log;
-use crate::server::{Listener, Running, Service};
+use crate::server::{Job, Listener, Outcome, Running, Service};
 use base_token::BaseTokens;
 use faults::{Endpoint, Faults};
 use minijinja::value::{Serde, Value};
 use minijinja::{context, Environment, UndefinedBehavior};
 use state::Store;
 use std::collections::VecDeque;
+use std::time::Duration;
 
 /// Who the simulator pretends to be for.
 #[derive(Clone, Debug)]
@@ -56,6 +57,12 @@ pub struct Sim {
     callbacks: VecDeque<String>,
     double_callback: bool,
     snapshot: bool,
+    /// Milliseconds every API answer is held back (`latency=`), like
+    /// WeChat's real round trip from a VPS.
+    latency: u64,
+    /// How long the answer being built is held back (latency plus a `slow`
+    /// fault): a worker sleeps, so other requests go on meanwhile.
+    delay: u64,
 }
 
 /// How many callback URLs `/sim/state` remembers.
@@ -122,6 +129,8 @@ impl Sim {
             callbacks: VecDeque::new(),
             double_callback: false,
             snapshot: false,
+            latency: 0,
+            delay: 0,
         }
     }
 
@@ -166,12 +175,8 @@ impl Sim {
     }
 }
 
-impl Service for Sim {
-    fn name(&self) -> &'static str {
-        "sim"
-    }
-
-    fn handle(&mut self, req: &Req) -> Reply {
+impl Sim {
+    fn route(&mut self, req: &Req) -> Reply {
         let mut allowed: Vec<&str> = Vec::new();
         for (method, path, handler) in ROUTES {
             if *path != req.path {
@@ -186,6 +191,25 @@ impl Service for Sim {
             return self.not_found(req);
         }
         Reply::text(405, "method not allowed\n").with_header("Allow", &allowed.join(", "))
+    }
+}
+
+impl Service for Sim {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn handle(&mut self, req: &Req) -> Outcome<Sim> {
+        self.delay = 0;
+        let reply = self.route(req);
+        match std::mem::take(&mut self.delay) {
+            0 => reply.into(),
+            // The answer is ready; a worker holds it back, the loop goes on.
+            ms => Outcome::Wait(Job::new(
+                move || std::thread::sleep(Duration::from_millis(ms)),
+                move |_: &mut Sim, ()| reply.into(),
+            )),
+        }
     }
 
     fn error_reply(&mut self, status: u16) -> Reply {
@@ -241,7 +265,7 @@ mod tests {
     #[test]
     fn every_template_renders() {
         let mut s = sim();
-        let page = s.handle(&Req::fake("GET", "/", &[]));
+        let page = s.route(&Req::fake("GET", "/", &[]));
         assert_eq!(page.status, 200);
         let page = s.error_page(400, Some(10003), "redirect_uri域名与后台配置不一致");
         assert!(String::from_utf8_lossy(&page.body).contains("10003"));
@@ -250,9 +274,9 @@ mod tests {
     #[test]
     fn unknown_paths_are_404_and_wrong_methods_405() {
         let mut s = sim();
-        assert_eq!(s.handle(&Req::fake("GET", "/nope", &[])).status, 404);
-        assert_eq!(s.handle(&Req::fake("GET", "/sns/nope", &[])).status, 404);
-        let r = s.handle(&Req::fake("GET", "/sim/control", &[]));
+        assert_eq!(s.route(&Req::fake("GET", "/nope", &[])).status, 404);
+        assert_eq!(s.route(&Req::fake("GET", "/sns/nope", &[])).status, 404);
+        let r = s.route(&Req::fake("GET", "/sim/control", &[]));
         assert_eq!((r.status, r.header("Allow")), (405, Some("POST")));
     }
 }

@@ -349,16 +349,21 @@ impl Server {
                         let mut client = Some(client);
                         tasks_pool.spawn(Box::new(move || {
                             if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
+                                // wxauth patch: one request at a time per
+                                // connection, and its response written here,
+                                // on the connection's own thread. The
+                                // application's thread never blocks on a
+                                // client that reads slowly, and a pipelined
+                                // request is read only once the one before
+                                // it is answered, so an application that
+                                // answers out of order cannot deadlock on
+                                // the per-connection response order.
+                                let (sender, receiver) = mpsc::channel::<request::Responder>();
+                                for rq in client {
+                                    messages.push(rq.with_responder(sender.clone()).into());
+                                    match receiver.recv() {
+                                        Ok(write) => write(),
+                                        Err(_) => break,
                                     }
                                 }
                             }

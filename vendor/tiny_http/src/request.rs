@@ -74,7 +74,14 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // wxauth patch: if Some, the response is not written by the thread that
+    // calls `respond` but handed to the connection's own thread, which writes it.
+    responder: Option<Sender<Responder>>,
 }
+
+/// wxauth patch: a response ready to be written, run by the connection's thread.
+pub(crate) type Responder = Box<dyn FnOnce() + Send + 'static>;
 
 struct NotifyOnDrop<R> {
     sender: Sender<()>,
@@ -243,6 +250,7 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        responder: None,
     })
 }
 
@@ -433,11 +441,20 @@ impl Request {
     }
 
     /// Sends a response to this request.
+    ///
+    /// wxauth patch: on a connection accepted by `Server`, the response is
+    /// handed to the connection's own thread, which writes it (and drops the
+    /// rest of the request body) there: the caller never waits on the client,
+    /// however slowly it reads. Hence `Send + 'static`.
     #[inline]
     pub fn respond<R>(mut self, response: Response<R>) -> Result<(), IoError>
     where
-        R: Read,
+        R: Read + Send + 'static,
     {
+        if let Some(responder) = self.responder.take() {
+            self.hand_over(responder, response);
+            return Ok(());
+        }
         let res = self.respond_impl(response);
         if let Some(sender) = self.notify_when_responded.take() {
             sender.send(()).unwrap();
@@ -464,6 +481,40 @@ impl Request {
         Self::ignore_client_closing_errors(writer.flush())
     }
 
+    /// wxauth patch: packs the writer, the unread body and the response into
+    /// one closure for the connection's thread. The body reader goes with it
+    /// so that draining what the client still sends happens there too.
+    fn hand_over<R>(&mut self, responder: Sender<Responder>, response: Response<R>)
+    where
+        R: Read + Send + 'static,
+    {
+        let mut writer = self.extract_writer_impl();
+        let reader = self.data_reader.take();
+        let version = self.http_version.clone();
+        let headers = std::mem::take(&mut self.headers);
+        let do_not_send_body = self.method == Method::Head;
+        let write = move || {
+            let _ = response.raw_print(
+                writer.by_ref(),
+                version,
+                &headers,
+                do_not_send_body,
+                None,
+            );
+            let _ = writer.flush();
+            // The writer first: dropping it lets a later response go out.
+            drop(writer);
+            drop(reader);
+        };
+        // The connection's thread holds the receiver until it has run this.
+        let _ = responder.send(Box::new(write));
+    }
+
+    pub(crate) fn with_responder(mut self, responder: Sender<Responder>) -> Self {
+        self.responder = Some(responder);
+        self
+    }
+
     fn ignore_client_closing_errors(result: io::Result<()>) -> io::Result<()> {
         result.or_else(|err| match err.kind() {
             ErrorKind::BrokenPipe => Ok(()),
@@ -474,10 +525,6 @@ impl Request {
         })
     }
 
-    pub(crate) fn with_notify_sender(mut self, sender: Sender<()>) -> Self {
-        self.notify_when_responded = Some(sender);
-        self
-    }
 }
 
 impl fmt::Debug for Request {
@@ -494,6 +541,11 @@ impl Drop for Request {
     fn drop(&mut self) {
         if self.response_writer.is_some() {
             let response = Response::empty(500);
+            // wxauth patch: answered by the connection's thread, like `respond`.
+            if let Some(responder) = self.responder.take() {
+                self.hand_over(responder, response);
+                return;
+            }
             let _ = self.respond_impl(response); // ignoring any potential error
             if let Some(sender) = self.notify_when_responded.take() {
                 sender.send(()).unwrap();
