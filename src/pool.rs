@@ -56,10 +56,11 @@ impl Pool {
     /// Hands a call to the workers. Never blocks; the caller checks
     /// `is_full` first. Returns false if no worker could be had at all.
     pub fn submit(&mut self, id: u64, work: Work) -> bool {
-        if self.in_pool >= self.started && self.started < self.max && !self.spawn() {
-            if self.started == 0 {
-                return false;
-            }
+        // A thread per call under way, up to the maximum. If none can be
+        // spawned the call still queues for the threads there are.
+        let wanted = self.in_pool >= self.started && self.started < self.max;
+        if wanted && !self.spawn() && self.started == 0 {
+            return false;
         }
         if self.work.send((id, work)).is_err() {
             return false;

@@ -267,10 +267,21 @@ pub struct Running {
 }
 
 impl Drop for Running {
+    /// Stops the loop and waits for it, at most 10 s: a loop that cannot
+    /// stop (a bug) is left behind rather than hanging its owner.
     fn drop(&mut self) {
         let _ = self.stop.send(Event::Stop(Duration::ZERO));
-        if let Some(thread) = self.thread.take() {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if thread.is_finished() {
             let _ = thread.join();
+        } else {
+            log::error("a server loop did not stop within 10 s; left running");
         }
     }
 }

@@ -133,7 +133,6 @@ fn delete(sim: &mut Sim, req: &Req) -> Body {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::Service;
     use crate::sim::tests::sim;
 
     fn json(reply: &Reply) -> Value {

@@ -209,12 +209,21 @@ fn start_demo(env: &[(&str, &str)]) -> Demo {
 
 /// Sends SIGTERM and waits (at most 10 s) for the exit status.
 fn terminate(child: &mut Running) -> std::process::ExitStatus {
+    send_sigterm(child);
+    wait_for_exit(child)
+}
+
+fn send_sigterm(child: &Running) {
     let pid = child.0.id().to_string();
     let sent = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("run kill");
     assert!(sent.success());
+}
+
+/// Waits (at most 10 s) for the exit status.
+fn wait_for_exit(child: &mut Running) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.0.try_wait().expect("wait for wxauth") {
@@ -292,6 +301,60 @@ fn a_restart_with_sigterm_keeps_the_sessions() {
         "a logout survives the restart"
     );
     assert!(!file.exists(), "the file is consumed at start");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_sigterm_lets_a_login_under_way_finish_and_turns_new_requests_away() {
+    let dir = std::env::temp_dir().join(format!("wxauth-drain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessions.json");
+    let mut demo = start_demo(&[
+        ("WXAUTH_SESSION_FILE", file.to_str().unwrap()),
+        ("WXAUTH_UPSTREAM_TIMEOUT", "5"),
+    ]);
+    let (app, sim) = (demo.app.clone(), demo.sim.clone());
+    let mut browser = Browser::new();
+    let login = browser.get(&format!("{app}/login"));
+    let callback = browser.consent(login.location(), 0, true);
+    // Each WeChat call takes 1 s: the login is under way for 2 s.
+    let control = format!("{sim}/sim/control");
+    assert_eq!(
+        Browser::new().post(&control, &[("latency", "1000")]).status,
+        200
+    );
+    let mut tab = Browser::new();
+    tab.jar = browser.jar.clone();
+    let waiting = std::thread::spawn(move || tab.get(&callback));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let calls = || {
+        let state = Browser::new().get(&format!("{sim}/sim/state")).body;
+        let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+        state["calls"]["access_token"].as_i64().unwrap()
+    };
+    while calls() < 1 {
+        assert!(std::time::Instant::now() < deadline, "the exchange began");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    send_sigterm(&demo.child);
+    std::thread::sleep(Duration::from_millis(300));
+    let turned_away = Browser::new().get(&format!("{app}/healthz"));
+    assert_eq!(turned_away.status, 503, "a new request while stopping");
+    assert!(turned_away.header("retry-after").is_some());
+    let finished = waiting.join().expect("the callback thread");
+    assert_eq!(
+        finished.status, 302,
+        "the login under way completed: {}",
+        finished.body
+    );
+    assert_eq!(finished.location(), "/profile");
+    assert_eq!(wait_for_exit(&mut demo.child).code(), Some(0));
+    let saved = demo.log().iter().any(|l| l.contains("saved 1 sessions"));
+    assert!(
+        saved,
+        "the login that finished while stopping was saved: {:?}",
+        demo.log()
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

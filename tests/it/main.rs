@@ -16,3 +16,4 @@ mod sim;
 mod sim_harness;
 mod sim_mp;
 mod support;
+mod waiting;
