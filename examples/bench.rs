@@ -8,6 +8,9 @@
 //!   bench logins  APP SIM THREADS SECONDS    complete logins for a while: count and rate
 //!   bench seed    APP SIM THREADS COUNT      COUNT complete logins, as fast as possible
 //!   bench startup ADDR RUNS -- BIN [ARGS]    spawn BIN RUNS times, time until ADDR serves /healthz
+//!   bench storm   APP SIM BROWSERS SECONDS COOKIE
+//!                 BROWSERS log in over and over while a logged-in probe (COOKIE)
+//!                 asks /auth/check every 20 ms: logins/s and the probe's latency
 
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,6 +45,7 @@ fn main() {
             );
         }
         "startup" => startup(arg(1), number(arg(2)), &args[4..]),
+        "storm" => storm(arg(1), arg(2), number(arg(3)), number(arg(4)), arg(5)),
         _ => usage(),
     }
 }
@@ -53,6 +57,48 @@ fn usage() -> ! {
 
 fn number(s: &str) -> usize {
     s.parse().unwrap_or_else(|_| usage())
+}
+
+/// The login storm: `browsers` clients log in over and over for `seconds`,
+/// each from its own address (X-Real-IP, as nginx would send it), while a
+/// logged-in probe asks /auth/check every 20 ms on its own connection.
+fn storm(app: &str, sim: &str, browsers: usize, seconds: usize, cookie: &str) {
+    let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+    let done = AtomicUsize::new(0);
+    let mut probe_ms = Vec::new();
+    std::thread::scope(|scope| {
+        for b in 0..browsers {
+            let done = &done;
+            scope.spawn(move || {
+                let mut client = Client::new(app, sim);
+                client.real_ip = format!("10.9.{}.{}", b / 250, b % 250 + 1);
+                while Instant::now() < deadline {
+                    client.login();
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+        let probe = Client::new(app, sim);
+        let check = format!("{app}/auth/check");
+        while Instant::now() < deadline {
+            let started = Instant::now();
+            let status = probe.get(&check, cookie).status().as_u16();
+            probe_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(status, 204, "the probe's session answers /auth/check");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    probe_ms.sort_by(f64::total_cmp);
+    let at = |q: f64| probe_ms[((probe_ms.len() - 1) as f64 * q) as usize];
+    let logins = done.into_inner();
+    println!(
+        "logins={logins} rate={:.1} probes={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        logins as f64 / seconds as f64,
+        probe_ms.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
+    );
 }
 
 /// Runs logins on `threads` threads while `more` says so; returns how many completed.
@@ -79,6 +125,8 @@ struct Client {
     app: String,
     sim: String,
     login_cookie: String,
+    /// Sent as X-Real-IP when set: this client's address behind nginx.
+    real_ip: String,
 }
 
 impl Client {
@@ -94,6 +142,7 @@ impl Client {
             app: app.into(),
             sim: sim.into(),
             login_cookie: String::new(),
+            real_ip: String::new(),
         }
     }
 
@@ -146,6 +195,9 @@ impl Client {
             .header("User-Agent", "Mozilla/5.0 (iPhone) MicroMessenger/8.0.50");
         if !cookie.is_empty() {
             req = req.header("Cookie", cookie);
+        }
+        if !self.real_ip.is_empty() {
+            req = req.header("X-Real-IP", &self.real_ip);
         }
         let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
         let _ = resp.body_mut().read_to_vec();

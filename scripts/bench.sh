@@ -8,6 +8,10 @@
 #     session lookup: the ceiling of the stack), /profile as a fraction of it;
 #   - complete logins per second (/login → consent → /callback → /profile)
 #     and the app's own CPU time per login (the simulator runs elsewhere);
+#   - the login storm: every WeChat answer delayed 100 ms (the simulator's
+#     latency switch), 8 and then 64 browsers log in over and over while a
+#     logged-in probe asks /auth/check every 20 ms: logins/s and the probe's
+#     p50/p99/max; with BENCH_BEFORE, the same storm against that binary too;
 #   - RSS idle and after BENCH_SESSIONS sessions, bytes per session;
 #   - start-up time (spawn → first /healthz answer) and binary size.
 # Prints a table; --json FILE also writes the figures as JSON.
@@ -15,6 +19,7 @@
 # Usage: scripts/bench.sh [--json FILE] [--quick]
 #   BENCH_DURATION  seconds per wrk run and per login run (default 10; --quick: 3)
 #   BENCH_SESSIONS  sessions to seed for the memory figure (default 100000; --quick: 10000)
+#   BENCH_BEFORE    another wxauth binary (an older build) to run the login storm against
 # Needs wrk (installed from Debian's packages when missing and running as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +56,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r app_port sim_port ref_port boot_port < <(python3 scripts/free_ports.py 4)
+read -r app_port sim_port ref_port boot_port before_port < <(python3 scripts/free_ports.py 5)
 app="http://127.0.0.1:$app_port"
 sim="http://127.0.0.1:$sim_port"
 real_env=(WXAUTH_APPID=wx00000000000bench WXAUTH_SECRET=bench-secret
@@ -141,6 +146,38 @@ result[cpu_us_per_login]=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK
 out=$("$bench" logins "$app" "$sim" 4 "$duration")
 result[logins_4_per_s]=$(echo "$out" | sed -n 's/.*rate=\([0-9]*\).*/\1/p')
 
+# The login storm. The simulator holds every API answer back 100 ms, as
+# WeChat's real round trip from a VPS would; the probe's session was made
+# before, so /auth/check needs no call.
+storm() {
+    local name=$1 url=$2 browsers=$3 probe_cookie=$4 out
+    out=$("$bench" storm "$url" "$sim" "$browsers" "$duration" "$probe_cookie")
+    for field in rate p50_ms p99_ms max_ms; do
+        result[${name}_${field}]=$(echo "$out" | sed -n "s/.*[ ]${field}=\([0-9.]*\).*/\1/p")
+    done
+    echo "  $name: ${result[${name}_rate]} logins/s; probe p50 ${result[${name}_p50_ms]} ms, p99 ${result[${name}_p99_ms]} ms, max ${result[${name}_max_ms]} ms" >&2
+}
+echo "login storm (WeChat answers in 100 ms), ${duration} s per run..." >&2
+curl -sf -o /dev/null -d latency=100 "$sim/sim/control"
+storm storm8 "$app" 8 "$cookie"
+storm storm64 "$app" 64 "$cookie"
+if [ -n "${BENCH_BEFORE:-}" ]; then
+    before="http://127.0.0.1:$before_port"
+    env -i PATH="$PATH" "${real_env[@]}" WXAUTH_PUBLIC_URL="$before" \
+        WXAUTH_LISTEN="127.0.0.1:$before_port" WXAUTH_LOG=warn \
+        "$BENCH_BEFORE" >/dev/null 2>>"$work/before.err" &
+    before_pid=$!
+    pids+=($before_pid)
+    wait_for "$before/healthz"
+    curl -sf -o /dev/null -d latency=0 "$sim/sim/control"
+    before_cookie=$("$bench" cookie "$before" "$sim")
+    curl -sf -o /dev/null -d latency=100 "$sim/sim/control"
+    storm before_storm8 "$before" 8 "$before_cookie"
+    storm before_storm64 "$before" 64 "$before_cookie"
+    kill "$before_pid"
+fi
+curl -sf -o /dev/null -d latency=0 "$sim/sim/control"
+
 echo "seeding $sessions sessions..." >&2
 # Measured from a fresh app, so the figure is sessions and nothing else.
 kill "$app_pid"; wait "$app_pid" 2>/dev/null || true
@@ -174,6 +211,21 @@ wrk and the servers share the cores; ${duration} s per run.
 | reference page (tiny_http + minijinja), req/s (p99) | ${result[reference_c1_rps]} (${result[reference_c1_p99_ms]} ms) | ${result[reference_c32_rps]} (${result[reference_c32_p99_ms]} ms) |
 | /profile as a fraction of the reference | | ${result[profile_vs_reference]} |
 | complete logins/s (1 and 4 clients) | ${result[logins_1_per_s]} | ${result[logins_4_per_s]} (4) |
+
+Login storm: every WeChat answer takes 100 ms; a logged-in probe asks /auth/check every 20 ms.
+
+| browsers logging in | logins/s | probe p50 | probe p99 | probe max |
+|---|---|---|---|---|
+| 8 | ${result[storm8_rate]} | ${result[storm8_p50_ms]} ms | ${result[storm8_p99_ms]} ms | ${result[storm8_max_ms]} ms |
+| 64 | ${result[storm64_rate]} | ${result[storm64_p50_ms]} ms | ${result[storm64_p99_ms]} ms | ${result[storm64_max_ms]} ms |
+EOF
+if [ -n "${BENCH_BEFORE:-}" ]; then
+    cat <<EOF
+| 8, before ($BENCH_BEFORE) | ${result[before_storm8_rate]} | ${result[before_storm8_p50_ms]} ms | ${result[before_storm8_p99_ms]} ms | ${result[before_storm8_max_ms]} ms |
+| 64, before ($BENCH_BEFORE) | ${result[before_storm64_rate]} | ${result[before_storm64_p50_ms]} ms | ${result[before_storm64_p99_ms]} ms | ${result[before_storm64_max_ms]} ms |
+EOF
+fi
+cat <<EOF
 
 | measure | value |
 |---|---|

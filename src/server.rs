@@ -110,12 +110,15 @@ pub struct Limits {
     pub grace: Duration,
 }
 
+/// The defaults serve the simulator: its one client is the app (whose
+/// workers all come from one address), so no per-client bound. The app's
+/// own limits come from its configuration (`Config::limits`).
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            workers: 64,
-            queue: 256,
-            per_client: 8,
+            workers: 256,
+            queue: 1024,
+            per_client: usize::MAX,
             trusted_proxies: vec![
                 IpAddr::from([127, 0, 0, 1]),
                 IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
