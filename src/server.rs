@@ -321,28 +321,17 @@ fn serve<S: Service>(
     service: &mut S,
 ) -> Option<io::Error> {
     let name = service.name();
-    // tiny_http's `recv` cannot be woken for anything but a request, so a
-    // thread forwards its requests into the loop's one channel, where the
-    // workers' results and the stop arrive too.
-    let forward = events_tx.clone();
-    let from = Arc::clone(&server);
-    let forwarder = std::thread::Builder::new()
-        .name(format!("{name}-accept"))
-        .spawn(move || loop {
-            let event = match from.recv() {
-                Ok(request) => Event::Request(request),
-                Err(why) => Event::Ended(why),
-            };
-            let ended = matches!(event, Event::Ended(_));
-            // After the loop is gone a request sent here is dropped, and
-            // tiny_http answers it 500 on its connection's thread.
-            if forward.send(event).is_err() || ended {
-                return;
-            }
+    // Requests come straight from tiny_http's connection threads into the
+    // loop's one channel, where the workers' results and the stop arrive too
+    // (vendor/tiny_http/PATCHES.md). Sent after the loop is gone, a request
+    // is dropped and tiny_http answers it 500 on its connection's thread.
+    let deliver = events_tx.clone();
+    server.deliver_to(move |request| {
+        let _ = deliver.send(match request {
+            Ok(request) => Event::Request(request),
+            Err(why) => Event::Ended(why),
         });
-    if let Err(e) = forwarder {
-        return Some(e);
-    }
+    });
     let report_to = Mutex::new(events_tx);
     let report = Arc::new(move |id, finished| {
         let tx = report_to.lock().unwrap_or_else(|p| p.into_inner());
@@ -358,10 +347,7 @@ fn serve<S: Service>(
         per_client: HashMap::new(),
         next_id: 0,
     };
-    let ended = state.run(&events);
-    // Wakes the forwarder (blocked in tiny_http's recv) so that it ends.
-    server.unblock();
-    ended
+    state.run(&events)
 }
 
 impl<S: Service> Loop<'_, S> {

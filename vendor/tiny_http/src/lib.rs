@@ -451,6 +451,18 @@ impl Server {
         }
     }
 
+    /// wxauth patch: hands every request (and the error that ends the
+    /// accept thread) to `deliver` on the connection's (or accept) thread,
+    /// instead of queueing it for `recv`: an application with a channel of
+    /// its own saves a thread hop per request. Requests already queued are
+    /// handed over first. `recv` then returns only on `unblock`.
+    pub fn deliver_to(&self, mut deliver: impl FnMut(IoResult<Request>) + Send + 'static) {
+        self.messages.deliver_to(Box::new(move |message| match message {
+            Message::NewRequest(rq) => deliver(Ok(rq)),
+            Message::Error(err) => deliver(Err(err)),
+        }));
+    }
+
     /// Unblock thread stuck in recv() or incoming_requests().
     /// If there are several such threads, only one is unblocked.
     /// This method allows graceful shutdown of server.

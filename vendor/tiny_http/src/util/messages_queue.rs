@@ -13,7 +13,12 @@ where
 {
     queue: Mutex<VecDeque<Control<T>>>,
     condvar: Condvar,
+    // wxauth patch: once set, pushed elements go here instead of the queue.
+    sink: Mutex<Option<Sink<T>>>,
 }
+
+/// wxauth patch: where pushed elements go once `deliver_to` was called.
+pub type Sink<T> = Box<dyn FnMut(T) + Send>;
 
 impl<T> MessagesQueue<T>
 where
@@ -23,14 +28,45 @@ where
         Arc::new(MessagesQueue {
             queue: Mutex::new(VecDeque::with_capacity(capacity)),
             condvar: Condvar::new(),
+            sink: Mutex::new(None),
         })
+    }
+
+    /// wxauth patch: from now on every element pushed is handed to `sink`
+    /// (on the pushing thread), and those already queued are handed over
+    /// first, in order. `pop` then only ever sees `unblock`.
+    pub fn deliver_to(&self, mut sink: Sink<T>) {
+        let mut current = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let kept: VecDeque<Control<T>> = queue
+            .drain(..)
+            .filter_map(|control| match control {
+                Control::Elem(value) => {
+                    sink(value);
+                    None
+                }
+                unblock => Some(unblock),
+            })
+            .collect();
+        *queue = kept;
+        *current = Some(sink);
     }
 
     /// Pushes an element to the queue.
     pub fn push(&self, value: T) {
+        // wxauth patch: the sink, when there is one. Its lock is held until
+        // the element is queued, so `deliver_to` (which takes the locks in
+        // the same order) cannot miss one pushed meanwhile.
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sink) = sink.as_mut() {
+            sink(value);
+            return;
+        }
         let mut queue = self.queue.lock().unwrap();
         queue.push_back(Control::Elem(value));
         self.condvar.notify_one();
+        drop(queue);
+        drop(sink);
     }
 
     /// Unblock one thread stuck in pop loop.
