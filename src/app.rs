@@ -91,8 +91,15 @@ impl App {
         };
         if let Some(path) = app.config.session_file.clone() {
             let now = app.clock.now();
+            // No file: a first start; nothing to say.
+            let found = path.exists();
             match persist::load(&path, &mut app.sessions, &mut app.logins, now) {
-                Ok(n) => log::info(&format!("restored {n} sessions from {}", path.display())),
+                Ok(_) if !found => {}
+                Ok(n) => log::info(&format!(
+                    "restored {} from {}",
+                    count(n, "session"),
+                    path.display()
+                )),
                 Err(e) => log::error(&format!("session file: {e}; starting with no sessions")),
             }
         }
@@ -106,7 +113,11 @@ impl App {
             return;
         };
         match persist::save(path, &self.sessions, &self.logins) {
-            Ok(n) => log::info(&format!("saved {n} sessions to {}", path.display())),
+            Ok(n) => log::info(&format!(
+                "saved {} to {}",
+                count(n, "session"),
+                path.display()
+            )),
             Err(e) => log::error(&format!("cannot save sessions to {}: {e}", path.display())),
         }
     }
@@ -254,6 +265,15 @@ impl Service for App {
             _ => AppError::Internal(format!("status {status}")),
         };
         with_security_headers(self.error_reply_for("", &err), false)
+    }
+}
+
+/// "1 session", "2 sessions".
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 

@@ -39,6 +39,99 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
     ("WXAUTH_ALLOW", "--allow", "", "file of allowed openids/unionids (/auth/check)"),
 ];
 
+/// Variables outside WXAUTH_* that configuration reads: systemd's
+/// credentials directory, and its marks of a service start (non-interactive).
+const FROM_THE_ENVIRONMENT: [&str; 3] =
+    ["CREDENTIALS_DIRECTORY", "INVOCATION_ID", "JOURNAL_STREAM"];
+
+/// WXAUTH_* variables that are not settings but may be set around wxauth:
+/// the test suite's switch for its real-browser tests.
+const IGNORED: [&str; 1] = ["WXAUTH_E2E"];
+
+/// What people write for a setting that has another name here.
+const SYNONYMS: &[(&str, &str)] = &[
+    ("PORT", "WXAUTH_LISTEN"),
+    ("HOST", "WXAUTH_LISTEN"),
+    ("BIND", "WXAUTH_LISTEN"),
+    ("ADDR", "WXAUTH_LISTEN"),
+    ("ADDRESS", "WXAUTH_LISTEN"),
+    ("APP_ID", "WXAUTH_APPID"),
+    ("APPSECRET", "WXAUTH_SECRET"),
+    ("APP_SECRET", "WXAUTH_SECRET"),
+    ("URL", "WXAUTH_PUBLIC_URL"),
+    ("BASE_URL", "WXAUTH_PUBLIC_URL"),
+    ("DOMAIN", "WXAUTH_PUBLIC_URL"),
+    ("LOG_LEVEL", "WXAUTH_LOG"),
+    ("SESSION_FILE_PATH", "WXAUTH_SESSION_FILE"),
+];
+
+/// "WXAUTH_PORT: unknown variable; did you mean WXAUTH_LISTEN?"
+fn unknown_variable(var: &str) -> String {
+    let bare = var.trim_start_matches("WXAUTH_");
+    let closest = SYNONYMS
+        .iter()
+        .find(|(said, _)| *said == bare)
+        .map(|(_, meant)| *meant)
+        .or_else(|| {
+            SETTINGS
+                .iter()
+                .map(|s| (edit_distance(var, s.0), s.0))
+                .filter(|(d, _)| *d <= 4)
+                .min()
+                .map(|(_, name)| name)
+        });
+    match closest {
+        Some(name) => format!("{var}: unknown variable; did you mean {name}? (see --help)"),
+        None => format!("{var}: unknown variable (see --help for the settings)"),
+    }
+}
+
+/// "--secret: ...": an unknown flag, and why the one people look for is absent.
+fn unknown_flag(flag: &str) -> String {
+    if flag == "--secret" {
+        return "--secret: there is no such flag, on purpose: a command line is visible to \
+                every user of the machine (ps). Use WXAUTH_SECRET_FILE (--secret-file) or \
+                WXAUTH_SECRET in the environment"
+            .to_string();
+    }
+    let closest = SETTINGS
+        .iter()
+        .filter(|s| !s.1.is_empty())
+        .map(|s| (edit_distance(flag, s.1), s.1))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, f)| f);
+    match closest {
+        Some(f) => format!("{flag}: unknown option; did you mean {f}? (see --help)"),
+        None => format!("{flag}: unknown option (see --help)"),
+    }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// A yes/no setting: 1/0, true/false, yes/no, on/off, in any case.
+pub fn parse_switch(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
 /// The appid the simulator answers to in demo mode.
 pub const DEMO_APPID: &str = "wx0000000000demo";
 
@@ -108,23 +201,33 @@ impl RawConfig {
     ) -> Result<RawConfig, ConfigError> {
         let mut map: HashMap<String, String> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with("WXAUTH_") || k == "CREDENTIALS_DIRECTORY")
+            .filter(|(k, _)| k.starts_with("WXAUTH_") || FROM_THE_ENVIRONMENT.contains(&k.as_str()))
             .collect();
-        let mut problems = Vec::new();
-        let mut args = args.iter();
+        // A typo in an env file (WXAUTH_PORT=9000) would otherwise be ignored
+        // without a word, and the server would run with the default.
+        let mut problems: Vec<String> = map
+            .keys()
+            .filter(|k| k.starts_with("WXAUTH_") && !SETTINGS.iter().any(|s| s.0 == k.as_str()))
+            .filter(|k| !IGNORED.contains(&k.as_str()))
+            .map(|k| unknown_variable(k))
+            .collect();
+        problems.sort();
+        let mut args = args.iter().peekable();
         while let Some(arg) = args.next() {
             let (flag, inline) = match arg.split_once('=') {
                 Some((f, v)) => (f, Some(v.to_string())),
                 None => (arg.as_str(), None),
             };
             let Some((var, ..)) = SETTINGS.iter().find(|s| !s.1.is_empty() && s.1 == flag) else {
-                problems.push(format!("{flag}: unknown option (see --help)"));
+                problems.push(unknown_flag(flag));
                 continue;
             };
             let value = if flag == "--demo" {
                 inline.or(Some("1".to_string()))
             } else {
-                inline.or_else(|| args.next().cloned())
+                // `--public-url --listen 0.0.0.0:80`: the URL was forgotten,
+                // and the next flag is not a value.
+                inline.or_else(|| args.next_if(|v| !v.starts_with("--")).cloned())
             };
             match value {
                 Some(v) => {
@@ -192,6 +295,8 @@ pub struct Config {
     /// WXAUTH_ALLOW: who /auth/check lets through; None lets every logged-in user.
     pub allow: Option<std::collections::HashSet<String>>,
     pub log: String,
+    /// Settings that work but are probably wrong: printed at start and by check-config.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -202,15 +307,29 @@ impl Config {
         let sim_listen = socket_addr(&mut p, raw, "WXAUTH_SIM_LISTEN");
         let secret = read_secret(&mut p, raw);
         let appid = raw.get("WXAUTH_APPID").map(str::to_string);
-        let forced_demo = match raw.get_or_default("WXAUTH_DEMO") {
-            "1" | "true" | "yes" => true,
-            "0" | "false" | "no" => false,
-            other => {
-                p.push(format!("WXAUTH_DEMO: {other:?} is not 0 or 1"));
+        let demo_switch = raw.get("WXAUTH_DEMO").map(|v| {
+            parse_switch(v).unwrap_or_else(|| {
+                p.push(format!(
+                    "WXAUTH_DEMO: {v:?} is not 1 or 0 (true/false, yes/no, on/off)"
+                ));
                 false
-            }
-        };
-        let demo = forced_demo || (appid.is_none() && secret.is_none());
+            })
+        });
+        let unconfigured = appid.is_none() && secret.is_none();
+        let demo = demo_switch.unwrap_or(unconfigured);
+        if unconfigured && demo_switch == Some(false) {
+            p.push("WXAUTH_DEMO=0 (real WeChat) needs WXAUTH_APPID and a secret".into());
+        }
+        // Under systemd, a missing account most likely means the env file
+        // was not loaded: a public server must not quietly start the demo.
+        let service = raw.get("INVOCATION_ID").is_some() || raw.get("JOURNAL_STREAM").is_some();
+        if unconfigured && demo_switch.is_none() && service {
+            p.push(
+                "WXAUTH_APPID: not set, and this is a service start (systemd): is \
+                 EnvironmentFile= loaded? Set WXAUTH_DEMO=1 to run the demo as a service"
+                    .into(),
+            );
+        }
         if !demo {
             match (&appid, &secret) {
                 (None, _) => p.push("WXAUTH_APPID: required when a secret is set".into()),
@@ -222,9 +341,14 @@ impl Config {
             }
         }
         if let Some(id) = &appid {
-            if id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            // WeChat's appids (test accounts' too) are "wx" and 16 letters or digits.
+            let shaped = id.len() == 18
+                && id.starts_with("wx")
+                && id.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !shaped {
                 p.push(format!(
-                    "WXAUTH_APPID: {id:?} is not an appid (letters and digits)"
+                    "WXAUTH_APPID: {id:?} does not look like an appid (wx and 16 letters or \
+                     digits, e.g. wx1234567890abcdef; the console's 开发 → 基本配置 shows it)"
                 ));
             }
         }
@@ -300,6 +424,22 @@ impl Config {
         if !p.is_empty() {
             return Err(ConfigError(p));
         }
+        let mut warnings = Vec::new();
+        let authority = public_url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split('/').next())
+            .unwrap_or("");
+        // After an IPv6 literal's `]`, or after the host name.
+        let port = match authority.rsplit_once(']') {
+            Some((_, after)) => after.strip_prefix(':'),
+            None => authority.rsplit_once(':').map(|(_, port)| port),
+        };
+        if let (false, Some(port)) = (demo, port.filter(|p| *p != "80" && *p != "443")) {
+            warnings.push(format!(
+                "WXAUTH_PUBLIC_URL: port {port}: WeChat calls back only on 80 (http) or 443 \
+                 (https); put nginx in front and use a URL without a port"
+            ));
+        }
         Ok(Config {
             listen,
             appid: appid
@@ -329,6 +469,7 @@ impl Config {
             token,
             allow,
             log,
+            warnings,
         })
     }
 
@@ -401,67 +542,89 @@ impl Config {
 }
 
 impl fmt::Display for Config {
+    /// Every setting, one per line, aligned: what check-config prints.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mode = if self.demo {
-            "demo (built-in WeChat simulator)"
-        } else {
-            "real WeChat"
-        };
-        writeln!(f, "mode                = {mode}")?;
-        writeln!(f, "WXAUTH_LISTEN       = {}", self.listen)?;
-        writeln!(f, "WXAUTH_APPID        = {}", self.appid)?;
-        writeln!(f, "WXAUTH_SECRET       = {}", self.secret)?;
-        writeln!(f, "WXAUTH_PUBLIC_URL   = {}", self.public_url)?;
-        writeln!(f, "redirect_uri        = {}", self.redirect_uri())?;
-        writeln!(f, "WXAUTH_SCOPE        = {}", self.scope.as_str())?;
-        writeln!(f, "WXAUTH_LANG         = {}", self.lang)?;
-        writeln!(f, "WXAUTH_OPEN_BASE    = {}", self.open_base)?;
-        writeln!(f, "WXAUTH_API_BASE     = {}", self.api_base)?;
-        writeln!(f, "WXAUTH_SESSION_TTL  = {}", self.session_ttl)?;
-        writeln!(f, "WXAUTH_MAX_SESSIONS = {}", self.max_sessions)?;
-        let file = self.session_file.as_ref().map(|p| p.display().to_string());
-        writeln!(
-            f,
-            "WXAUTH_SESSION_FILE = {}",
-            file.as_deref().unwrap_or("(memory only)")
-        )?;
-        if self.demo {
-            writeln!(f, "WXAUTH_SIM_LISTEN   = {}", self.sim_listen)?;
-        }
-        let templates = self.templates.as_ref().map(|p| p.display().to_string());
-        writeln!(
-            f,
-            "WXAUTH_TEMPLATES    = {}",
-            templates.as_deref().unwrap_or("(embedded)")
-        )?;
-        writeln!(
-            f,
-            "WXAUTH_UPSTREAM_TIMEOUT = {}s",
-            self.upstream_timeout.as_secs_f64()
-        )?;
-        writeln!(
-            f,
-            "WXAUTH_CONNECT_TIMEOUT  = {}s",
-            self.connect_timeout.as_secs_f64()
-        )?;
-        writeln!(f, "WXAUTH_UPSTREAM_WORKERS = {}", self.upstream_workers)?;
-        writeln!(
-            f,
-            "WXAUTH_UPSTREAM_PER_CLIENT = {}",
-            self.upstream_per_client
-        )?;
+        let secs = |d: Duration| format!("{}s", d.as_secs_f64());
+        let or = |v: Option<String>, none: &str| v.unwrap_or_else(|| none.to_string());
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
         let proxies: Vec<String> = self
             .trusted_proxies
             .iter()
             .map(|ip| ip.to_string())
             .collect();
-        writeln!(f, "WXAUTH_TRUSTED_PROXIES = {}", proxies.join(","))?;
-        write!(f, "WXAUTH_LOG          = {}", self.log)
+        let mode = if self.demo {
+            "demo (built-in WeChat simulator)"
+        } else {
+            "real WeChat"
+        };
+        let mut rows: Vec<(&str, String)> = vec![
+            ("mode", mode.to_string()),
+            ("WXAUTH_LISTEN", self.listen.to_string()),
+            ("WXAUTH_APPID", self.appid.clone()),
+            ("WXAUTH_SECRET", self.secret.to_string()),
+            ("WXAUTH_PUBLIC_URL", self.public_url.clone()),
+            ("redirect_uri", self.redirect_uri()),
+            ("WXAUTH_SCOPE", self.scope.as_str().to_string()),
+            ("WXAUTH_LANG", self.lang.clone()),
+            ("WXAUTH_OPEN_BASE", self.open_base.clone()),
+            ("WXAUTH_API_BASE", self.api_base.clone()),
+            ("WXAUTH_SESSION_TTL", format!("{}s", self.session_ttl)),
+            ("WXAUTH_MAX_SESSIONS", self.max_sessions.to_string()),
+            (
+                "WXAUTH_SESSION_FILE",
+                or(path(&self.session_file), "(memory only)"),
+            ),
+        ];
+        if self.demo {
+            rows.push(("WXAUTH_SIM_LISTEN", self.sim_listen.to_string()));
+        }
+        rows.extend([
+            ("WXAUTH_TEMPLATES", or(path(&self.templates), "(embedded)")),
+            ("WXAUTH_UPSTREAM_TIMEOUT", secs(self.upstream_timeout)),
+            ("WXAUTH_CONNECT_TIMEOUT", secs(self.connect_timeout)),
+            ("WXAUTH_CLIENT_TIMEOUT", secs(self.client_timeout)),
+            ("WXAUTH_UPSTREAM_WORKERS", self.upstream_workers.to_string()),
+            (
+                "WXAUTH_UPSTREAM_PER_CLIENT",
+                self.upstream_per_client.to_string(),
+            ),
+            ("WXAUTH_TRUSTED_PROXIES", proxies.join(",")),
+            (
+                "WXAUTH_TOKEN",
+                self.token
+                    .as_ref()
+                    .map_or("(unset: no /wechat)".into(), |t| t.to_string()),
+            ),
+            (
+                "WXAUTH_ALLOW",
+                self.allow
+                    .as_ref()
+                    .map_or("(unset: every logged-in user)".into(), |a| {
+                        format!("{} entries", a.len())
+                    }),
+            ),
+            ("WXAUTH_LOG", self.log.clone()),
+        ]);
+        let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        for (i, (name, value)) in rows.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{name:<width$} = {value}")?;
+        }
+        Ok(())
     }
 }
 
 fn socket_addr(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> SocketAddr {
     let value = raw.get_or_default(var);
+    // `localhost:8080` is what people write; it means loopback, no lookup.
+    if let Some(port) = value
+        .strip_prefix("localhost:")
+        .and_then(|p| p.parse().ok())
+    {
+        return SocketAddr::from(([127, 0, 0, 1], port));
+    }
     value.parse().unwrap_or_else(|_| {
         p.push(format!(
             "{var}: {value:?} is not an address like 127.0.0.1:8080"
@@ -574,6 +737,141 @@ mod tests {
         Config::from_raw(&RawConfig::from_env_and_args(env, &[])?)
     }
 
+    fn problems(pairs: &[(&str, &str)]) -> Vec<String> {
+        config(pairs).expect_err("a configuration error").0
+    }
+
+    const REAL: [(&str, &str); 3] = [
+        ("WXAUTH_APPID", "wx1234567890abcdef"),
+        ("WXAUTH_SECRET", "s3cret"),
+        ("WXAUTH_PUBLIC_URL", "https://wx.example.com"),
+    ];
+
+    #[test]
+    fn an_unknown_variable_is_refused_with_the_closest_name() {
+        let p = problems(&[("WXAUTH_PORT", "9000")]);
+        assert_eq!(
+            p,
+            ["WXAUTH_PORT: unknown variable; did you mean WXAUTH_LISTEN? (see --help)"]
+        );
+        let p = problems(&[("WXAUTH_SESION_TTL", "60")]);
+        assert!(p[0].contains("did you mean WXAUTH_SESSION_TTL?"), "{p:?}");
+        let p = problems(&[("WXAUTH_QQQQQQQQQQQQ", "1")]);
+        assert_eq!(
+            p,
+            ["WXAUTH_QQQQQQQQQQQQ: unknown variable (see --help for the settings)"]
+        );
+        // Not a setting, but the test suite's own switch: left alone.
+        assert!(config(&[("WXAUTH_E2E", "1")]).is_ok());
+    }
+
+    #[test]
+    fn an_appid_must_look_like_one() {
+        for bad in [
+            "wx123",
+            "gh_1234567890abcd",
+            "wx1234567890abcdef0",
+            "wx12345678-0abcdef",
+        ] {
+            let mut pairs = REAL.to_vec();
+            pairs[0] = ("WXAUTH_APPID", bad);
+            let p = problems(&pairs);
+            assert!(
+                p.iter()
+                    .any(|l| l.starts_with("WXAUTH_APPID:") && l.contains("wx and 16")),
+                "{bad}: {p:?}"
+            );
+        }
+        assert!(config(&REAL).is_ok());
+    }
+
+    #[test]
+    fn a_public_url_on_a_port_wechat_does_not_call_is_a_warning() {
+        let mut pairs = REAL.to_vec();
+        pairs[2] = ("WXAUTH_PUBLIC_URL", "https://wx.example.com:8443/wx");
+        let c = config(&pairs).unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("port 8443"), "{:?}", c.warnings);
+        for fine in [
+            "https://wx.example.com:443",
+            "http://wx.example.com:80/x",
+            "https://[::1]",
+        ] {
+            pairs[2] = ("WXAUTH_PUBLIC_URL", fine);
+            assert!(config(&pairs).unwrap().warnings.is_empty(), "{fine}");
+        }
+        // Demo mode runs on 8080 on purpose.
+        assert!(config(&[]).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn localhost_means_loopback() {
+        let c = config(&[("WXAUTH_LISTEN", "localhost:9090")]).unwrap();
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 9090)));
+        assert!(!problems(&[("WXAUTH_LISTEN", "example.com:80")]).is_empty());
+    }
+
+    #[test]
+    fn switches_read_the_same_everywhere() {
+        for on in ["1", "true", "TRUE", "yes", "on", "On"] {
+            assert_eq!(parse_switch(on), Some(true), "{on}");
+            assert!(config(&[("WXAUTH_DEMO", on)]).unwrap().demo, "{on}");
+        }
+        for off in ["0", "false", "no", "off", "OFF"] {
+            assert_eq!(parse_switch(off), Some(false), "{off}");
+        }
+        assert_eq!(parse_switch("2"), None);
+        assert!(problems(&[("WXAUTH_DEMO", "maybe")])[0].starts_with("WXAUTH_DEMO:"));
+    }
+
+    #[test]
+    fn demo_off_or_a_service_start_without_an_account_is_refused() {
+        let p = problems(&[("WXAUTH_DEMO", "0")]);
+        assert!(p[0].contains("WXAUTH_DEMO=0"), "{p:?}");
+        let p = problems(&[("INVOCATION_ID", "4e1d2a")]);
+        assert!(p[0].contains("EnvironmentFile"), "{p:?}");
+        // The demo as a service, on purpose.
+        assert!(
+            config(&[("INVOCATION_ID", "4e1d2a"), ("WXAUTH_DEMO", "1")])
+                .unwrap()
+                .demo
+        );
+        // Interactively, no configuration is the demo.
+        assert!(config(&[]).unwrap().demo);
+    }
+
+    #[test]
+    fn a_flag_is_never_taken_as_another_flags_value() {
+        let args = ["--public-url", "--listen", "0.0.0.0:80"].map(String::from);
+        let e = RawConfig::from_env_and_args(Vec::new(), &args).unwrap_err();
+        assert_eq!(e.0, ["--public-url: needs a value"]);
+        let e =
+            RawConfig::from_env_and_args(Vec::new(), &["--secret".into(), "x".into()]).unwrap_err();
+        assert!(e.0[0].contains("visible to every user"), "{:?}", e.0);
+        let e =
+            RawConfig::from_env_and_args(Vec::new(), &["--lisen".into(), "x".into()]).unwrap_err();
+        assert!(e.0[0].contains("did you mean --listen?"), "{:?}", e.0);
+    }
+
+    #[test]
+    fn check_config_prints_every_setting_aligned() {
+        let text = config(&REAL).unwrap().to_string();
+        let columns: Vec<usize> = text
+            .lines()
+            .map(|l| l.find(" = ").expect("name = value"))
+            .collect();
+        assert!(columns.windows(2).all(|w| w[0] == w[1]), "{text}");
+        for (var, ..) in SETTINGS {
+            let shown = text.lines().any(|l| l.starts_with(var));
+            // The secret's file, the demo switch and the simulator's address
+            // are shown through what they lead to.
+            let through_another =
+                ["WXAUTH_SECRET_FILE", "WXAUTH_DEMO", "WXAUTH_SIM_LISTEN"].contains(var);
+            assert!(shown || through_another, "{var} missing from:\n{text}");
+        }
+        assert!(!text.contains("s3cret"));
+    }
+
     #[test]
     fn nothing_set_means_demo_mode_on_loopback() {
         let c = config(&[]).unwrap();
@@ -586,7 +884,7 @@ mod tests {
 
     #[test]
     fn appid_without_secret_and_secret_without_appid_are_errors() {
-        let e = config(&[("WXAUTH_APPID", "wx123")]).unwrap_err();
+        let e = config(&[("WXAUTH_APPID", "wx1234567890abcdef")]).unwrap_err();
         assert!(e.0.iter().any(|l| l.starts_with("WXAUTH_SECRET:")), "{e:?}");
         let e = config(&[("WXAUTH_SECRET", "s")]).unwrap_err();
         assert!(e.0.iter().any(|l| l.starts_with("WXAUTH_APPID:")), "{e:?}");
@@ -595,7 +893,7 @@ mod tests {
     #[test]
     fn real_mode_needs_a_public_url_and_reports_every_problem() {
         let e = config(&[
-            ("WXAUTH_APPID", "wx123"),
+            ("WXAUTH_APPID", "wx1234567890abcdef"),
             ("WXAUTH_SECRET", "s"),
             ("WXAUTH_SCOPE", "snsapi_everything"),
             ("WXAUTH_LISTEN", "nowhere"),
@@ -607,7 +905,7 @@ mod tests {
     #[test]
     fn real_mode_with_https_public_url() {
         let c = config(&[
-            ("WXAUTH_APPID", "wx123"),
+            ("WXAUTH_APPID", "wx1234567890abcdef"),
             ("WXAUTH_SECRET", "s3cret"),
             ("WXAUTH_PUBLIC_URL", "https://wx.example.com/app/"),
         ])
@@ -645,7 +943,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("wxauth_secret"), "cred-secret\n").unwrap();
         let c = config(&[
-            ("WXAUTH_APPID", "wx123"),
+            ("WXAUTH_APPID", "wx1234567890abcdef"),
             ("WXAUTH_PUBLIC_URL", "https://wx.example.com"),
             ("CREDENTIALS_DIRECTORY", dir.to_str().unwrap()),
         ])

@@ -60,6 +60,11 @@ fn main() -> ExitCode {
         }
     };
     wxauth::log::set_level(&config.log);
+    if matches!(command, "serve" | "check-config") {
+        for warning in &config.warnings {
+            err!("wxauth: warning: {warning}");
+        }
+    }
     match command {
         "check-config" => {
             // Everything serve checks before binding, templates included.

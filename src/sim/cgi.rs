@@ -113,9 +113,7 @@ fn get(sim: &mut Sim, req: &Req) -> Body {
         return error_body(errcode);
     }
     match &sim.menu {
-        // Spliced as text: the menu was checked to be JSON when stored, and
-        // this keeps the caller's own field order.
-        Some(menu) => format!("{{\"menu\":{menu}}}").into_bytes(),
+        Some(menu) => format!("{{\"menu\":{}}}", menu::as_wechat_shows_it(menu)).into_bytes(),
         None => error_body(MENU_NO_EXIST),
     }
 }
@@ -157,9 +155,10 @@ mod tests {
         assert_eq!(post(&mut s, &create, menu)["errcode"], 0);
         let get = format!("/cgi-bin/menu/get?access_token={token}");
         let got = s.route(&Req::fake("GET", &get, &[]));
+        // As WeChat shows it: every button gains an empty sub_button list.
         assert_eq!(
             String::from_utf8_lossy(&got.body),
-            format!("{{\"menu\":{menu}}}")
+            r#"{"menu":{"button":[{"type":"click","name":"赞","key":"GOOD","sub_button":[]}]}}"#
         );
         assert_eq!(
             post(&mut s, "/cgi-bin/menu/create?access_token=x", menu)["errcode"],

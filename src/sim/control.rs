@@ -110,11 +110,7 @@ fn parse(form: &[(String, String)]) -> Result<Changes, String> {
 }
 
 fn switch(name: &str, value: &str) -> Result<bool, String> {
-    match value {
-        "1" | "true" | "on" => Ok(true),
-        "0" | "false" | "off" => Ok(false),
-        _ => Err(format!("{name}={value}: want 1 or 0")),
-    }
+    crate::config::parse_switch(value).ok_or_else(|| format!("{name}={value}: want 1 or 0"))
 }
 
 /// Applies in a fixed order: reset and clear first, so that one request can

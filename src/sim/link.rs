@@ -140,15 +140,26 @@ fn check_state(state: Option<&str>) -> Result<&str, Refusal> {
 
 /// True when the raw query has exactly appid, redirect_uri, response_type,
 /// scope, state in that order, then only optional keys, each at most once.
+///
+/// A link with no `state` at all passes here and is refused by the state
+/// check with 10013 (state不能为空), the same answer as `state=`: WeChat's
+/// document calls state optional, but its error table has 10013, and that
+/// is what SDKs that leave out an empty state get.
 fn order_ok(raw_query: &str) -> bool {
     let keys: Vec<&str> = raw_query
         .split('&')
         .map(|part| part.split_once('=').map_or(part, |(k, _)| k))
         .collect();
-    if keys.len() < REQUIRED_ORDER.len() || keys[..REQUIRED_ORDER.len()] != REQUIRED_ORDER {
+    let without_state = REQUIRED_ORDER.len() - 1;
+    let required = if keys.get(without_state) == Some(&"state") {
+        REQUIRED_ORDER.len()
+    } else {
+        without_state
+    };
+    if keys.len() < required || keys[..required] != REQUIRED_ORDER[..required] {
         return false;
     }
-    let rest = &keys[REQUIRED_ORDER.len()..];
+    let rest = &keys[required..];
     rest.iter()
         .enumerate()
         .all(|(i, k)| OPTIONAL.contains(k) && !rest[..i].contains(k))
@@ -240,10 +251,14 @@ mod tests {
             "appid=a&redirect_uri=b&response_type=code&scope=s&state=t"
         ));
         assert!(order_ok("appid=a&redirect_uri=b&response_type=code&scope=s&state=t&forcePopup=true&connect_redirect=1"));
+        // No state: in order; the state check then answers 10013.
+        assert!(order_ok(
+            "appid=a&redirect_uri=b&response_type=code&scope=s"
+        ));
         for bad in [
             "redirect_uri=b&appid=a&response_type=code&scope=s&state=t",
             "appid=a&redirect_uri=b&response_type=code&state=t&scope=s",
-            "appid=a&redirect_uri=b&response_type=code&scope=s",
+            "appid=a&redirect_uri=b&response_type=code&scope=s&x=1",
             "appid=a&redirect_uri=b&response_type=code&scope=s&state=t&x=1",
             "appid=a&redirect_uri=b&response_type=code&scope=s&state=t&state=u",
             "appid=a&redirect_uri=b&response_type=code&scope=s&state=t&forcePopup=true&forcePopup=true",
@@ -285,6 +300,15 @@ mod tests {
         assert_eq!(check(&other).err(), Some(DOMAIN_MISMATCH));
         assert_eq!(
             check(&link("").replace("state=abc", "state=")).err(),
+            Some(NO_STATE)
+        );
+        // No state at all: the same answer, not a parameter-order error.
+        assert_eq!(
+            check(&link("").replace("&state=abc", "")).err(),
+            Some(NO_STATE)
+        );
+        assert_eq!(
+            check(&link("&connect_redirect=1").replace("&state=abc", "")).err(),
             Some(NO_STATE)
         );
         assert_eq!(

@@ -99,6 +99,54 @@ pub fn validate(body: &[u8]) -> Result<String, i64> {
     Ok(text.to_string())
 }
 
+/// The stored menu as `menu/get` shows it: WeChat answers with its own key
+/// order and adds `"sub_button":[]` to every button that has none, leaves
+/// and sub buttons too (code reading `sub_button` unconditionally works
+/// there, so it must work here).
+pub(super) fn as_wechat_shows_it(stored: &str) -> String {
+    let Ok(menu) = serde_json::from_str::<Value>(stored) else {
+        return stored.to_string();
+    };
+    let buttons: Vec<String> = menu["button"]
+        .as_array()
+        .map(|b| b.iter().map(shown_button).collect())
+        .unwrap_or_default();
+    format!("{{\"button\":[{}]}}", buttons.join(","))
+}
+
+/// One button with WeChat's key order, then any other keys, then `sub_button`.
+fn shown_button(button: &Value) -> String {
+    const ORDER: [&str; 8] = [
+        "type",
+        "name",
+        "key",
+        "url",
+        "media_id",
+        "appid",
+        "pagepath",
+        "article_id",
+    ];
+    let Some(fields) = button.as_object() else {
+        return button.to_string();
+    };
+    let known = ORDER.iter().filter_map(|k| fields.get(*k).map(|v| (*k, v)));
+    let others = fields
+        .iter()
+        .filter(|(k, _)| !ORDER.contains(&k.as_str()) && k.as_str() != "sub_button")
+        .map(|(k, v)| (k.as_str(), v));
+    let mut parts: Vec<String> = known
+        .chain(others)
+        .map(|(k, v)| format!("{}:{v}", Value::from(k)))
+        .collect();
+    let subs: Vec<String> = fields
+        .get("sub_button")
+        .and_then(Value::as_array)
+        .map(|subs| subs.iter().map(shown_button).collect())
+        .unwrap_or_default();
+    parts.push(format!("\"sub_button\":[{}]", subs.join(",")));
+    format!("{{{}}}", parts.join(","))
+}
+
 /// A top-level button: a parent of sub buttons, or a button of its own.
 fn top_button(button: &Value) -> Result<(), i64> {
     let button = button.as_object().ok_or(DATA_FORMAT_ERROR)?;
@@ -171,6 +219,23 @@ mod tests {
 
     fn click(name: &str) -> Value {
         json!({ "type": "click", "name": name, "key": "K" })
+    }
+
+    #[test]
+    fn menu_get_shows_every_button_with_a_sub_button_list() {
+        let body = r#"{"button":[{"name":"登录","url":"https://a.example/login","type":"view"},
+            {"name":"更多","sub_button":[{"type":"click","name":"赞","key":"V1001_GOOD"}]}]}"#;
+        let shown: Value = serde_json::from_str(&as_wechat_shows_it(body)).unwrap();
+        assert_eq!(
+            shown,
+            json!({"button": [
+                {"type": "view", "name": "登录", "url": "https://a.example/login", "sub_button": []},
+                {"name": "更多", "sub_button": [
+                    {"type": "click", "name": "赞", "key": "V1001_GOOD", "sub_button": []}]}]})
+        );
+        assert!(as_wechat_shows_it(body).starts_with(r#"{"button":[{"type":"view","name":"登录""#));
+        // What menu/get shows can be sent back to menu/create as it is.
+        assert!(validate(as_wechat_shows_it(body).as_bytes()).is_ok());
     }
 
     #[test]

@@ -75,6 +75,52 @@ fn invalid_configuration_exits_2_with_one_line_per_problem() {
 }
 
 #[test]
+fn typos_in_the_configuration_are_caught_with_a_suggestion() {
+    let out = run(&["check-config"], &[("WXAUTH_PORT", "9000")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stderr(&out).trim(),
+        "wxauth: WXAUTH_PORT: unknown variable; did you mean WXAUTH_LISTEN? (see --help)"
+    );
+    let out = run(&["--secret", "x"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("visible to every user"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(
+        &["check-config", "--public-url", "--listen", "0.0.0.0:80"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--public-url: needs a value"),
+        "{}",
+        stderr(&out)
+    );
+    // systemd started it, and the env file with the appid was not loaded.
+    let out = run(&["check-config"], &[("INVOCATION_ID", "0123abcd")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("EnvironmentFile"), "{}", stderr(&out));
+    // A port WeChat will not call back: it works, with a warning.
+    let real = [
+        ("WXAUTH_APPID", "wx1234567890abcdef"),
+        ("WXAUTH_SECRET", "s3cret-value"),
+        ("WXAUTH_PUBLIC_URL", "https://wx.example.com:8443"),
+        ("WXAUTH_LISTEN", "localhost:18080"),
+    ];
+    let out = run(&["check-config"], &real);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: WXAUTH_PUBLIC_URL: port 8443"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("127.0.0.1:18080"), "{}", stdout(&out));
+}
+
+#[test]
 fn check_config_prints_the_effective_configuration_with_the_secret_masked() {
     let dir = std::env::temp_dir().join(format!("wxauth-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -83,23 +129,24 @@ fn check_config_prints_the_effective_configuration_with_the_secret_masked() {
     let out = run(
         &["check-config", "--scope", "snsapi_base"],
         &[
-            ("WXAUTH_APPID", "wx1234567890"),
+            ("WXAUTH_APPID", "wx1234567890abcdef"),
             ("WXAUTH_SECRET_FILE", secret_file.to_str().unwrap()),
             ("WXAUTH_PUBLIC_URL", "https://wx.example.com/"),
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("mode                = real WeChat"), "{text}");
-    assert!(
-        text.contains("redirect_uri        = https://wx.example.com/callback"),
-        "{text}"
-    );
-    assert!(
-        text.contains("WXAUTH_SCOPE        = snsapi_base"),
-        "the flag overrides: {text}"
-    );
-    assert!(text.contains("WXAUTH_SECRET       = ****"));
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .and_then(|l| l.split_once(" = "))
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_else(|| panic!("{name} in {text}"))
+    };
+    assert_eq!(value("mode"), "real WeChat");
+    assert_eq!(value("redirect_uri"), "https://wx.example.com/callback");
+    assert_eq!(value("WXAUTH_SCOPE"), "snsapi_base", "the flag overrides");
+    assert_eq!(value("WXAUTH_SECRET"), "****");
     assert!(!text.contains("file-secret-123"));
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -263,6 +310,11 @@ fn a_restart_with_sigterm_keeps_the_sessions() {
     let file_env = [("WXAUTH_SESSION_FILE", file.to_str().unwrap())];
 
     let mut first = start_demo(&file_env);
+    assert!(
+        !first.log().iter().any(|l| l.contains("restored")),
+        "no file yet, nothing restored to speak of: {:?}",
+        first.log()
+    );
     let app = first.app.clone();
     let mut browser = Browser::new();
     let login = browser.get(&format!("{app}/login"));
@@ -280,7 +332,7 @@ fn a_restart_with_sigterm_keeps_the_sessions() {
         Some(0),
         "a clean exit on SIGTERM"
     );
-    let saved = first.log().iter().any(|l| l.contains("saved 1 sessions"));
+    let saved = first.log().iter().any(|l| l.contains("saved 1 session to"));
     assert!(saved, "{:?}", first.log());
     let mode = std::fs::metadata(&file)
         .expect("the session file was written")
@@ -349,7 +401,7 @@ fn a_sigterm_lets_a_login_under_way_finish_and_turns_new_requests_away() {
     );
     assert_eq!(finished.location(), "/profile");
     assert_eq!(wait_for_exit(&mut demo.child).code(), Some(0));
-    let saved = demo.log().iter().any(|l| l.contains("saved 1 sessions"));
+    let saved = demo.log().iter().any(|l| l.contains("saved 1 session to"));
     assert!(
         saved,
         "the login that finished while stopping was saved: {:?}",
@@ -369,11 +421,20 @@ fn a_corrupt_session_file_is_reported_and_the_server_starts_empty() {
         Browser::new().get(&format!("{}/healthz", demo.app)).status,
         200
     );
-    let complaints: Vec<String> = demo
-        .log()
-        .into_iter()
-        .filter(|l| l.starts_with("stderr: "))
-        .collect();
+    let complaints = || -> Vec<String> {
+        demo.log()
+            .into_iter()
+            .filter(|l| l.starts_with("stderr: "))
+            .collect()
+    };
+    // The line is printed before the server answers, but read from the pipe
+    // by another thread: wait for it, then for anything more that might follow.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while complaints().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let complaints = complaints();
     assert_eq!(complaints.len(), 1, "one line: {complaints:?}");
     assert!(
         complaints[0].contains("session file")

@@ -217,7 +217,7 @@ fn menu(stack: &Stack, args: &[&str]) -> (i32, String, String) {
     let out = crate::cli::wxauth_command()
         .arg("menu")
         .args(args)
-        .env("WXAUTH_APPID", "wx00000000000test")
+        .env("WXAUTH_APPID", "wx000000000000test")
         .env("WXAUTH_SECRET", &stack.secret)
         .env("WXAUTH_PUBLIC_URL", "https://wx.example.com")
         .env("WXAUTH_API_BASE", &stack.sim_url)
@@ -295,7 +295,7 @@ fn the_base_token_is_fetched_once_for_many_calls_and_again_after_expiry() {
     use wxauth::account::{menu_show, BaseToken};
     let stack = start_real(&[]);
     let env = [
-        ("WXAUTH_APPID", "wx00000000000test"),
+        ("WXAUTH_APPID", "wx000000000000test"),
         ("WXAUTH_SECRET", stack.secret.as_str()),
         ("WXAUTH_PUBLIC_URL", "https://wx.example.com"),
         ("WXAUTH_API_BASE", stack.sim_url.as_str()),

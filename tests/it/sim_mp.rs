@@ -399,17 +399,31 @@ fn menu_create_get_and_delete() {
     let got = sim.menu_get(&token);
     assert_eq!(got.status, 200);
     assert_eq!(got.header("content-type"), Some("text/plain"));
-    // The menu comes back as it was sent, field order included.
-    assert_eq!(got.text(), format!("{{\"menu\":{MENU}}}"));
+    // The menu comes back as WeChat shows it: every button, leaves and sub
+    // buttons too, with a `sub_button` list (empty where it had none).
+    let shown = got.json();
+    let sent: serde_json::Value = serde_json::from_str(MENU).unwrap();
+    let buttons = shown["menu"]["button"].as_array().unwrap();
+    assert_eq!(buttons.len(), sent["button"].as_array().unwrap().len());
+    for (button, sent) in buttons.iter().zip(sent["button"].as_array().unwrap()) {
+        assert!(button["sub_button"].is_array(), "{button}");
+        assert_eq!(button["name"], sent["name"]);
+        for sub in button["sub_button"].as_array().unwrap() {
+            assert_eq!(sub["sub_button"], serde_json::json!([]), "{sub}");
+        }
+    }
     assert_eq!(
-        got.json()["menu"]["button"][1]["sub_button"][0]["key"],
+        shown["menu"]["button"][1]["sub_button"][0]["key"],
         "V1001_GOOD"
     );
     assert_eq!(sim.state()["stored"]["menu"], true);
     // A new menu replaces the old one.
     let small = r#"{"button":[{"type":"click","name":"帮助","key":"HELP"}]}"#;
     sim.menu_create(&token, small).assert_ok();
-    assert_eq!(sim.menu_get(&token).text(), format!("{{\"menu\":{small}}}"));
+    assert_eq!(
+        sim.menu_get(&token).text(),
+        r#"{"menu":{"button":[{"type":"click","name":"帮助","key":"HELP","sub_button":[]}]}}"#
+    );
     let deleted = sim.get(&format!("/cgi-bin/menu/delete?access_token={token}"));
     deleted.assert_ok();
     sim.menu_get(&token).assert_errcode(46003);

@@ -54,7 +54,7 @@ pub fn start_real(settings: &[(&str, &str)]) -> Stack {
     let secret = "test-secret-9f8e7d6c5b4a";
     let mut env = settings_with(&[
         ("WXAUTH_DEMO", "0"),
-        ("WXAUTH_APPID", "wx00000000000test"),
+        ("WXAUTH_APPID", "wx000000000000test"),
         ("WXAUTH_SECRET", secret),
         ("WXAUTH_PUBLIC_URL", &app_url),
         ("WXAUTH_OPEN_BASE", &sim_url),
