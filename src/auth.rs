@@ -1,18 +1,19 @@
 //! The OAuth dance: `login` sends the browser to WeChat, `callback` takes the
-//! code back and makes a session, `logout` ends it.
+//! code back and makes a session, `logout` ends it. States are signed and
+//! stored nowhere until spent (login.rs).
 
-use crate::app::{App, BROWSER_COOKIE, SESSION_COOKIE};
+use crate::app::App;
 use crate::config::Scope;
 use crate::error::AppError;
 use crate::http::{Reply, Req};
-use crate::random::{self, constant_time_eq};
+use crate::login::{self, Checked};
 use crate::scan;
-use crate::session::{Session, StoredUser, Tokens, ID_LEN, LOGIN_TTL};
+use crate::session::{Session, StoredUser, Tokens};
 use crate::wechat::WechatUser;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 
 /// Where a login lands when it was not asked to go anywhere else.
-const DEFAULT_NEXT: &str = "/profile";
+pub const DEFAULT_NEXT: &str = "/profile";
 /// WeChat's codes are 32 characters; anything far longer is not one.
 const MAX_CODE: usize = 256;
 
@@ -31,73 +32,94 @@ pub fn login(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     Ok(begin(app, req, &next))
 }
 
-/// This browser's id: kept across logins so two tabs logging in at once both work.
-pub fn browser_id(req: &Req) -> String {
-    match req.cookie(BROWSER_COOKIE) {
-        Some(id) if random::is_token(id, ID_LEN) => id.to_string(),
-        _ => random::token(ID_LEN),
-    }
-}
-
 /// Starts a login that lands on `next` (a checked local path): 302 to WeChat.
+/// Stores nothing: the state is signed, and `next` rides in the login cookie.
 pub fn begin(app: &mut App, req: &Req, next: &str) -> Reply {
-    let browser = browser_id(req);
-    let state = app.logins.begin(&browser, next, app.clock.now());
+    let mut cookie = app.login_cookie_of(req);
+    let next = login::fit(next, DEFAULT_NEXT);
+    let state = app.logins.begin(&mut cookie, next, app.clock.now());
     let url = app
         .wechat
         .authorize_url(&app.config.redirect_uri(), app.config.scope, &state);
-    let cookie = app.cookie(BROWSER_COOKIE, &browser, LOGIN_TTL as u64);
-    Reply::redirect(302, &url).with_cookie(&cookie)
+    Reply::redirect(302, &url).with_cookie(&app.login_cookie(&cookie))
 }
 
 /// GET /callback?code=C&state=T: WeChat sends the browser back here.
 pub fn callback(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+    let (login, code) = match before_exchange(app, req)? {
+        Before::Landed(reply) => return Ok(reply),
+        Before::Exchange { login, code } => (login, code),
+    };
+    let outcome = exchange(app, &code, &login.next);
+    after_exchange(app, req, &login, outcome)
+}
+
+/// What the callback does once its state has been checked.
+enum Before {
+    /// Nothing more to ask WeChat: this reply is the answer.
+    Landed(Reply),
+    /// Exchange `code`; the state is marked spent already.
+    Exchange { login: Checked, code: String },
+}
+
+/// Everything the callback does before calling WeChat: the state is checked
+/// here, first: a forged, foreign, expired or replayed callback costs no
+/// upstream call, and a code carried to another browser is refused.
+fn before_exchange(app: &mut App, req: &Req) -> Result<Before, AppError> {
     let now = app.clock.now();
-    // The state is checked before any upstream call: a forged or replayed
-    // callback costs nothing, and a code carried to another browser is refused.
     let state = req.query("state").unwrap_or("");
-    let login = app.logins.get(state, now).ok_or(AppError::BadState)?;
-    if !constant_time_eq(&login.browser, req.cookie(BROWSER_COOKIE).unwrap_or("")) {
-        return Err(AppError::BadState);
-    }
-    let next = login.next.clone();
-    if let Some(sid) = login.session.clone() {
+    let cookies = req.cookies_named(app.login_cookie_name);
+    let login = app
+        .logins
+        .check(state, cookies, now)
+        .ok_or(AppError::BadState)?;
+    if let Some(spent) = app.logins.spent(&login, now) {
         // A reload, or WeChat's double callback (a second code, same state):
         // the first code was exchanged already; a code is exchanged once.
-        let reply = Reply::redirect(302, &next);
-        return Ok(match app.sessions.get(&sid, now) {
-            Some(_) => reply.with_cookie(&app.session_cookie(&sid)),
+        let Some(sid) = spent.session() else {
+            // That exchange failed (or is still running): a retry is a new login.
+            return Err(AppError::BadState);
+        };
+        let reply = Reply::redirect(302, &login.next);
+        return Ok(Before::Landed(match app.sessions.get(sid, now) {
+            Some(_) => reply.with_cookie(&app.session_cookie(sid)),
             None => reply,
-        });
+        }));
     }
     let code = match req.query("code") {
         Some(code) if !code.is_empty() => code,
-        _ => {
-            app.logins.remove(state);
-            return Err(AppError::Declined { next });
-        }
+        _ => return Err(AppError::Declined { next: login.next }),
     };
     if code.len() > MAX_CODE {
-        app.logins.remove(state);
         return Err(AppError::BadRequest);
     }
-    let state = state.to_string();
     // Whatever happens next, this state's code is spent: a retry is a new login.
-    let outcome = exchange(app, code, &next);
-    let session = match outcome {
-        Ok(session) => session,
-        Err(err) => {
-            app.logins.remove(&state);
-            return Err(err);
-        }
-    };
-    // One browser, one session: a session id it held before is ended, never promoted.
-    if let Some(old) = req.cookie(SESSION_COOKIE) {
-        app.sessions.remove(old);
+    app.logins.spend(&login, now);
+    Ok(Before::Exchange {
+        code: code.to_string(),
+        login,
+    })
+}
+
+/// Everything the callback does after WeChat answered: the session, the
+/// spent state's record, a scan ticket the login was for, the cookie.
+fn after_exchange(
+    app: &mut App,
+    req: &Req,
+    login: &Checked,
+    outcome: Result<Session, AppError>,
+) -> Result<Reply, AppError> {
+    let session = outcome?;
+    let now = app.clock.now();
+    // One browser, one session: ids it held before are ended, never promoted.
+    let old: Vec<String> = app.session_ids(req).map(str::to_string).collect();
+    for id in old {
+        app.sessions.remove(&id);
     }
     let sid = app.sessions.create(session, now);
-    app.logins.complete(&state, &sid);
-    Ok(Reply::redirect(302, &next).with_cookie(&app.session_cookie(&sid)))
+    app.logins.complete(login, &sid);
+    scan::after_login(app, login, &sid, now);
+    Ok(Reply::redirect(302, &login.next).with_cookie(&app.session_cookie(&sid)))
 }
 
 /// Code → grant → (with snsapi_userinfo) profile → a session to store.
@@ -138,12 +160,14 @@ fn exchange(app: &mut App, code: &str, next: &str) -> Result<Session, AppError> 
     })
 }
 
-/// POST /logout: ends the session on the server, clears the cookie, 303 home.
+/// POST /logout: ends the session on the server (every session id the
+/// browser sent), clears the cookie, 303 home.
 pub fn logout(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    if let Some(id) = req.cookie(SESSION_COOKIE) {
-        app.sessions.remove(id);
+    let ids: Vec<String> = app.session_ids(req).map(str::to_string).collect();
+    for id in ids {
+        app.sessions.remove(&id);
     }
-    Ok(Reply::redirect(303, "/").with_cookie(&app.cookie(SESSION_COOKIE, "", 0)))
+    Ok(Reply::redirect(303, "/").with_cookie(&app.session_cookie_cleared()))
 }
 
 /// Characters written percent-encoded when `next` goes back into a Location

@@ -1,7 +1,7 @@
 //! HTML handlers: home, profile, and the profile refresh that re-fetches the
 //! user from WeChat with the stored token (refreshing the token when needed).
 
-use crate::app::{App, SESSION_COOKIE};
+use crate::app::App;
 use crate::config::Scope;
 use crate::error::{login_url, AppError};
 use crate::http::{Reply, Req};
@@ -52,7 +52,7 @@ pub fn profile_refresh(app: &mut App, req: &Req) -> Result<Reply, AppError> {
         }
         Err(error) if error.is_dead_grant() => {
             app.sessions.remove(&sid);
-            let cleared = app.cookie(SESSION_COOKIE, "", 0);
+            let cleared = app.session_cookie_cleared();
             Ok(Reply::redirect(303, &login_url("/profile")).with_cookie(&cleared))
         }
         Err(error) => Err(AppError::Upstream {
