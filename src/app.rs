@@ -258,7 +258,9 @@ impl Service for App {
         let counters = &self.counters;
         counters.spent.store(self.logins.len(), Ordering::Relaxed);
         counters.scans.store(self.scans.len(), Ordering::Relaxed);
-        counters.pushes.store(self.pushes.acted(), Ordering::Relaxed);
+        counters
+            .pushes
+            .store(self.pushes.acted(), Ordering::Relaxed);
         with_security_headers(reply, req.path.starts_with("/static/"))
     }
 

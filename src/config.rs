@@ -585,7 +585,10 @@ mod tests {
         assert!(!c.demo);
         assert_eq!(c.redirect_uri(), "https://wx.example.com/app/callback");
         assert!(c.secure_cookies());
-        assert!(!c.host_cookies(), "a path prefix keeps the plain cookie names");
+        assert!(
+            !c.host_cookies(),
+            "a path prefix keeps the plain cookie names"
+        );
         assert_eq!(c.public_origin(), "https://wx.example.com");
         assert_eq!(c.public_host(), "wx.example.com");
         let shown = c.to_string();
@@ -635,7 +638,10 @@ mod tests {
 
     #[test]
     fn origin_drops_the_path_and_the_default_port() {
-        assert_eq!(origin_of("https://WX.example.com:443/app"), "https://wx.example.com");
+        assert_eq!(
+            origin_of("https://WX.example.com:443/app"),
+            "https://wx.example.com"
+        );
         assert_eq!(origin_of("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
         assert_eq!(origin_of("http://h:80"), "http://h");
         assert_eq!(origin_of("https://h:8443"), "https://h:8443");

@@ -28,7 +28,9 @@ pub fn check(app: &mut App, req: &Req) -> Result<Reply, AppError> {
             .unionid()
             .is_none_or(|u| crate::wechat::identity("unionid", u).is_ok());
     if !clean {
-        return Err(AppError::Internal("session holds an unusable openid or unionid".into()));
+        return Err(AppError::Internal(
+            "session holds an unusable openid or unionid".into(),
+        ));
     }
     if !allowed(app, user.openid(), user.unionid()) {
         return Ok(Reply::empty(403));

@@ -94,7 +94,8 @@ impl LoginCookie {
     /// Remembers `next` for `nonce`, forgetting the oldest entries beyond the
     /// count or the size a browser keeps.
     pub fn remember(&mut self, nonce: &str, next: &str) {
-        self.entries.insert(0, (nonce.to_string(), next.to_string()));
+        self.entries
+            .insert(0, (nonce.to_string(), next.to_string()));
         self.entries.truncate(MAX_ENTRIES);
         while self.entries.len() > 1 && self.value().len() > MAX_VALUE {
             self.entries.pop();
@@ -331,12 +332,18 @@ mod tests {
         let checked = logins.check(&state, [value.as_str()], 1000).unwrap();
         assert_eq!(checked.next, "/where?x=1");
         assert_eq!(checked.browser, cookie.browser);
-        assert!(logins.check(&state, [value.as_str()], 1000 + LOGIN_TTL - 1).is_some());
-        assert!(logins.check(&state, [value.as_str()], 1000 + LOGIN_TTL).is_none());
+        assert!(logins
+            .check(&state, [value.as_str()], 1000 + LOGIN_TTL - 1)
+            .is_some());
+        assert!(logins
+            .check(&state, [value.as_str()], 1000 + LOGIN_TTL)
+            .is_none());
         // Another browser, even one that copies the entry under its own id.
         let mut other = LoginCookie::parse(&value).unwrap();
         other.browser = LoginCookie::new().browser;
-        assert!(logins.check(&state, [other.value().as_str()], 1000).is_none());
+        assert!(logins
+            .check(&state, [other.value().as_str()], 1000)
+            .is_none());
         // A next changed in the cookie breaks the tag.
         let tampered = value.replace("%2Fwhere", "%2Fthere");
         assert!(logins.check(&state, [tampered.as_str()], 1000).is_none());
@@ -388,14 +395,20 @@ mod tests {
         let value = cookie.value();
         assert!(logins.check(&states[5], [value.as_str()], 1).is_some());
         assert!(logins.check(&states[2], [value.as_str()], 1).is_some());
-        assert!(logins.check(&states[1], [value.as_str()], 1).is_none(), "only four kept");
+        assert!(
+            logins.check(&states[1], [value.as_str()], 1).is_none(),
+            "only four kept"
+        );
         let long = format!("/{}", "文".repeat(150));
         assert!(encode_component(&long).len() <= MAX_NEXT);
         for _ in 0..4 {
             logins.begin(&mut cookie, &long, 0);
         }
         assert!(cookie.value().len() <= MAX_VALUE);
-        assert_eq!(fit(&format!("/{}", "文".repeat(400)), "/profile"), "/profile");
+        assert_eq!(
+            fit(&format!("/{}", "文".repeat(400)), "/profile"),
+            "/profile"
+        );
         assert_eq!(LoginCookie::parse(&cookie.value()), Some(cookie));
     }
 
@@ -404,13 +417,18 @@ mod tests {
         let mut logins = logins();
         let mut cookie = LoginCookie::new();
         let state = logins.begin(&mut cookie, "/", 100);
-        let checked = logins.check(&state, [cookie.value().as_str()], 100).unwrap();
+        let checked = logins
+            .check(&state, [cookie.value().as_str()], 100)
+            .unwrap();
         assert!(logins.spent(&checked, 100).is_none());
         logins.spend(&checked, 100);
         assert_eq!(logins.spent(&checked, 101).unwrap().session(), None);
         let sid = random::token(BROWSER_LEN);
         logins.complete(&checked, &sid);
-        assert_eq!(logins.spent(&checked, 101).unwrap().session(), Some(sid.as_str()));
+        assert_eq!(
+            logins.spent(&checked, 101).unwrap().session(),
+            Some(sid.as_str())
+        );
         assert_eq!(logins.len(), 1);
         logins.sweep(100 + LOGIN_TTL);
         assert!(logins.is_empty());
@@ -429,7 +447,10 @@ mod tests {
             logins.spend(&checked(i), 0);
         }
         assert_eq!(logins.len(), MAX_SPENT);
-        assert!(logins.spent(&checked(0), 1).is_none(), "the oldest went first");
+        assert!(
+            logins.spent(&checked(0), 1).is_none(),
+            "the oldest went first"
+        );
         assert!(logins.spent(&checked(MAX_SPENT + 9), 1).is_some());
         assert!(logins.order.len() <= MAX_SPENT + 64 + 1);
     }

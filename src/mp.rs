@@ -265,7 +265,11 @@ impl SeenPushes {
     pub fn reply_to(&mut self, key: &str, now: i64) -> Option<Reply> {
         self.forget_old(now);
         let seen = self.seen.get(key)?;
-        Some(Reply::with_body(200, &seen.content_type, seen.body.to_vec()))
+        Some(Reply::with_body(
+            200,
+            &seen.content_type,
+            seen.body.to_vec(),
+        ))
     }
 
     /// Records that the push `key` was acted on and answered with `reply`.
@@ -392,7 +396,10 @@ mod tests {
         seen.remember("k".into(), &reply, 0);
         let again = seen.reply_to("k", 10).unwrap();
         assert_eq!(again.body, reply.body);
-        assert_eq!(again.header("content-type"), Some("text/xml; charset=utf-8"));
+        assert_eq!(
+            again.header("content-type"),
+            Some("text/xml; charset=utf-8")
+        );
         assert!(seen.reply_to("k", SEEN_TTL + 1).is_none());
         for i in 0..(SEEN_CAP + 10) {
             seen.remember(i.to_string(), &reply, SEEN_TTL + 2);

@@ -179,7 +179,9 @@ mod tests {
         assert_eq!(restored.user.nickname(), "新🐼");
         assert_eq!(restored.tokens.refresh_token(), "R");
         // The key came back: the state still checks out, and is still spent.
-        let again = back_logins.check(&state, [cookie.value().as_str()], 120).unwrap();
+        let again = back_logins
+            .check(&state, [cookie.value().as_str()], 120)
+            .unwrap();
         assert_eq!(again.next, "/next");
         let spent = back_logins.spent(&again, 120).unwrap();
         assert_eq!(spent.session(), Some(new.as_str()));
@@ -214,7 +216,8 @@ mod tests {
         let mut sessions = SessionStore::new(100, 10);
         let id = sessions.create(session("老"), 0);
         save(&path, &sessions, &Logins::new(Key::random())).unwrap();
-        let mut file: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        let mut file: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
         file["version"] = 1.into();
         file.as_object_mut().unwrap().remove("key");
         file.as_object_mut().unwrap().remove("spent");

@@ -110,12 +110,20 @@ impl<'a> Ticket<'a> {
 
     /// The `next` of the desktop this ticket was shown to, if one of the
     /// login cookies sent (each tried) is that desktop's.
-    fn bound_next<'c>(&self, key: &Key, cookies: impl IntoIterator<Item = &'c str>) -> Option<String> {
+    fn bound_next<'c>(
+        &self,
+        key: &Key,
+        cookies: impl IntoIterator<Item = &'c str>,
+    ) -> Option<String> {
         cookies.into_iter().find_map(|value| {
             let cookie = LoginCookie::parse(value)?;
             let next = cookie.next_of(self.nonce)?;
-            key.verify("ticket-browser", &[self.nonce, &cookie.browser, next], self.bind)
-                .then(|| next.to_string())
+            key.verify(
+                "ticket-browser",
+                &[self.nonce, &cookie.browser, next],
+                self.bind,
+            )
+            .then(|| next.to_string())
         })
     }
 
@@ -126,7 +134,10 @@ impl<'a> Ticket<'a> {
 
     /// The nonce as a map key.
     fn id(&self) -> [u8; NONCE_LEN] {
-        self.nonce.as_bytes().try_into().expect("parse checked the length")
+        self.nonce
+            .as_bytes()
+            .try_into()
+            .expect("parse checked the length")
     }
 }
 
@@ -342,7 +353,11 @@ pub fn scan(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 /// is made, so each costs a real WeChat login. A ticket another phone
 /// scanned first stays that phone's.
 pub fn after_login(app: &mut App, login: &Checked, sid: &str, now: i64) {
-    let Some(text) = login.next.strip_prefix(CONFIRM).and_then(|q| q.strip_prefix("?t=")) else {
+    let Some(text) = login
+        .next
+        .strip_prefix(CONFIRM)
+        .and_then(|q| q.strip_prefix("?t="))
+    else {
         return;
     };
     let Some(ticket) = Ticket::parse(app.logins.key(), text) else {
@@ -489,7 +504,8 @@ fn decide(app: &mut App, req: &Req, confirmed: bool) -> Result<Reply, AppError> 
 pub fn status(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let text = req.query("t").unwrap_or("");
     let now = app.clock.now();
-    let answer = |status: &str, code: u16| Reply::json(&json!({ "status": status })).with_status(code);
+    let answer =
+        |status: &str, code: u16| Reply::json(&json!({ "status": status })).with_status(code);
     let key = app.logins.key().clone();
     let Some(ticket) = Ticket::parse(&key, text) else {
         return Ok(answer("expired", 410));
@@ -550,7 +566,10 @@ mod tests {
         assert_eq!(ticket.issued, 1000);
         assert!(ticket.scannable(1000 + TICKET_TTL - 1) && !ticket.scannable(1000 + TICKET_TTL));
         let value = cookie.value();
-        assert_eq!(ticket.bound_next(&key, [value.as_str()]).as_deref(), Some("/next"));
+        assert_eq!(
+            ticket.bound_next(&key, [value.as_str()]).as_deref(),
+            Some("/next")
+        );
         let other = LoginCookie::new().value();
         assert_eq!(ticket.bound_next(&key, [other.as_str()]), None);
         // Any changed character breaks it, the shown IP included.
@@ -592,7 +611,11 @@ mod tests {
         req.peer = Some("127.0.0.1:5000".parse().unwrap());
         assert_eq!(client_ip(&req), Some("198.51.100.4".parse().unwrap()));
         req.peer = Some("192.0.2.1:5000".parse().unwrap());
-        assert_eq!(client_ip(&req), Some("192.0.2.1".parse().unwrap()), "not behind our nginx");
+        assert_eq!(
+            client_ip(&req),
+            Some("192.0.2.1".parse().unwrap()),
+            "not behind our nginx"
+        );
     }
 
     #[test]

@@ -127,7 +127,10 @@ mod tests {
         assert!(tag.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert!(key.verify("state", &["a", "b"], &tag));
         assert!(!key.verify("ticket", &["a", "b"], &tag));
-        assert!(!key.verify("state", &["ab", ""], &tag), "parts are length-prefixed");
+        assert!(
+            !key.verify("state", &["ab", ""], &tag),
+            "parts are length-prefixed"
+        );
         assert!(!key.verify("state", &["a", "c"], &tag));
         assert!(!Key::random().verify("state", &["a", "b"], &tag));
     }

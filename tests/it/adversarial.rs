@@ -213,15 +213,23 @@ fn pipelined_flood(addr: SocketAddr, requests: &[&[u8]], count: usize) -> Vec<(u
             sent += 1;
         }
         let n = stream.read(&mut buf).unwrap();
-        assert!(n > 0, "the server closed the connection after {answers} answers");
+        assert!(
+            n > 0,
+            "the server closed the connection after {answers} answers"
+        );
         pending.extend_from_slice(&buf[..n]);
         let mut at = 0;
-        while let Some(i) = pending[at..].windows(pattern.len()).position(|w| w == pattern) {
+        while let Some(i) = pending[at..]
+            .windows(pattern.len())
+            .position(|w| w == pattern)
+        {
             let start = at + i + pattern.len();
             if pending.len() < start + 3 {
                 break;
             }
-            let status: u16 = String::from_utf8_lossy(&pending[start..start + 3]).parse().unwrap_or(0);
+            let status: u16 = String::from_utf8_lossy(&pending[start..start + 3])
+                .parse()
+                .unwrap_or(0);
             match tally.iter_mut().find(|(s, _)| *s == status) {
                 Some((_, n)) => *n += 1,
                 None => tally.push((status, 1)),
@@ -248,11 +256,20 @@ fn a_login_flood_evicts_no_login_under_way_and_no_qr_ticket() {
     let mut desktop = Browser::new();
     desktop.user_agent = "Mozilla/5.0 (Windows NT 10.0) Chrome/126.0".into();
     let page = desktop.get(&stack.url("/login"));
-    let ticket = page.body.split("data-ticket=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let ticket = page
+        .body
+        .split("data-ticket=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
     let poll = format!("/login/ticket?t={ticket}");
     assert!(desktop.get(&stack.url(&poll)).body.contains("pending"));
 
-    let phone: &[u8] = b"GET /login HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0 MicroMessenger/8.0.50\r\n\r\n";
+    let phone: &[u8] =
+        b"GET /login HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0 MicroMessenger/8.0.50\r\n\r\n";
     let pc: &[u8] = b"GET /login HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0) Chrome/126.0\r\n\r\n";
     let addr = stack.app.addr;
     let floods: Vec<_> = (0..2)
@@ -262,7 +279,11 @@ fn a_login_flood_evicts_no_login_under_way_and_no_qr_ticket() {
         assert_eq!(flood.join().unwrap(), [(200, 5_000), (302, 5_000)]);
     }
     let stats = stack.app.stats();
-    assert_eq!((stats.spent, stats.scans), (0, 0), "a /login stores nothing: {stats:?}");
+    assert_eq!(
+        (stats.spent, stats.scans),
+        (0, 0),
+        "a /login stores nothing: {stats:?}"
+    );
 
     // The login begun before the flood completes, with one upstream exchange.
     let done = user.get(&callback);
@@ -272,7 +293,10 @@ fn a_login_flood_evicts_no_login_under_way_and_no_qr_ticket() {
     assert_eq!(user.get(&stack.url("/api/me")).status, 200);
     // The QR ticket shown before the flood is still pending.
     let answer = desktop.get(&stack.url(&poll));
-    assert_eq!((answer.status, answer.body.as_str()), (200, r#"{"status":"pending"}"#));
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (200, r#"{"status":"pending"}"#)
+    );
 }
 
 /// A fake WeChat API on loopback that accepts a connection and then does
@@ -505,5 +529,43 @@ fn a_burst_of_kept_alive_connections_is_served_at_once() {
         if round % 2 == 0 {
             open.extend(burst); // kept alive through the next round
         }
+    }
+}
+
+#[test]
+fn an_openid_or_unionid_with_control_characters_is_refused_with_a_clear_page() {
+    let cases: [fn(&str) -> String; 3] = [
+        // The grant's openid carries a header break (JSON-escaped, valid JSON).
+        |_| {
+            json_200(
+                r#"{"access_token":"fakeAT","expires_in":7200,"refresh_token":"fakeRT","openid":"oFake\r\nX-Injected: 1","scope":"snsapi_userinfo"}"#,
+            )
+        },
+        // The grant's unionid carries a bell; then non-ASCII in the openid.
+        |_| {
+            json_200(
+                r#"{"access_token":"fakeAT","expires_in":7200,"refresh_token":"fakeRT","openid":"oFakeUser0000000000000000001","unionid":"u\u0007","scope":"snsapi_userinfo"}"#,
+            )
+        },
+        // The profile's unionid carries a newline.
+        |line| {
+            if line.contains("/sns/oauth2/access_token") {
+                json_200(GRANT)
+            } else {
+                json_200(
+                    r#"{"openid":"oFakeUser0000000000000000001","nickname":"n","unionid":"oUnion\n1"}"#,
+                )
+            }
+        },
+    ];
+    for answer in cases {
+        let api = fake_wechat(answer);
+        let stack = start_real(&[("WXAUTH_API_BASE", &api)]);
+        let mut browser = Browser::new();
+        let page = browser.login_as(&stack, 0);
+        assert_eq!(page.status, 502, "{}", page.body);
+        assert!(page.body.contains("微信返回的身份无效"), "{}", page.body);
+        assert!(!browser.jar.contains_key("wxauth_session"));
+        assert!(page.headers.iter().all(|(n, _)| n != "x-injected"));
     }
 }

@@ -116,3 +116,59 @@ fn auth_start_sends_a_visitor_to_login_and_back_to_the_page_asked_for() {
         "/login?next=%2F"
     );
 }
+
+/// Routes of wxauth that scripts/nginx-gateway.conf leaves to the protected
+/// app, and why: the app's home page is the app's; /healthz is for monitoring
+/// wxauth directly; /auth/check is nginx's internal subrequest.
+const NOT_ROUTED: &[&str] = &["/", "/healthz", "/auth/check"];
+
+#[test]
+fn the_nginx_gateway_sends_every_route_of_wxauth_to_wxauth() {
+    let conf = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/nginx-gateway.conf"
+    ))
+    .unwrap();
+    let (line, block) = conf
+        .split("location ~ ^/(")
+        .nth(1)
+        .and_then(|rest| rest.split_once(")$ {"))
+        .expect("one regex location for wxauth's routes");
+    let routed: Vec<String> = line
+        .split('|')
+        .map(|p| format!("/{}", p.replace("\\.", ".")))
+        .collect();
+    let mut wanted: Vec<String> = wxauth::routes::ROUTES
+        .iter()
+        .map(|(_, path, _)| path.to_string())
+        .filter(|path| !NOT_ROUTED.contains(&path.as_str()))
+        .collect();
+    wanted.extend(wxauth::assets::names().map(|name| format!("/static/{name}")));
+    for path in &wanted {
+        assert!(
+            routed.contains(path),
+            "{path} does not reach wxauth through the gateway"
+        );
+    }
+    for path in &routed {
+        assert!(
+            wanted.contains(path),
+            "{path} is routed to wxauth but wxauth has no such route"
+        );
+    }
+    // Longer than a callback's two WeChat calls at WXAUTH_UPSTREAM_TIMEOUT's 8 s.
+    let block = block.split('}').next().unwrap();
+    let timeout: u64 = block
+        .split("proxy_read_timeout ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a proxy_read_timeout in seconds");
+    assert!(timeout > 2 * 8 + 5, "proxy_read_timeout {timeout}s");
+    // The protected app gets the Cookie header without wxauth's cookies.
+    let app = conf.split("location / {").nth(1).unwrap();
+    assert!(
+        app.contains("proxy_set_header Cookie $app_cookie;"),
+        "{app}"
+    );
+}

@@ -128,7 +128,10 @@ fn a_desktop_logs_in_once_the_phone_confirms() {
         claim.body
     );
     let pc_session = pc.jar["wxauth_session"].clone();
-    assert_ne!(pc_session, phone.jar["wxauth_session"], "a session of its own");
+    assert_ne!(
+        pc_session, phone.jar["wxauth_session"],
+        "a session of its own"
+    );
     let me = pc.get(&stack.url("/api/me"));
     assert_eq!(me.status, 200);
     assert!(me.body.contains("oSim0PandaXiaoMingEmoji00001"));
@@ -155,7 +158,10 @@ fn links_opened_by_a_logged_in_stranger_never_log_in_the_attackers_desktop() {
     let confirm = victim.get(&stack.url(&format!("/login/scan/confirm?t={ticket}")));
     assert_eq!(confirm.status, 302);
     assert_eq!(confirm.location(), format!("/login/scan?t={ticket}"));
-    assert_eq!(status(&stack, &mut attacker, &ticket), (200, "pending".into()));
+    assert_eq!(
+        status(&stack, &mut attacker, &ticket),
+        (200, "pending".into())
+    );
     // Even followed all the way through WeChat, GETs only show the question.
     let page = phone_scans(&stack, &mut victim, &scan_url, 0);
     assert_eq!(page.status, 200);
@@ -164,19 +170,34 @@ fn links_opened_by_a_logged_in_stranger_never_log_in_the_attackers_desktop() {
         victim.get(&stack.url(&format!("/login/scan/confirm?t={ticket}")));
         victim.get(&stack.url(&format!("/login/ticket?t={ticket}")));
     }
-    assert_eq!(status(&stack, &mut attacker, &ticket), (200, "scanned".into()));
+    assert_eq!(
+        status(&stack, &mut attacker, &ticket),
+        (200, "scanned".into())
+    );
     assert!(!attacker.jar.contains_key("wxauth_session"));
     assert_eq!(attacker.get(&stack.url("/api/me")).status, 401);
     // The victim says no: the attacker's page learns just that.
     let token = token_of(&page);
-    assert_eq!(decide(&stack, &mut victim, "cancel", &ticket, &token).status, 303);
-    assert_eq!(status(&stack, &mut attacker, &ticket), (200, "cancelled".into()));
+    assert_eq!(
+        decide(&stack, &mut victim, "cancel", &ticket, &token).status,
+        303
+    );
+    assert_eq!(
+        status(&stack, &mut attacker, &ticket),
+        (200, "cancelled".into())
+    );
     let page = victim.get(&stack.url(&format!("/login/scan/confirm?t={ticket}")));
     assert!(page.body.contains("已取消登录"), "{}", page.body);
     // Cancelled is final: confirming now, or scanning again, changes nothing.
-    assert_eq!(decide(&stack, &mut victim, "confirm", &ticket, &token).status, 409);
+    assert_eq!(
+        decide(&stack, &mut victim, "confirm", &ticket, &token).status,
+        409
+    );
     assert_eq!(victim.get(&scan_url).status, 410);
-    assert_eq!(status(&stack, &mut attacker, &ticket), (200, "cancelled".into()));
+    assert_eq!(
+        status(&stack, &mut attacker, &ticket),
+        (200, "cancelled".into())
+    );
     assert_eq!(attacker.get(&stack.url("/api/me")).status, 401);
 }
 
@@ -192,7 +213,11 @@ fn a_phone_that_did_not_scan_the_ticket_cannot_confirm_it() {
     let mut other = Browser::new();
     let taken = phone_scans(&stack, &mut other, &scan_url, 3);
     assert_eq!(taken.status, 409);
-    assert!(taken.body.contains("二维码已被其他手机扫描"), "{}", taken.body);
+    assert!(
+        taken.body.contains("二维码已被其他手机扫描"),
+        "{}",
+        taken.body
+    );
     assert!(!taken.body.contains("name=\"token\""));
     // Neither it nor a phone that never scanned can use the first phone's form.
     let mut stranger = Browser::new();
@@ -204,9 +229,15 @@ fn a_phone_that_did_not_scan_the_ticket_cannot_confirm_it() {
     }
     assert_eq!(status(&stack, &mut pc, &ticket), (200, "scanned".into()));
     // The phone that scanned it still can.
-    assert_eq!(decide(&stack, &mut phone, "confirm", &ticket, &token).status, 303);
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
+        303
+    );
     assert_eq!(status(&stack, &mut pc, &ticket), (200, "done".into()));
-    assert!(pc.get(&stack.url("/api/me")).body.contains("oSim0PandaXiaoMingEmoji00001"));
+    assert!(pc
+        .get(&stack.url("/api/me"))
+        .body
+        .contains("oSim0PandaXiaoMingEmoji00001"));
 }
 
 #[test]
@@ -254,15 +285,24 @@ fn a_replayed_confirmation_gives_nothing_more() {
     let (ticket, scan_url) = qr(&stack, &mut pc);
     let mut phone = Browser::new();
     let token = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
-    assert_eq!(decide(&stack, &mut phone, "confirm", &ticket, &token).status, 303);
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
+        303
+    );
     let replay = decide(&stack, &mut phone, "confirm", &ticket, &token);
     assert_eq!(replay.status, 409);
     assert!(replay.body.contains("这次登录已处理过"), "{}", replay.body);
     assert_eq!(status(&stack, &mut pc, &ticket), (200, "done".into()));
     let sessions = stack.app.stats().sessions;
     // After the claim: the replay, a cancel, a rescan all change nothing.
-    assert_eq!(decide(&stack, &mut phone, "confirm", &ticket, &token).status, 409);
-    assert_eq!(decide(&stack, &mut phone, "cancel", &ticket, &token).status, 409);
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
+        409
+    );
+    assert_eq!(
+        decide(&stack, &mut phone, "cancel", &ticket, &token).status,
+        409
+    );
     assert_eq!(phone.get(&scan_url).status, 410);
     assert_eq!(status(&stack, &mut pc, &ticket).0, 410, "dead once claimed");
     assert_eq!(stack.app.stats().sessions, sessions, "no second session");
@@ -277,8 +317,14 @@ fn the_same_phone_may_scan_again_before_it_decides() {
     let first = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
     let second = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
     assert_ne!(first, second, "the token follows the phone's new session");
-    assert_eq!(decide(&stack, &mut phone, "confirm", &ticket, &first).status, 403);
-    assert_eq!(decide(&stack, &mut phone, "confirm", &ticket, &second).status, 303);
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &first).status,
+        403
+    );
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &second).status,
+        303
+    );
     assert_eq!(status(&stack, &mut pc, &ticket), (200, "done".into()));
 }
 
@@ -295,9 +341,16 @@ fn the_desktop_is_shown_by_name_and_address_never_as_it_wrote_itself() {
     let mut phone = Browser::new();
     let scan_url = stack.url(&format!("/login/scan?t={ticket}"));
     let shown = phone_scans(&stack, &mut phone, &scan_url, 0);
-    assert!(shown.body.contains("未知浏览器 · Windows"), "{}", shown.body);
+    assert!(
+        shown.body.contains("未知浏览器 · Windows"),
+        "{}",
+        shown.body
+    );
     assert!(!shown.body.contains("script") && !shown.body.contains("<b>"));
-    assert!(shown.body.contains(">127.0.0.1<"), "an unparsable address falls back to the peer");
+    assert!(
+        shown.body.contains(">127.0.0.1<"),
+        "an unparsable address falls back to the peer"
+    );
     // Behind our nginx, the address nginx added is the one shown.
     let page = pc.get_with(
         &stack.url("/login"),
@@ -316,7 +369,10 @@ fn a_ticket_cannot_be_claimed_by_another_browser() {
     let (ticket, scan_url) = qr(&stack, &mut pc);
     let mut phone = Browser::new();
     let token = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
-    assert_eq!(decide(&stack, &mut phone, "confirm", &ticket, &token).status, 303);
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
+        303
+    );
     let mut thief = desktop();
     thief.get(&stack.url("/login")); // a browser id of its own
     assert_eq!(
@@ -343,13 +399,19 @@ fn tickets_expire_after_two_minutes() {
     let page = phone.get(&scan_url);
     assert_eq!(page.status, 410);
     assert!(page.body.contains("二维码已失效"));
-    assert_eq!(status(&stack, &mut pc, "NoSuchTicket0123456789abcdefABCD").0, 410);
+    assert_eq!(
+        status(&stack, &mut pc, "NoSuchTicket0123456789abcdefABCD").0,
+        410
+    );
     // Scanned but never confirmed: it dies too.
     let (ticket, scan_url) = qr(&stack, &mut pc);
     let token = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
     stack.app.clock.advance(181);
     assert_eq!(status(&stack, &mut pc, &ticket), (410, "expired".into()));
-    assert_eq!(decide(&stack, &mut phone, "confirm", &ticket, &token).status, 410);
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
+        410
+    );
 }
 
 #[test]

@@ -236,7 +236,12 @@ impl Browser {
     }
 
     /// POST a form with exactly these extra headers (no Origin unless given).
-    pub fn post_with(&mut self, url: &str, form: &[(&str, &str)], headers: &[(&str, &str)]) -> Resp {
+    pub fn post_with(
+        &mut self,
+        url: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut req = self.agent.post(url).header("User-Agent", &self.user_agent);
         if !self.jar.is_empty() {
             req = req.header("Cookie", &self.cookie_header());
