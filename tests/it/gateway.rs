@@ -172,3 +172,38 @@ fn the_nginx_gateway_sends_every_route_of_wxauth_to_wxauth() {
         "{app}"
     );
 }
+
+#[test]
+fn a_stored_identity_a_header_cannot_carry_is_refused_not_dropped() {
+    use wxauth::session::{Session, SessionStore, StoredUser, Tokens};
+    // Logins refuse such an openid; a session file from before could hold one.
+    let dir = std::env::temp_dir().join(format!("wxauth-badid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessions.json");
+    let mut sessions = SessionStore::new(3600, 10);
+    let user = wxauth::wechat::WechatUser {
+        openid: "oBad\r\nX-Injected: 1".into(),
+        ..Default::default()
+    };
+    let session = Session {
+        scope: wxauth::config::Scope::Base,
+        user: StoredUser::from(user),
+        tokens: Tokens::new("A", "R", i64::MAX, i64::MAX),
+        expires: 0,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let sid = sessions.create(session, now);
+    let logins = wxauth::login::Logins::new(wxauth::signed::Key::random());
+    wxauth::persist::save(&file, &sessions, &logins).unwrap();
+    let stack = start_with(&[("WXAUTH_SESSION_FILE", file.to_str().unwrap())]);
+    let mut browser = Browser::new();
+    browser.jar.insert("wxauth_session".into(), sid);
+    let check = browser.get(&stack.url("/auth/check"));
+    assert_eq!(check.status, 500, "nginx must not let this through");
+    assert_eq!(check.header("x-wechat-openid"), None);
+    assert!(check.headers.iter().all(|(n, _)| n != "x-injected"));
+    std::fs::remove_dir_all(&dir).ok();
+}
