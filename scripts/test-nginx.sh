@@ -86,8 +86,8 @@ callback=$(c -o /dev/null -D - --data "$form" "http://127.0.0.1:$sim_port/connec
 case "$callback" in "$public/callback?code="*) ;; *) fail "callback URL: '$callback'" ;; esac
 headers=$(c -o /dev/null -D - "$callback")
 [ "$(echo "$headers" | header location)" = "/profile" ] || fail "callback did not land on /profile: $headers"
-echo "$headers" | grep -i "^set-cookie: wxauth_session=" | grep -q "; Secure" || fail "session cookie without Secure: $headers"
-ok "callback through nginx sets a Secure session cookie"
+echo "$headers" | grep -i "^set-cookie: __Host-wxauth_session=" | grep -q "; Secure" || fail "session cookie without Secure or __Host-: $headers"
+ok "callback through nginx sets a Secure __Host- session cookie"
 c "$public/profile" | grep -q "熊猫🐼小明" || fail "profile through nginx"
 ok "profile through nginx shows the user"
 callbacks=$(grep -c "GET /callback " "$work/wxauth.log" || true)

@@ -1,15 +1,18 @@
-//! The app: its state (configuration, sessions, logins under way, the WeChat
-//! client, templates, clock) and the `Service` the request loop calls. Every
-//! error becomes a page here, and every reply gets the security headers.
+//! The app: its state (configuration, sessions, the signing key and spent
+//! login states, scan records, the WeChat client, templates, clock) and the
+//! `Service` the request loop calls. Every error becomes a page here, and
+//! every reply gets the security headers.
 
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::AppError;
 use crate::http::{Cookie, Reply, Req};
+use crate::login::{LoginCookie, Logins, LOGIN_TTL};
 use crate::mp::SeenPushes;
-use crate::scan::Tickets;
+use crate::scan::Scans;
 use crate::server::{Job, Listener, Outcome, Running, Service};
-use crate::session::{LoginStates, Session, SessionStore};
+use crate::session::{Session, SessionStore};
+use crate::signed::Key;
 use crate::wechat::{WechatClient, WechatError};
 use crate::{log, persist, render, routes};
 use minijinja::context;
@@ -25,24 +28,31 @@ pub type Step = Result<Outcome<App>, AppError>;
 
 /// The cookie holding the session id.
 pub const SESSION_COOKIE: &str = "wxauth_session";
-/// The cookie naming the browser a login began in (binds the OAuth state to it).
-pub const BROWSER_COOKIE: &str = "wxauth_login";
-/// Logins under way kept at most; a /login flood evicts the oldest.
-const MAX_LOGINS: usize = 10_000;
+/// The login cookie: the browser's id and the `next` of its logins under way
+/// (login.rs); login states and QR tickets are bound to it.
+pub const LOGIN_COOKIE: &str = "wxauth_login";
+/// The same two with an https public URL at the root path (`Config::host_cookies`).
+const HOST_SESSION_COOKIE: &str = "__Host-wxauth_session";
+const HOST_LOGIN_COOKIE: &str = "__Host-wxauth_login";
 
 /// Everything a handler may read or change. Owned by the single loop: no locks.
 pub struct App {
     pub config: Config,
     pub sessions: SessionStore,
-    pub logins: LoginStates,
+    /// The signing key and the login states already spent.
+    pub logins: Logins,
     /// Shared with the workers that make the calls (one ureq agent).
     pub wechat: Arc<WechatClient>,
     pub templates: Environment<'static>,
     pub clock: Clock,
     /// Pushes from WeChat seen lately, to recognise its retries.
     pub pushes: SeenPushes,
-    /// Scan-to-login tickets under way (desktop browsers).
-    pub tickets: Tickets,
+    /// Scan-to-login tickets scanned by a logged-in phone.
+    pub scans: Scans,
+    /// The session cookie's name (`__Host-` prefixed on https at the root).
+    pub session_cookie_name: &'static str,
+    /// The login cookie's name, likewise.
+    pub login_cookie_name: &'static str,
     next_sweep: i64,
     counters: Arc<Counters>,
 }
@@ -52,7 +62,9 @@ pub struct App {
 #[derive(Debug, Default)]
 struct Counters {
     sessions: AtomicUsize,
-    logins: AtomicUsize,
+    spent: AtomicUsize,
+    scans: AtomicUsize,
+    pushes: AtomicUsize,
 }
 
 /// A reading of `Counters`.
@@ -60,8 +72,13 @@ struct Counters {
 pub struct Stats {
     /// Live sessions stored.
     pub sessions: usize,
-    /// Logins under way (OAuth states waiting for their callback).
-    pub logins: usize,
+    /// Login states spent (their callback reached the code exchange). A
+    /// login under way that has not come back costs nothing and is not counted.
+    pub spent: usize,
+    /// Scan tickets scanned by a logged-in phone.
+    pub scans: usize,
+    /// Pushes from WeChat acted on (retries not counted).
+    pub pushes: usize,
 }
 
 impl App {
@@ -77,14 +94,22 @@ impl App {
             String::new()
         };
         templates.add_global("sim_url", sim_url);
+        let (session_cookie_name, login_cookie_name) = if config.host_cookies() {
+            (HOST_SESSION_COOKIE, HOST_LOGIN_COOKIE)
+        } else {
+            (SESSION_COOKIE, LOGIN_COOKIE)
+        };
         let mut app = App {
             sessions: SessionStore::new(config.session_ttl, config.max_sessions),
-            logins: LoginStates::new(MAX_LOGINS),
+            // Replaced by the saved key, if the session file has one.
+            logins: Logins::new(Key::random()),
             wechat: Arc::new(WechatClient::new(&config)),
             templates,
             clock,
             pushes: SeenPushes::default(),
-            tickets: Tickets::default(),
+            scans: Scans::default(),
+            session_cookie_name,
+            login_cookie_name,
             next_sweep: 0,
             counters: Arc::default(),
             config,
@@ -132,10 +157,30 @@ impl App {
     }
 
     /// The session cookie's id and its live session, if the browser has one.
+    /// Every session cookie sent is tried: one planted before ours (a longer
+    /// Path, a sibling subdomain without `__Host-`) is not taken blindly.
     pub fn current(&self, req: &Req) -> Option<(String, &Session)> {
-        let id = req.cookie(SESSION_COOKIE)?;
-        let session = self.sessions.get(id, self.clock.now())?;
-        Some((id.to_string(), session))
+        let now = self.clock.now();
+        req.cookies_named(self.session_cookie_name)
+            .find_map(|id| Some((id.to_string(), self.sessions.get(id, now)?)))
+    }
+
+    /// Every session id the browser sent (to end them all at logout or login).
+    pub fn session_ids<'a>(&'a self, req: &'a Req) -> impl Iterator<Item = &'a str> + 'a {
+        req.cookies_named(self.session_cookie_name)
+    }
+
+    /// The login cookie the browser sent that we can read (the first such),
+    /// or a fresh one with a new browser id.
+    pub fn login_cookie_of(&self, req: &Req) -> LoginCookie {
+        req.cookies_named(self.login_cookie_name)
+            .find_map(LoginCookie::parse)
+            .unwrap_or_default()
+    }
+
+    /// The Set-Cookie for a login cookie; it lives as long as a login does.
+    pub fn login_cookie(&self, cookie: &LoginCookie) -> Cookie {
+        self.cookie(self.login_cookie_name, &cookie.value(), LOGIN_TTL as u64)
     }
 
     /// A cookie with the app's fixed attributes (Secure when PUBLIC_URL is https).
@@ -150,7 +195,12 @@ impl App {
 
     /// The session cookie for `id`.
     pub fn session_cookie(&self, id: &str) -> Cookie {
-        self.cookie(SESSION_COOKIE, id, self.config.session_ttl)
+        self.cookie(self.session_cookie_name, id, self.config.session_ttl)
+    }
+
+    /// The Set-Cookie that deletes the session cookie.
+    pub fn session_cookie_cleared(&self) -> Cookie {
+        self.cookie(self.session_cookie_name, "", 0)
     }
 
     fn error_reply_for(&self, req_path: &str, err: &AppError) -> Reply {
@@ -192,7 +242,7 @@ impl App {
         if now >= self.next_sweep {
             self.sessions.sweep(now);
             self.logins.sweep(now);
-            self.tickets.sweep(now);
+            self.scans.sweep(now);
             self.next_sweep = now + 60;
         }
     }
@@ -239,9 +289,12 @@ impl App {
         self.counters
             .sessions
             .store(self.sessions.len(), Ordering::Relaxed);
-        self.counters
-            .logins
-            .store(self.logins.len(), Ordering::Relaxed);
+        let counters = &self.counters;
+        counters.spent.store(self.logins.len(), Ordering::Relaxed);
+        counters.scans.store(self.scans.len(), Ordering::Relaxed);
+        counters
+            .pushes
+            .store(self.pushes.acted(), Ordering::Relaxed);
         outcome
     }
 }
@@ -278,7 +331,10 @@ fn count(n: usize, noun: &str) -> String {
 }
 
 /// Headers on every reply. The CSP allows only our own assets plus WeChat's
-/// avatar hosts; no-referrer keeps a code or state out of Referer headers.
+/// avatar hosts. Referrer-Policy same-origin keeps a code or state out of
+/// Referer headers to anyone else; not no-referrer, under which browsers send
+/// `Origin: null` on our own form posts and the origin check (routes.rs)
+/// could not tell them from a cross-site post.
 fn with_security_headers(reply: Reply, is_static: bool) -> Reply {
     let cache = if is_static {
         "public, max-age=3600"
@@ -293,7 +349,7 @@ fn with_security_headers(reply: Reply, is_static: bool) -> Reply {
              base-uri 'none'",
         )
         .with_header("X-Content-Type-Options", "nosniff")
-        .with_header("Referrer-Policy", "no-referrer")
+        .with_header("Referrer-Policy", "same-origin")
         .with_header("X-Frame-Options", "DENY")
         .with_header("Cache-Control", cache)
 }
@@ -309,11 +365,13 @@ pub struct AppHandle {
 }
 
 impl AppHandle {
-    /// How many sessions and logins the app holds, as of its last request.
+    /// What the app holds, as of its last request.
     pub fn stats(&self) -> Stats {
         Stats {
             sessions: self.counters.sessions.load(Ordering::Relaxed),
-            logins: self.counters.logins.load(Ordering::Relaxed),
+            spent: self.counters.spent.load(Ordering::Relaxed),
+            scans: self.counters.scans.load(Ordering::Relaxed),
+            pushes: self.counters.pushes.load(Ordering::Relaxed),
         }
     }
 }

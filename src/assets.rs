@@ -10,6 +10,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("scan.js", "text/javascript; charset=utf-8", include_bytes!("../static/scan.js")),
 ];
 
+/// Every asset's name (for the check that the nginx gateway routes them all).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    ASSETS.iter().map(|(name, _, _)| *name)
+}
+
 /// The asset called `name` (the part after `/static/`): content type and bytes.
 pub fn find(name: &str) -> Option<(&'static str, &'static [u8])> {
     ASSETS

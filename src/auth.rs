@@ -1,20 +1,21 @@
 //! The OAuth dance: `login` sends the browser to WeChat, `callback` takes the
-//! code back and makes a session, `logout` ends it.
+//! code back and makes a session, `logout` ends it. States are signed and
+//! stored nowhere until spent (login.rs).
 
-use crate::app::{App, Step, BROWSER_COOKIE, SESSION_COOKIE};
+use crate::app::{App, Step};
 use crate::config::Scope;
 use crate::error::AppError;
 use crate::http::{Reply, Req};
-use crate::random::{self, constant_time_eq};
+use crate::login::{self, Checked};
 use crate::scan;
 use crate::server::Outcome;
-use crate::session::{Session, StoredUser, Tokens, ID_LEN, LOGIN_TTL};
+use crate::session::{Session, StoredUser, Tokens};
 use crate::wechat::{Grant, WechatClient, WechatError, WechatUser};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use std::sync::Arc;
 
 /// Where a login lands when it was not asked to go anywhere else.
-const DEFAULT_NEXT: &str = "/profile";
+pub const DEFAULT_NEXT: &str = "/profile";
 /// WeChat's codes are 32 characters; anything far longer is not one.
 const MAX_CODE: usize = 256;
 
@@ -33,73 +34,97 @@ pub fn login(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     Ok(begin(app, req, &next))
 }
 
-/// This browser's id: kept across logins so two tabs logging in at once both work.
-pub fn browser_id(req: &Req) -> String {
-    match req.cookie(BROWSER_COOKIE) {
-        Some(id) if random::is_token(id, ID_LEN) => id.to_string(),
-        _ => random::token(ID_LEN),
-    }
-}
-
 /// Starts a login that lands on `next` (a checked local path): 302 to WeChat.
+/// Stores nothing: the state is signed, and `next` rides in the login cookie.
 pub fn begin(app: &mut App, req: &Req, next: &str) -> Reply {
-    let browser = browser_id(req);
-    let state = app.logins.begin(&browser, next, app.clock.now());
+    let mut cookie = app.login_cookie_of(req);
+    let next = login::fit(next, DEFAULT_NEXT);
+    let state = app.logins.begin(&mut cookie, next, app.clock.now());
     let url = app
         .wechat
         .authorize_url(&app.config.redirect_uri(), app.config.scope, &state);
-    let cookie = app.cookie(BROWSER_COOKIE, &browser, LOGIN_TTL as u64);
-    Reply::redirect(302, &url).with_cookie(&cookie)
+    Reply::redirect(302, &url).with_cookie(&app.login_cookie(&cookie))
 }
 
 /// GET /callback?code=C&state=T: WeChat sends the browser back here. Every
-/// check runs here, on the loop, before any call; the code exchange (and the
-/// profile) then run on a worker as one job, and `logged_in` finishes the
-/// login on the loop when they come back.
+/// check runs on the loop before any call (`before_exchange`); the code
+/// exchange (and the profile) then run on a worker as one job (`exchange`),
+/// and `after_exchange` finishes the login on the loop when they come back.
 pub fn callback(app: &mut App, req: &Req) -> Step {
-    let now = app.clock.now();
-    // The state is checked before any upstream call: a forged or replayed
-    // callback costs nothing, and a code carried to another browser is refused.
-    let state = req.query("state").unwrap_or("");
-    let login = app.logins.get(state, now).ok_or(AppError::BadState)?;
-    if !constant_time_eq(&login.browser, req.cookie(BROWSER_COOKIE).unwrap_or("")) {
-        return Err(AppError::BadState);
-    }
-    let next = login.next.clone();
-    if let Some(sid) = login.session.clone() {
-        // A reload, or WeChat's double callback (a second code, same state):
-        // the first code was exchanged already; a code is exchanged once.
-        let reply = Reply::redirect(302, &next);
-        return Ok(match app.sessions.get(&sid, now) {
-            Some(_) => reply.with_cookie(&app.session_cookie(&sid)),
-            None => reply,
-        }
-        .into());
-    }
-    let code = match req.query("code") {
-        Some(code) if !code.is_empty() => code.to_string(),
-        _ => {
-            app.logins.remove(state);
-            return Err(AppError::Declined { next });
-        }
+    let (login, code) = match before_exchange(app, req)? {
+        Before::Landed(reply) => return Ok(reply.into()),
+        Before::Join(key) => return Ok(Outcome::Join(key)),
+        Before::Exchange { login, code } => (login, code),
     };
-    if code.len() > MAX_CODE {
-        app.logins.remove(state);
-        return Err(AppError::BadRequest);
-    }
-    let state = state.to_string();
-    let old_session = req.cookie(SESSION_COOKIE).map(str::to_string);
     let (wechat, scope) = (Arc::clone(&app.wechat), app.config.scope);
-    // Keyed by the state: a reload or WeChat's second callback that arrives
-    // while this exchange is out waits for it (server.rs), then is handled
-    // again and finds the login completed; no second code is exchanged.
-    let key = format!("login:{state}");
+    let old_sessions: Vec<String> = app.session_ids(req).map(str::to_string).collect();
+    let key = exchange_key(&login);
     let job = app.call(
         req,
         move || exchange(&wechat, scope, &code),
-        move |app, answer| logged_in(app, &state, &next, old_session, answer),
+        move |app, answer| after_exchange(app, &login, old_sessions, answer),
     );
+    // Keyed by the state: a reload or WeChat's second callback that arrives
+    // while this exchange is out waits for it (server.rs), then is handled
+    // again and lands where this login does; no second code is exchanged.
     Ok(Outcome::Wait(job.keyed(key)))
+}
+
+/// The name of a state's code exchange while it is under way.
+fn exchange_key(login: &Checked) -> String {
+    format!("login:{}", login.nonce)
+}
+
+/// What the callback does once its state has been checked.
+enum Before {
+    /// Nothing more to ask WeChat: this reply is the answer.
+    Landed(Reply),
+    /// This state's exchange is under way: wait for it, then look again.
+    Join(String),
+    /// Exchange `code`; the state is marked spent already.
+    Exchange { login: Checked, code: String },
+}
+
+/// Everything the callback does before calling WeChat: the state is checked
+/// here, first: a forged, foreign, expired or replayed callback costs no
+/// upstream call, and a code carried to another browser is refused.
+fn before_exchange(app: &mut App, req: &Req) -> Result<Before, AppError> {
+    let now = app.clock.now();
+    let state = req.query("state").unwrap_or("");
+    let cookies = req.cookies_named(app.login_cookie_name);
+    let login = app
+        .logins
+        .check(state, cookies, now)
+        .ok_or(AppError::BadState)?;
+    if let Some(spent) = app.logins.spent(&login, now) {
+        // A reload, or WeChat's double callback (a second code, same state):
+        // the first code was exchanged already; a code is exchanged once.
+        if spent.exchanging() {
+            return Ok(Before::Join(exchange_key(&login)));
+        }
+        let Some(sid) = spent.session() else {
+            // That exchange failed: a retry is a new login.
+            return Err(AppError::BadState);
+        };
+        let reply = Reply::redirect(302, &login.next);
+        return Ok(Before::Landed(match app.sessions.get(sid, now) {
+            Some(_) => reply.with_cookie(&app.session_cookie(sid)),
+            None => reply,
+        }));
+    }
+    let code = match req.query("code") {
+        Some(code) if !code.is_empty() => code,
+        _ => return Err(AppError::Declined { next: login.next }),
+    };
+    if code.len() > MAX_CODE {
+        return Err(AppError::BadRequest);
+    }
+    // Whatever happens next, this state's code is spent: a retry is a new login.
+    app.logins.spend(&login, now);
+    Ok(Before::Exchange {
+        code: code.to_string(),
+        login,
+    })
 }
 
 /// Code → grant → (with snsapi_userinfo) profile. Runs on a worker: it
@@ -111,7 +136,7 @@ fn exchange(
 ) -> Result<(Grant, Option<WechatUser>), WechatError> {
     let grant = wechat.exchange_code(code)?;
     // A Moments snapshot page gives a virtual openid: not this user. No
-    // userinfo call (WECHAT.md, snapshot-page users); `logged_in` refuses it.
+    // userinfo call (WECHAT.md, snapshot-page users); `after_exchange` refuses it.
     if grant.is_snapshotuser || scope == Scope::Base {
         return Ok((grant, None));
     }
@@ -119,26 +144,46 @@ fn exchange(
     Ok((grant, Some(user)))
 }
 
-/// Back on the loop after the exchange: the session, or the error page.
-/// Whatever happened, this state's code is spent: a retry is a new login.
-fn logged_in(
+/// Back on the loop after WeChat answered: the session, the spent state's
+/// record, a scan ticket the login was for, the cookie; or the error page.
+fn after_exchange(
     app: &mut App,
-    state: &str,
-    next: &str,
-    old_session: Option<String>,
+    login: &Checked,
+    old_sessions: Vec<String>,
     answer: Result<(Grant, Option<WechatUser>), WechatError>,
 ) -> Step {
-    let (grant, user) = match answer {
-        Ok(answer) => answer,
-        Err(error) => {
-            app.logins.remove(state);
-            let next = next.to_string();
-            return Err(AppError::Upstream { error, next });
+    let session = match session_of(app, &login.next, answer) {
+        Ok(session) => session,
+        Err(err) => {
+            app.logins.fail(login);
+            return Err(err);
         }
     };
+    let now = app.clock.now();
+    // One browser, one session: ids it held before are ended, never promoted.
+    for id in old_sessions {
+        app.sessions.remove(&id);
+    }
+    let sid = app.sessions.create(session, now);
+    app.logins.complete(login, &sid);
+    scan::after_login(app, login, &sid, now);
+    Ok(Reply::redirect(302, &login.next)
+        .with_cookie(&app.session_cookie(&sid))
+        .into())
+}
+
+/// WeChat's answer as a session to store, or why there is none.
+fn session_of(
+    app: &App,
+    next: &str,
+    answer: Result<(Grant, Option<WechatUser>), WechatError>,
+) -> Result<Session, AppError> {
+    let next = next.to_string();
+    let (grant, user) = answer.map_err(|error| AppError::Upstream {
+        error,
+        next: next.clone(),
+    })?;
     if grant.is_snapshotuser {
-        app.logins.remove(state);
-        let next = next.to_string();
         return Err(AppError::Snapshot { next });
     }
     let user = match user {
@@ -153,30 +198,22 @@ fn logged_in(
             ..WechatUser::default()
         },
     };
-    let now = app.clock.now();
-    let session = Session {
-        tokens: Tokens::from_grant(&grant, now),
+    Ok(Session {
+        tokens: Tokens::from_grant(&grant, app.clock.now()),
         scope: app.config.scope,
         user: StoredUser::from(user),
         expires: 0,
-    };
-    // One browser, one session: a session id it held before is ended, never promoted.
-    if let Some(old) = old_session {
-        app.sessions.remove(&old);
-    }
-    let sid = app.sessions.create(session, now);
-    app.logins.complete(state, &sid);
-    Ok(Reply::redirect(302, next)
-        .with_cookie(&app.session_cookie(&sid))
-        .into())
+    })
 }
 
-/// POST /logout: ends the session on the server, clears the cookie, 303 home.
+/// POST /logout: ends the session on the server (every session id the
+/// browser sent), clears the cookie, 303 home.
 pub fn logout(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    if let Some(id) = req.cookie(SESSION_COOKIE) {
-        app.sessions.remove(id);
+    let ids: Vec<String> = app.session_ids(req).map(str::to_string).collect();
+    for id in ids {
+        app.sessions.remove(&id);
     }
-    Ok(Reply::redirect(303, "/").with_cookie(&app.cookie(SESSION_COOKIE, "", 0)))
+    Ok(Reply::redirect(303, "/").with_cookie(&app.session_cookie_cleared()))
 }
 
 /// Characters written percent-encoded when `next` goes back into a Location

@@ -498,6 +498,23 @@ impl Config {
         self.public_url.starts_with("https://")
     }
 
+    /// Cookie names take the `__Host-` prefix with an https public URL at the
+    /// root path: browsers then refuse the name from anything but this host,
+    /// over https, with Path=/ and no Domain, so a sibling subdomain cannot
+    /// plant one. Under a path prefix the site shares its host with others,
+    /// and the plain names are kept.
+    pub fn host_cookies(&self) -> bool {
+        self.public_url
+            .strip_prefix("https://")
+            .is_some_and(|rest| !rest.contains('/'))
+    }
+
+    /// The origin of the public URL (`https://wx.example.com`, port only when
+    /// not the scheme's default), as browsers write it in an `Origin` header.
+    pub fn public_origin(&self) -> String {
+        origin_of(&self.public_url)
+    }
+
     /// In demo mode, points the app at the simulator and a defaulted public URL
     /// at the app as actually bound (either may have been asked for port 0).
     pub fn bind_demo(&mut self, app: SocketAddr, sim: SocketAddr) {
@@ -680,6 +697,17 @@ fn base_url(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> String {
         ));
     }
     value.to_string()
+}
+
+/// The origin of an http(s) URL: scheme and authority, lower-cased, the
+/// default port (80 for http, 443 for https) left out, as in `Origin`.
+pub fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = rest.split('/').next().unwrap_or("").to_ascii_lowercase();
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority.strip_suffix(default).unwrap_or(&authority);
+    format!("{scheme}://{authority}")
 }
 
 /// The host of an http(s) URL, without port.
@@ -913,6 +941,11 @@ mod tests {
         assert!(!c.demo);
         assert_eq!(c.redirect_uri(), "https://wx.example.com/app/callback");
         assert!(c.secure_cookies());
+        assert!(
+            !c.host_cookies(),
+            "a path prefix keeps the plain cookie names"
+        );
+        assert_eq!(c.public_origin(), "https://wx.example.com");
         assert_eq!(c.public_host(), "wx.example.com");
         let shown = c.to_string();
         assert!(
@@ -957,6 +990,17 @@ mod tests {
     fn a_session_file_in_a_missing_directory_is_an_error() {
         let e = config(&[("WXAUTH_SESSION_FILE", "/nonexistent-dir/s.json")]).unwrap_err();
         assert!(e.0[0].starts_with("WXAUTH_SESSION_FILE:"), "{e:?}");
+    }
+
+    #[test]
+    fn origin_drops_the_path_and_the_default_port() {
+        assert_eq!(
+            origin_of("https://WX.example.com:443/app"),
+            "https://wx.example.com"
+        );
+        assert_eq!(origin_of("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(origin_of("http://h:80"), "http://h");
+        assert_eq!(origin_of("https://h:8443"), "https://h:8443");
     }
 
     #[test]

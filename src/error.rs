@@ -24,6 +24,8 @@ pub enum AppError {
     TooLarge(u16),
     /// 403 from the gateway: logged in, but not on WXAUTH_ALLOW.
     NotAllowed { openid: String },
+    /// 403: a POST whose Origin (or Sec-Fetch-Site) says another site sent it.
+    CrossSite,
     /// 502, or 504 for a timeout: WeChat failed or answered an errcode.
     Upstream { error: WechatError, next: String },
     /// 503: too many calls to WeChat under way (or stopping); try again shortly.
@@ -37,9 +39,10 @@ impl AppError {
     pub fn status(&self) -> u16 {
         match self {
             AppError::BadRequest | AppError::BadState => 400,
-            AppError::Declined { .. } | AppError::Snapshot { .. } | AppError::NotAllowed { .. } => {
-                403
-            }
+            AppError::Declined { .. }
+            | AppError::Snapshot { .. }
+            | AppError::NotAllowed { .. }
+            | AppError::CrossSite => 403,
             AppError::NotFound => 404,
             AppError::MethodNotAllowed { .. } => 405,
             AppError::TooLarge(status) => *status,
@@ -64,6 +67,7 @@ impl AppError {
             AppError::MethodNotAllowed { .. } => "method_not_allowed",
             AppError::TooLarge(_) => "too_large",
             AppError::NotAllowed { .. } => "not_allowed",
+            AppError::CrossSite => "cross_site",
             AppError::Upstream {
                 error: WechatError::Api { .. },
                 ..
@@ -72,6 +76,10 @@ impl AppError {
                 error: WechatError::Timeout,
                 ..
             } => "upstream_timeout",
+            AppError::Upstream {
+                error: WechatError::BadIdentity(_),
+                ..
+            } => "bad_identity",
             AppError::Upstream { .. } => "upstream_error",
             AppError::Busy => "busy",
             AppError::Internal(_) => "internal",

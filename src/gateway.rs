@@ -20,6 +20,18 @@ pub fn check(app: &mut App, req: &Req) -> Result<Reply, AppError> {
         return Ok(Reply::empty(401));
     };
     let user = &session.user;
+    // Logins refuse such identities (wechat::identity); a session from an
+    // older session file could still hold one. A header the server would
+    // drop must not reach nginx as an empty identity: refuse instead.
+    let clean = crate::wechat::identity("openid", user.openid()).is_ok()
+        && user
+            .unionid()
+            .is_none_or(|u| crate::wechat::identity("unionid", u).is_ok());
+    if !clean {
+        return Err(AppError::Internal(
+            "session holds an unusable openid or unionid".into(),
+        ));
+    }
     if !allowed(app, user.openid(), user.unionid()) {
         return Ok(Reply::empty(403));
     }

@@ -113,10 +113,19 @@ impl Req {
         first(&self.headers, name)
     }
 
-    /// The first cookie called `name`. Browsers send the most specific cookie
-    /// first, and every cookie of ours has Path=/, so the first one is ours.
+    /// The first cookie called `name`. Where ours are concerned, use
+    /// `cookies_named`: a cookie planted with a longer Path (or by a sibling
+    /// subdomain) is sent before ours, so the first is not to be trusted blindly.
     pub fn cookie(&self, name: &str) -> Option<&str> {
         first(&self.cookies, name)
+    }
+
+    /// Every cookie called `name`, in the order sent.
+    pub fn cookies_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.cookies
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body parsed as `application/x-www-form-urlencoded`.
@@ -343,6 +352,7 @@ mod tests {
         assert_eq!(r.path, "/callback");
         assert_eq!(r.query("state"), Some("S"));
         assert_eq!(r.cookie("x"), Some("1"));
+        assert_eq!(r.cookies_named("x").collect::<Vec<_>>(), ["1", "3"]);
         assert_eq!(r.cookie("y"), Some("2"));
         assert_eq!(r.header("cookie"), Some("x=1; y=2"));
     }

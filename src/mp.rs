@@ -2,8 +2,9 @@
 //! WXAUTH_TOKEN is set: WeChat's server verification (GET) and the signed
 //! XML it pushes for messages and events (POST, plaintext mode). A subscribe
 //! or a "登录" message is answered with the login link; anything else with
-//! `success`. WeChat retries an unanswered push three times: retries are
-//! recognised and acted on once.
+//! `success`. WeChat retries a push it got no answer to, three times: a retry
+//! gets the very reply the first delivery got (the login link is most needed
+//! exactly when the first answer was lost), and is acted on once.
 
 use crate::app::App;
 use crate::error::AppError;
@@ -19,6 +20,8 @@ use std::collections::{HashMap, VecDeque};
 const MAX_SKEW: i64 = 300;
 /// Pushes remembered for recognising retries (WeChat retries within 15 s).
 const SEEN_TTL: i64 = 60;
+/// With their replies (a few hundred bytes each): a few MB at most, and only
+/// signed pushes (from WeChat, or whoever holds WXAUTH_TOKEN) add one.
 const SEEN_CAP: usize = 10_000;
 /// More fields than any WeChat message has.
 const MAX_FIELDS: usize = 64;
@@ -43,15 +46,23 @@ pub fn receive(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let Some(msg) = Message::parse(&req.body) else {
         return Ok(Reply::text(400, "malformed message\n"));
     };
-    if !app.pushes.first_time(&msg.retry_key(), now) {
+    let key = msg.retry_key();
+    if let Some(reply) = app.pushes.reply_to(&key, now) {
         log::debug(&format!(
             "wechat: retry of {} from {}",
             msg.kind(),
             msg.from
         ));
-        return Ok(Reply::text(200, "success"));
+        return Ok(reply);
     }
     log::info(&format!("wechat: {} from {}", msg.kind(), msg.from));
+    let reply = act_on(app, &msg, now);
+    app.pushes.remember(key, &reply, now);
+    Ok(reply)
+}
+
+/// What a push makes us do, once: here, choose the answer.
+fn act_on(app: &App, msg: &Message, now: i64) -> Reply {
     let login = format!("{}/login", app.config.public_url);
     let wants_login = match (msg.msg_type.as_str(), msg.event.as_str()) {
         ("event", "subscribe") => true,
@@ -61,14 +72,14 @@ pub fn receive(app: &mut App, req: &Req) -> Result<Reply, AppError> {
         _ => false,
     };
     if !wants_login {
-        return Ok(Reply::text(200, "success"));
+        return Reply::text(200, "success");
     }
     let text = format!("欢迎！点击登录，查看你的资料：{login}");
-    Ok(Reply::with_body(
+    Reply::with_body(
         200,
         "text/xml; charset=utf-8",
         msg.text_reply(&text, now).into_bytes(),
-    ))
+    )
 }
 
 /// WeChat's signature: sha1 over [token, timestamp, nonce] sorted and joined,
@@ -234,30 +245,65 @@ fn cdata(text: &str) -> String {
     format!("<![CDATA[{}]]>", text.replace("]]>", "]]]]><![CDATA[>"))
 }
 
-/// Pushes seen lately, to answer WeChat's retries without acting twice.
+/// Pushes seen lately with the reply each got, to answer WeChat's retries
+/// the same without acting twice.
 #[derive(Default)]
 pub struct SeenPushes {
-    seen: HashMap<String, i64>,
+    seen: HashMap<String, Seen>,
     order: VecDeque<String>,
+    acted: usize,
+}
+
+struct Seen {
+    at: i64,
+    content_type: Box<str>,
+    body: Box<[u8]>,
 }
 
 impl SeenPushes {
-    /// True the first time `key` is seen (within SEEN_TTL); records it.
-    pub fn first_time(&mut self, key: &str, now: i64) -> bool {
+    /// The reply `key`'s first delivery got, if it came within SEEN_TTL.
+    pub fn reply_to(&mut self, key: &str, now: i64) -> Option<Reply> {
+        self.forget_old(now);
+        let seen = self.seen.get(key)?;
+        Some(Reply::with_body(
+            200,
+            &seen.content_type,
+            seen.body.to_vec(),
+        ))
+    }
+
+    /// Records that the push `key` was acted on and answered with `reply`.
+    pub fn remember(&mut self, key: String, reply: &Reply, now: i64) {
+        self.acted += 1;
+        self.forget_old(now);
+        while self.order.len() >= SEEN_CAP {
+            if let Some(oldest) = self.order.pop_front() {
+                self.seen.remove(&oldest);
+            }
+        }
+        let seen = Seen {
+            at: now,
+            content_type: reply.header("content-type").unwrap_or("text/plain").into(),
+            body: reply.body.clone().into_boxed_slice(),
+        };
+        if self.seen.insert(key.clone(), seen).is_none() {
+            self.order.push_back(key);
+        }
+    }
+
+    /// How many pushes were acted on (retries not counted).
+    pub fn acted(&self) -> usize {
+        self.acted
+    }
+
+    fn forget_old(&mut self, now: i64) {
         while let Some(oldest) = self.order.front() {
-            let expired = self.seen.get(oldest).is_none_or(|&at| now - at >= SEEN_TTL);
-            if !expired && self.order.len() < SEEN_CAP {
+            if self.seen.get(oldest).is_some_and(|s| now - s.at < SEEN_TTL) {
                 break;
             }
             let oldest = self.order.pop_front().expect("front exists");
             self.seen.remove(&oldest);
         }
-        if self.seen.contains_key(key) {
-            return false;
-        }
-        self.seen.insert(key.to_string(), now);
-        self.order.push_back(key.to_string());
-        true
     }
 }
 
@@ -343,14 +389,22 @@ mod tests {
     }
 
     #[test]
-    fn retries_are_recognised_and_forgotten_after_a_while() {
+    fn retries_get_the_first_reply_and_are_forgotten_after_a_while() {
         let mut seen = SeenPushes::default();
-        assert!(seen.first_time("k", 0));
-        assert!(!seen.first_time("k", 10));
-        assert!(seen.first_time("k", SEEN_TTL + 1));
+        assert!(seen.reply_to("k", 0).is_none());
+        let reply = Reply::with_body(200, "text/xml; charset=utf-8", b"<xml>1</xml>".to_vec());
+        seen.remember("k".into(), &reply, 0);
+        let again = seen.reply_to("k", 10).unwrap();
+        assert_eq!(again.body, reply.body);
+        assert_eq!(
+            again.header("content-type"),
+            Some("text/xml; charset=utf-8")
+        );
+        assert!(seen.reply_to("k", SEEN_TTL + 1).is_none());
         for i in 0..(SEEN_CAP + 10) {
-            seen.first_time(&i.to_string(), SEEN_TTL + 2);
+            seen.remember(i.to_string(), &reply, SEEN_TTL + 2);
         }
         assert!(seen.seen.len() <= SEEN_CAP && seen.order.len() <= SEEN_CAP);
+        assert_eq!(seen.acted(), SEEN_CAP + 11);
     }
 }

@@ -1,7 +1,7 @@
 //! HTML handlers: home, profile, and the profile refresh that re-fetches the
 //! user from WeChat with the stored token (refreshing the token when needed).
 
-use crate::app::{App, Step, SESSION_COOKIE};
+use crate::app::{App, Step};
 use crate::config::Scope;
 use crate::error::{login_url, AppError};
 use crate::http::{Reply, Req};
@@ -153,7 +153,7 @@ fn refreshed(app: &mut App, sid: &str, started_with: &str, fresh: Fresh) -> Step
         Ok(None) => Ok(Reply::redirect(303, "/profile").into()),
         Err(error) if error.is_dead_grant() && unchanged => {
             app.sessions.remove(sid);
-            let cleared = app.cookie(SESSION_COOKIE, "", 0);
+            let cleared = app.session_cookie_cleared();
             Ok(Reply::redirect(303, &login_url("/profile"))
                 .with_cookie(&cleared)
                 .into())

@@ -1,39 +1,49 @@
-//! The session file (WXAUTH_SESSION_FILE): live sessions and logins under
-//! way, written at shutdown and read back at start, so a restart logs no one
-//! out. It holds WeChat tokens: written atomically (temp file in the same
-//! directory, fsync, rename) with mode 0600, and removed once read.
+//! The session file (WXAUTH_SESSION_FILE): live sessions, the key login
+//! states and scan tickets are signed with, and the states already spent,
+//! written at shutdown and read back at start, so a restart logs no one out
+//! and a login under way still completes. It holds WeChat tokens and the key:
+//! written atomically (temp file in the same directory, fsync, rename) with
+//! mode 0600, and removed once read.
 
-use crate::session::{LoginState, LoginStates, Session, SessionStore};
+use crate::login::Logins;
+use crate::session::{Session, SessionStore};
+use crate::signed::Key;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// Bumped when the layout changes; a file of another version is not read.
-const VERSION: u32 = 1;
+/// Bumped when the layout changes. Version 1 (before signed states) is
+/// still read, for its sessions; any other is not.
+const VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct Saving<'a> {
     version: u32,
+    key: String,
     sessions: Vec<(&'a str, &'a Session)>,
-    logins: Vec<(&'a String, &'a LoginState)>,
+    spent: Vec<(&'a str, Option<&'a str>, i64)>,
 }
 
 #[derive(Deserialize)]
 struct Saved {
     version: u32,
+    #[serde(default)]
+    key: Option<String>,
     sessions: Vec<(String, Session)>,
-    logins: Vec<(String, LoginState)>,
+    #[serde(default)]
+    spent: Vec<(String, Option<String>, i64)>,
 }
 
-/// Writes every session and login to `path`, replacing it atomically.
-/// Returns how many sessions were written.
-pub fn save(path: &Path, sessions: &SessionStore, logins: &LoginStates) -> io::Result<usize> {
+/// Writes every session, the signing key and the spent states to `path`,
+/// replacing it atomically. Returns how many sessions were written.
+pub fn save(path: &Path, sessions: &SessionStore, logins: &Logins) -> io::Result<usize> {
     let saving = Saving {
         version: VERSION,
+        key: logins.key().to_hex(),
         sessions: sessions.iter().collect(),
-        logins: logins.iter().collect(),
+        spent: logins.iter().collect(),
     };
     let temp = temp_path(path);
     let file = OpenOptions::new()
@@ -57,12 +67,13 @@ pub fn save(path: &Path, sessions: &SessionStore, logins: &LoginStates) -> io::R
 
 /// Reads `path` into the stores, dropping expired entries, then removes the
 /// file: if the process later dies without saving, sessions ended in the
-/// meantime (logouts) must not come back. A missing file is no error.
-/// Returns how many sessions were restored.
+/// meantime (logouts) must not come back. A missing file is no error. The
+/// saved key replaces `logins`' (fresh) one, so states issued before the
+/// restart still check out. Returns how many sessions were restored.
 pub fn load(
     path: &Path,
     sessions: &mut SessionStore,
-    logins: &mut LoginStates,
+    logins: &mut Logins,
     now: i64,
 ) -> Result<usize, String> {
     let text = match fs::read(path) {
@@ -72,18 +83,26 @@ pub fn load(
     };
     let saved: Saved = serde_json::from_slice(&text)
         .map_err(|e| format!("{} is not a session file: {e}", path.display()))?;
-    if saved.version != VERSION {
+    if !(1..=VERSION).contains(&saved.version) {
         return Err(format!(
             "{} has version {}, expected {VERSION}",
             path.display(),
             saved.version
         ));
     }
+    let key = match saved.key.as_deref().map(Key::from_hex) {
+        Some(Some(key)) => Some(key),
+        Some(None) => return Err(format!("{} has a malformed key", path.display())),
+        None => None,
+    };
+    if let Some(key) = key {
+        *logins = Logins::new(key);
+    }
     for (id, session) in saved.sessions {
         sessions.restore(&id, session, now);
     }
-    for (state, login) in saved.logins {
-        logins.restore(state, login, now);
+    for (nonce, session, expires) in &saved.spent {
+        logins.restore(nonce, session.as_deref(), *expires, now);
     }
     if let Err(e) = fs::remove_file(path) {
         crate::log::warn(&format!(
@@ -106,6 +125,7 @@ fn temp_path(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
     use crate::config::Scope;
+    use crate::login::LoginCookie;
     use crate::session::{StoredUser, Tokens};
     use crate::wechat::WechatUser;
     use std::os::unix::fs::PermissionsExt;
@@ -138,8 +158,12 @@ mod tests {
         let mut sessions = SessionStore::new(100, 10);
         let old = sessions.create(session("老"), 0);
         let new = sessions.create(session("新🐼"), 50);
-        let mut logins = LoginStates::new(10);
-        let state = logins.begin("browser", "/next", 40);
+        let mut logins = Logins::new(Key::random());
+        let mut cookie = LoginCookie::new();
+        let state = logins.begin(&mut cookie, "/next", 40);
+        let checked = logins.check(&state, [cookie.value().as_str()], 40).unwrap();
+        logins.spend(&checked, 40);
+        logins.complete(&checked, &new);
         assert_eq!(save(&path, &sessions, &logins).unwrap(), 2);
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
@@ -147,14 +171,20 @@ mod tests {
         );
 
         let mut back = SessionStore::new(100, 10);
-        let mut back_logins = LoginStates::new(10);
+        let mut back_logins = Logins::new(Key::random());
         // At t=120 the first session (expires 100) is gone, the second (150) is not.
         assert_eq!(load(&path, &mut back, &mut back_logins, 120).unwrap(), 1);
         assert!(back.get(&old, 120).is_none());
         let restored = back.get(&new, 120).unwrap();
         assert_eq!(restored.user.nickname(), "新🐼");
         assert_eq!(restored.tokens.refresh_token(), "R");
-        assert_eq!(back_logins.get(&state, 120).unwrap().next, "/next");
+        // The key came back: the state still checks out, and is still spent.
+        let again = back_logins
+            .check(&state, [cookie.value().as_str()], 120)
+            .unwrap();
+        assert_eq!(again.next, "/next");
+        let spent = back_logins.spent(&again, 120).unwrap();
+        assert_eq!(spent.session(), Some(new.as_str()));
         assert!(!path.exists(), "the file is removed once read");
         fs::remove_dir_all(&dir).ok();
     }
@@ -163,18 +193,39 @@ mod tests {
     fn a_missing_file_is_an_empty_start_and_a_corrupt_one_an_error() {
         let dir = temp_dir("corrupt");
         let path = dir.join("sessions.json");
-        let (mut s, mut l) = (SessionStore::new(100, 10), LoginStates::new(10));
+        let (mut s, mut l) = (SessionStore::new(100, 10), Logins::new(Key::random()));
         assert_eq!(load(&path, &mut s, &mut l, 0), Ok(0));
         for junk in [
             &b"{not json"[..],
             b"",
             b"{\"version\":99,\"sessions\":[],\"logins\":[]}",
+            b"{\"version\":2,\"key\":\"abc\",\"sessions\":[]}",
             b"\xff\xfe",
         ] {
             fs::write(&path, junk).unwrap();
             assert!(load(&path, &mut s, &mut l, 0).is_err());
             assert!(s.is_empty());
         }
+        fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_version_1_file_keeps_its_sessions_across_the_upgrade() {
+        let dir = temp_dir("v1");
+        let path = dir.join("sessions.json");
+        let mut sessions = SessionStore::new(100, 10);
+        let id = sessions.create(session("老"), 0);
+        save(&path, &sessions, &Logins::new(Key::random())).unwrap();
+        let mut file: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        file["version"] = 1.into();
+        file.as_object_mut().unwrap().remove("key");
+        file.as_object_mut().unwrap().remove("spent");
+        file["logins"] = serde_json::json!([["s", {"browser": "b", "next": "/", "created": 0}]]);
+        fs::write(&path, file.to_string()).unwrap();
+        let (mut back, mut logins) = (SessionStore::new(100, 10), Logins::new(Key::random()));
+        assert_eq!(load(&path, &mut back, &mut logins, 1), Ok(1));
+        assert!(back.get(&id, 1).is_some());
         fs::remove_dir_all(&dir).ok();
     }
 }

@@ -1,5 +1,6 @@
 //! Every URL the app answers, in one table, and the dispatch over it:
-//! 404 for an unknown path, 405 with `Allow` for a known path and the wrong method.
+//! 404 for an unknown path, 405 with `Allow` for a known path and the wrong
+//! method, 403 for a POST another site sent.
 
 use crate::app::{App, Step};
 use crate::error::AppError;
@@ -22,7 +23,9 @@ pub const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Get, "/", Now(pages::home)),
     (Method::Get, "/login", Now(auth::login)),
     (Method::Get, "/login/scan", Now(scan::scan)),
-    (Method::Get, "/login/scan/done", Now(scan::done)),
+    (Method::Get, "/login/scan/confirm", Now(scan::confirm_page)),
+    (Method::Post, "/login/scan/confirm", Now(scan::confirm)),
+    (Method::Post, "/login/scan/cancel", Now(scan::cancel)),
     (Method::Get, "/login/ticket", Now(scan::status)),
     (Method::Get, "/callback", Calls(auth::callback)),
     (Method::Get, "/profile", Now(pages::profile)),
@@ -43,6 +46,10 @@ pub const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Post, "/wechat", Now(mp::receive)),
 ];
 
+/// POST routes other sites may call: WeChat's server pushes, which carry no
+/// browser's cookies and are authenticated by their signature (mp.rs).
+const SERVER_TO_SERVER: &[&str] = &["/wechat"];
+
 /// Finds the handler for `req` and runs it. HEAD is served as GET (tiny_http drops the body).
 pub fn dispatch(app: &mut App, req: &Req) -> Step {
     let method = match req.method {
@@ -62,6 +69,9 @@ pub fn dispatch(app: &mut App, req: &Req) -> Step {
     for (route_method, path, handler) in ROUTES {
         if *path == req.path {
             if *route_method == method {
+                if method == Method::Post && !SERVER_TO_SERVER.contains(path) {
+                    same_origin(app, req)?;
+                }
                 return match handler {
                     Now(handler) => handler(app, req).map(Outcome::Reply),
                     Calls(handler) => handler(app, req),
@@ -79,5 +89,34 @@ pub fn dispatch(app: &mut App, req: &Req) -> Step {
         Err(AppError::MethodNotAllowed {
             allow: allowed.join(", "),
         })
+    }
+}
+
+/// Refuses a POST another site made a browser send. `Origin` must be the
+/// public URL's origin (in demo mode also the host the browser used, which
+/// demo mode may follow). A browser that writes `Origin: null` (privacy
+/// contexts, redirects) or none is judged by `Sec-Fetch-Site`, which must say
+/// same-origin. With neither header the client is not a browser (curl, a
+/// script): allowed, as every browser in use sends one of the two on a
+/// cross-site POST, and SameSite=Lax keeps our cookies off such a POST anyway.
+fn same_origin(app: &App, req: &Req) -> Result<(), AppError> {
+    let fetch_site = req.header("sec-fetch-site");
+    match req.header("origin").map(str::trim) {
+        Some(origin) if origin != "null" => {
+            let origin = origin.to_ascii_lowercase();
+            let demo_origin = || {
+                let host = req.header("host").unwrap_or("").to_ascii_lowercase();
+                app.config.demo && !host.is_empty() && origin == format!("http://{host}")
+            };
+            if origin == app.config.public_origin() || demo_origin() {
+                return Ok(());
+            }
+            Err(AppError::CrossSite)
+        }
+        _ => match fetch_site {
+            Some("same-origin") => Ok(()),
+            None if req.header("origin").is_none() => Ok(()),
+            _ => Err(AppError::CrossSite),
+        },
     }
 }

@@ -1,7 +1,7 @@
-//! Who is logged in (`SessionStore`: session id → user and tokens) and which
-//! logins are under way (`LoginStates`: OAuth state → the browser that began
-//! it). Both are bounded: entries expire, and past a cap the oldest go first.
-//! Plain maps: the request loop is single-threaded, so there are no locks.
+//! Who is logged in: `SessionStore`, session id → user and tokens. Bounded:
+//! sessions expire, and past a cap the oldest go first. A plain map: the
+//! request loop is single-threaded, so there are no locks. (Logins under way
+//! are stored nowhere: login.rs.)
 
 use crate::config::Scope;
 pub use crate::packed::{StoredUser, Tokens};
@@ -9,10 +9,8 @@ use crate::random;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 
-/// Length of session ids, login states and browser ids (≈190 bits).
+/// Length of session ids (≈190 bits).
 pub const ID_LEN: usize = 32;
-/// A login must come back from WeChat within this many seconds.
-pub const LOGIN_TTL: i64 = 600;
 
 /// One logged-in browser. Kept small: a server holds 100,000 of these.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -151,115 +149,6 @@ impl SessionStore {
     }
 }
 
-/// A login under way: the OAuth `state` we sent WeChat maps to this.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct LoginState {
-    /// The browser id cookie of the browser that began the login.
-    pub browser: String,
-    /// Where to go afterwards (a checked local path).
-    pub next: String,
-    pub created: i64,
-    /// Set once the code was exchanged: a reload or WeChat's second callback
-    /// for this state continues to this session instead of failing.
-    pub session: Option<String>,
-}
-
-/// OAuth state → login, bounded like `SessionStore`.
-pub struct LoginStates {
-    map: HashMap<String, LoginState>,
-    order: VecDeque<String>,
-    cap: usize,
-}
-
-impl LoginStates {
-    /// An empty table holding at most `cap` logins under way.
-    pub fn new(cap: usize) -> LoginStates {
-        LoginStates {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            cap: cap.max(1),
-        }
-    }
-
-    /// Starts a login for `browser` and returns the fresh state to send to WeChat.
-    pub fn begin(&mut self, browser: &str, next: &str, now: i64) -> String {
-        while self.map.len() >= self.cap {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.map.remove(&oldest);
-                }
-                None => break,
-            }
-        }
-        let state = random::token(ID_LEN);
-        self.order.push_back(state.clone());
-        self.map.insert(
-            state.clone(),
-            LoginState {
-                browser: browser.to_string(),
-                next: next.to_string(),
-                created: now,
-                session: None,
-            },
-        );
-        state
-    }
-
-    /// The login for `state` if it has not expired.
-    pub fn get(&self, state: &str, now: i64) -> Option<&LoginState> {
-        self.map.get(state).filter(|l| now - l.created < LOGIN_TTL)
-    }
-
-    /// Records that the login for `state` produced `session`.
-    pub fn complete(&mut self, state: &str, session: &str) {
-        if let Some(login) = self.map.get_mut(state) {
-            login.session = Some(session.to_string());
-        }
-    }
-
-    /// Forgets a state (it failed; a retry starts a new login).
-    pub fn remove(&mut self, state: &str) {
-        self.map.remove(state);
-    }
-
-    /// Drops expired logins.
-    pub fn sweep(&mut self, now: i64) {
-        self.map.retain(|_, l| now - l.created < LOGIN_TTL);
-        if self.order.len() > 2 * self.map.len() + 64 {
-            let map = &self.map;
-            self.order.retain(|s| map.contains_key(s));
-        }
-    }
-
-    /// How many logins are under way.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Every login under way, oldest first (for the session file).
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &LoginState)> {
-        self.order
-            .iter()
-            .filter_map(|state| self.map.get_key_value(state))
-    }
-
-    /// Puts back a saved login, unless it has expired.
-    pub fn restore(&mut self, state: String, login: LoginState, now: i64) {
-        if now - login.created < LOGIN_TTL
-            && self.map.len() < self.cap
-            && !self.map.contains_key(&state)
-        {
-            self.order.push_back(state.clone());
-            self.map.insert(state, login);
-        }
-    }
-
-    /// True when no login is under way.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,36 +207,5 @@ mod tests {
             store.remove(&id);
         }
         assert!(store.order.len() <= 64 + 1);
-    }
-
-    #[test]
-    fn login_states_expire_and_are_capped() {
-        let mut logins = LoginStates::new(2);
-        let a = logins.begin("b1", "/", 0);
-        assert!(logins.get(&a, LOGIN_TTL - 1).is_some());
-        assert!(logins.get(&a, LOGIN_TTL).is_none());
-        let b = logins.begin("b1", "/", 0);
-        let c = logins.begin("b1", "/", 0);
-        assert_eq!(logins.len(), 2);
-        assert!(
-            logins.get(&a, 1).is_none()
-                && logins.get(&b, 1).is_some()
-                && logins.get(&c, 1).is_some()
-        );
-        logins.sweep(LOGIN_TTL);
-        assert!(logins.is_empty());
-    }
-
-    #[test]
-    fn a_completed_login_remembers_its_session() {
-        let mut logins = LoginStates::new(10);
-        let s = logins.begin("b", "/next", 0);
-        logins.complete(&s, "sid");
-        assert_eq!(
-            logins.get(&s, 1).and_then(|l| l.session.as_deref()),
-            Some("sid")
-        );
-        logins.remove(&s);
-        assert!(logins.get(&s, 1).is_none());
     }
 }

@@ -25,6 +25,9 @@ pub enum WechatError {
     Status(u16),
     /// A body that is not the JSON we expect, or too large.
     BadAnswer(String),
+    /// An openid or unionid that is not printable ASCII: it would reach the
+    /// gateway's headers and our pages, so the login is refused.
+    BadIdentity(&'static str),
 }
 
 impl WechatError {
@@ -59,6 +62,7 @@ impl fmt::Display for WechatError {
             WechatError::Transport(why) => write!(f, "wechat unreachable: {why}"),
             WechatError::Status(code) => write!(f, "wechat answered http status {code}"),
             WechatError::BadAnswer(why) => write!(f, "wechat answer not understood: {why}"),
+            WechatError::BadIdentity(field) => write!(f, "wechat sent an unusable {field}"),
         }
     }
 }
@@ -148,12 +152,26 @@ impl WechatUser {
             &mut user.province,
             &mut user.city,
             &mut user.country,
+            &mut user.headimgurl,
         ] {
             field.retain(|c| !c.is_control());
         }
         user.headimgurl = https_avatar(&user.headimgurl);
         Ok(user)
     }
+}
+
+/// Refuses an openid or unionid that is empty, longer than any WeChat sends
+/// (28 characters today), or anything but printable ASCII. These go into the
+/// gateway's X-WeChat-OpenID / X-WeChat-UnionID headers, where a control
+/// character could split a header and a non-ASCII byte would be dropped;
+/// removing characters would change who the user is, so the login is refused.
+pub fn identity(field: &'static str, value: &str) -> Result<(), WechatError> {
+    let printable = value.bytes().all(|b| b.is_ascii_graphic());
+    if value.is_empty() || value.len() > 128 || !printable {
+        return Err(WechatError::BadIdentity(field));
+    }
+    Ok(())
 }
 
 /// `http://thirdwx.qlogo.cn/...` → `https://...`; WeChat's avatar hosts serve both.
@@ -244,6 +262,10 @@ impl WechatClient {
             return Err(WechatError::BadAnswer(
                 "userinfo is for another openid".into(),
             ));
+        }
+        // The openid is the grant's, already checked (grant_from).
+        if let Some(unionid) = &user.unionid {
+            identity("unionid", unionid)?;
         }
         Ok(user)
     }
@@ -371,6 +393,10 @@ fn grant_from(value: Value) -> Result<Grant, WechatError> {
         return Err(WechatError::BadAnswer(
             "token answer without access_token or openid".into(),
         ));
+    }
+    identity("openid", &grant.openid)?;
+    if let Some(unionid) = &grant.unionid {
+        identity("unionid", unionid)?;
     }
     Ok(grant)
 }
@@ -518,5 +544,27 @@ mod tests {
         assert!(g.is_snapshotuser);
         assert_eq!(g.unionid, None);
         assert!(grant_from(serde_json::json!({"openid":"O"})).is_err());
+    }
+
+    #[test]
+    fn identities_with_control_or_non_ascii_characters_are_refused() {
+        for (openid, unionid) in [
+            ("o1\r\nX-Injected: 1", None),
+            ("o1\u{7}", None),
+            ("o 1", None),
+            ("o中文", None),
+            ("o1", Some("u1\n")),
+            ("o1", Some("u\u{85}1")),
+        ] {
+            let answer = serde_json::json!({
+                "access_token": "A", "openid": openid, "unionid": unionid.unwrap_or("")
+            });
+            assert!(
+                matches!(grant_from(answer), Err(WechatError::BadIdentity(_))),
+                "{openid:?} {unionid:?}"
+            );
+        }
+        assert!(identity("openid", "oSim0PandaXiaoMingEmoji00001").is_ok());
+        assert!(identity("openid", "").is_err());
     }
 }

@@ -1,5 +1,5 @@
 // The QR login page (templates/scan.html): asks /login/ticket how the
-// ticket is doing until the phone has logged in, then moves on.
+// ticket is doing until the phone has confirmed (or cancelled), then moves on.
 (function () {
   "use strict";
   var status = document.getElementById("scan-status");
@@ -7,7 +7,8 @@
   var ticket = status.getAttribute("data-ticket");
   var said = {
     pending: "等待扫码…",
-    scanned: "已扫码，请在手机上确认登录",
+    scanned: "已扫码，请在手机上确认",
+    cancelled: "已取消。如需登录，请点击“刷新二维码”",
     done: "登录成功，正在进入…",
     expired: "二维码已过期，请点击“刷新二维码”",
     forbidden: "请在生成二维码的浏览器中使用"

@@ -449,13 +449,77 @@ fn a_desktop_browser_logs_in_by_scanning_the_qr_code() {
     let authorize = phone.get(&scan_url);
     let callback = phone.consent(authorize.location(), 0, true);
     let back = phone.get(&callback);
-    assert!(phone
-        .get(&stack.url(back.location()))
+    let confirm = phone.get(&stack.url(back.location()));
+    assert!(
+        confirm.body.contains("确认在电脑上登录"),
+        "{}",
+        confirm.body
+    );
+    // The desktop page says so by itself (static/scan.js), and waits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !chrome.text().contains("已扫码，请在手机上确认") {
+        assert!(Instant::now() < deadline, "{}", chrome.text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let token = confirm
         .body
-        .contains("已在电脑上登录"));
-    // The desktop page notices by itself (static/scan.js) and moves on.
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let decided = phone.post(
+        &stack.url("/login/scan/confirm"),
+        &[("t", ticket.as_str().unwrap()), ("token", &token)],
+    );
+    assert_eq!(decided.status, 303, "{}", decided.body);
+    // Then it moves on.
     chrome.events.clear();
     chrome.wait_for_load();
     assert_eq!(chrome.url(), stack.url("/profile"));
     assert!(chrome.text().contains("熊猫🐼小明"));
+}
+
+#[test]
+fn a_phone_confirms_a_desktop_login_with_the_pages_own_form() {
+    let Some(mut chrome) = Chrome::launch() else {
+        return;
+    };
+    let stack = start();
+    // The desktop, here without a browser of its own.
+    let mut desktop = crate::support::Browser::new();
+    desktop.user_agent =
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari/605.1.15".into();
+    let page = desktop.get(&stack.url("/login"));
+    let ticket = page
+        .body
+        .split("data-ticket=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let poll = stack.url(&format!("/login/ticket?t={ticket}"));
+    // The phone is the real browser: it scans, logs in, and is asked.
+    chrome.navigate(&stack.url(&format!("/login/scan?t={ticket}")));
+    chrome.tap("button[value='allow']");
+    let text = chrome.text();
+    assert!(
+        text.contains("确认在电脑上登录") && text.contains("Safari · macOS"),
+        "{text}"
+    );
+    chrome.check_page("scan confirmation (phone)");
+    chrome.screenshot("scan-confirm");
+    assert!(desktop.get(&poll).body.contains("scanned"));
+    // 确认登录: a same-origin form post from the page, as the browser sends it.
+    chrome.tap("form[action='/login/scan/confirm'] button");
+    let text = chrome.text();
+    assert!(text.contains("已在电脑上登录"), "{text}");
+    chrome.check_page("scan confirmed (phone)");
+    let done = desktop.get(&poll);
+    assert!(done.body.contains("\"status\":\"done\""), "{}", done.body);
+    assert_eq!(desktop.get(&stack.url("/api/me")).status, 200);
 }

@@ -356,6 +356,59 @@ fn a_restart_with_sigterm_keeps_the_sessions() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A loopback port free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_login_under_way_survives_a_restart_with_sigterm() {
+    let dir = std::env::temp_dir().join(format!("wxauth-underway-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessions.json");
+    // The same ports on both sides of the restart: the URLs WeChat holds stay good.
+    let (app_port, sim_port) = (free_port().to_string(), free_port().to_string());
+    let listen = format!("127.0.0.1:{app_port}");
+    let sim_listen = format!("127.0.0.1:{sim_port}");
+    let env = [
+        ("WXAUTH_SESSION_FILE", file.to_str().unwrap()),
+        ("WXAUTH_LISTEN", listen.as_str()),
+        ("WXAUTH_SIM_LISTEN", sim_listen.as_str()),
+    ];
+    let mut first = start_demo(&env);
+    let app = first.app.clone();
+    // One login completed before the restart, one only begun.
+    let mut done = Browser::new();
+    let login = done.get(&format!("{app}/login?next=%2Fdone"));
+    let completed = done.consent(login.location(), 0, true);
+    assert_eq!(done.get(&completed).location(), "/done");
+    let mut underway = Browser::new();
+    let authorize = underway
+        .get(&format!("{app}/login?next=%2Funderway"))
+        .location()
+        .to_string();
+    assert_eq!(terminate(&mut first.child).code(), Some(0));
+
+    let second = start_demo(&env);
+    assert_eq!(second.app, app);
+    // The state issued before the restart checks out after it (the key was kept).
+    let callback = underway.consent(&authorize, 3, true);
+    let landed = underway.get(&callback);
+    assert_eq!(landed.status, 302, "{}", landed.body);
+    assert_eq!(landed.location(), "/underway");
+    assert_eq!(underway.get(&format!("{app}/api/me")).status, 200);
+    // And a state spent before it is still spent: a reload lands without
+    // a second exchange (which the new simulator would refuse with 40029).
+    let again = done.get(&completed);
+    assert_eq!(again.status, 302, "{}", again.body);
+    assert_eq!(again.location(), "/done");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn a_sigterm_lets_a_login_under_way_finish_and_turns_new_requests_away() {
     let dir = std::env::temp_dir().join(format!("wxauth-drain-{}", std::process::id()));

@@ -36,7 +36,7 @@ fn userinfo_login_lands_on_the_profile_with_the_users_data() {
     let profile = browser.get(&stack.url("/profile"));
     assert_eq!(profile.status, 200);
     assert!(profile.body.contains("熊猫🐼小明"), "emoji nickname intact");
-    assert!(profile.body.contains("男"));
+    assert!(profile.body.contains("<dt>性别</dt><dd>男</dd>"));
     assert!(
         profile.body.contains("https://thirdwx.qlogo.cn/"),
         "avatar served over https"
@@ -341,4 +341,18 @@ fn the_oldest_session_is_evicted_past_the_cap() {
         .map(|b| b.get(&stack.url("/api/me")).status)
         .collect();
     assert_eq!(statuses, [401, 200, 200]);
+}
+
+#[test]
+fn two_tabs_logging_in_at_once_each_land_where_they_began() {
+    let stack = start();
+    let mut browser = Browser::new();
+    let first = browser.start_login(&stack, Some("/tab/one"));
+    let second = browser.start_login(&stack, Some("/tab/two"));
+    let first = browser.consent(&first, 0, true);
+    let second = browser.consent(&second, 0, true);
+    assert_eq!(browser.get(&second).location(), "/tab/two");
+    assert_eq!(browser.get(&first).location(), "/tab/one");
+    assert_eq!(stack.calls("access_token"), 2);
+    assert_eq!(browser.get(&stack.url("/api/me")).status, 200);
 }

@@ -116,3 +116,94 @@ fn auth_start_sends_a_visitor_to_login_and_back_to_the_page_asked_for() {
         "/login?next=%2F"
     );
 }
+
+/// Routes of wxauth that scripts/nginx-gateway.conf leaves to the protected
+/// app, and why: the app's home page is the app's; /healthz is for monitoring
+/// wxauth directly; /auth/check is nginx's internal subrequest.
+const NOT_ROUTED: &[&str] = &["/", "/healthz", "/auth/check"];
+
+#[test]
+fn the_nginx_gateway_sends_every_route_of_wxauth_to_wxauth() {
+    let conf = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/nginx-gateway.conf"
+    ))
+    .unwrap();
+    let (line, block) = conf
+        .split("location ~ ^/(")
+        .nth(1)
+        .and_then(|rest| rest.split_once(")$ {"))
+        .expect("one regex location for wxauth's routes");
+    let routed: Vec<String> = line
+        .split('|')
+        .map(|p| format!("/{}", p.replace("\\.", ".")))
+        .collect();
+    let mut wanted: Vec<String> = wxauth::routes::ROUTES
+        .iter()
+        .map(|(_, path, _)| path.to_string())
+        .filter(|path| !NOT_ROUTED.contains(&path.as_str()))
+        .collect();
+    wanted.extend(wxauth::assets::names().map(|name| format!("/static/{name}")));
+    for path in &wanted {
+        assert!(
+            routed.contains(path),
+            "{path} does not reach wxauth through the gateway"
+        );
+    }
+    for path in &routed {
+        assert!(
+            wanted.contains(path),
+            "{path} is routed to wxauth but wxauth has no such route"
+        );
+    }
+    // Longer than a callback's two WeChat calls at WXAUTH_UPSTREAM_TIMEOUT's 8 s.
+    let block = block.split('}').next().unwrap();
+    let timeout: u64 = block
+        .split("proxy_read_timeout ")
+        .nth(1)
+        .and_then(|rest| rest.split('s').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a proxy_read_timeout in seconds");
+    assert!(timeout > 2 * 8 + 5, "proxy_read_timeout {timeout}s");
+    // The protected app gets the Cookie header without wxauth's cookies.
+    let app = conf.split("location / {").nth(1).unwrap();
+    assert!(
+        app.contains("proxy_set_header Cookie $app_cookie;"),
+        "{app}"
+    );
+}
+
+#[test]
+fn a_stored_identity_a_header_cannot_carry_is_refused_not_dropped() {
+    use wxauth::session::{Session, SessionStore, StoredUser, Tokens};
+    // Logins refuse such an openid; a session file from before could hold one.
+    let dir = std::env::temp_dir().join(format!("wxauth-badid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessions.json");
+    let mut sessions = SessionStore::new(3600, 10);
+    let user = wxauth::wechat::WechatUser {
+        openid: "oBad\r\nX-Injected: 1".into(),
+        ..Default::default()
+    };
+    let session = Session {
+        scope: wxauth::config::Scope::Base,
+        user: StoredUser::from(user),
+        tokens: Tokens::new("A", "R", i64::MAX, i64::MAX),
+        expires: 0,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let sid = sessions.create(session, now);
+    let logins = wxauth::login::Logins::new(wxauth::signed::Key::random());
+    wxauth::persist::save(&file, &sessions, &logins).unwrap();
+    let stack = start_with(&[("WXAUTH_SESSION_FILE", file.to_str().unwrap())]);
+    let mut browser = Browser::new();
+    browser.jar.insert("wxauth_session".into(), sid);
+    let check = browser.get(&stack.url("/auth/check"));
+    assert_eq!(check.status, 500, "nginx must not let this through");
+    assert_eq!(check.header("x-wechat-openid"), None);
+    assert!(check.headers.iter().all(|(n, _)| n != "x-injected"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -168,21 +168,32 @@ fn a_login_text_gets_the_link_and_other_text_gets_success() {
 }
 
 #[test]
-fn wechats_retries_are_acted_on_once() {
+fn a_push_retried_three_times_gets_three_identical_replies_and_is_acted_on_once() {
     let stack = with_token();
     let body = event("subscribe", "", now());
     let first = push(&stack, &body);
-    assert!(first.body.starts_with("<xml>"));
+    assert!(first.body.starts_with("<xml>"), "{}", first.body);
+    assert!(first.body.contains(&format!("{}/login", stack.app_url)));
+    // WeChat retries only when it did not get the first answer: the retry
+    // must carry the login link again, byte for byte.
     for _ in 0..3 {
+        let retry = push(&stack, &body);
         assert_eq!(
-            push(&stack, &body).body,
-            "success",
-            "a retry is not answered twice"
+            (retry.status, retry.body.as_str()),
+            (200, first.body.as_str())
         );
+        assert_eq!(retry.header("content-type"), first.header("content-type"));
     }
+    assert_eq!(stack.app.stats().pushes, 1, "acted on once");
     let message = text("登录", 6_000_000_009);
-    assert!(push(&stack, &message).body.starts_with("<xml>"));
-    assert_eq!(push(&stack, &message).body, "success", "same MsgId");
+    let first = push(&stack, &message);
+    assert!(first.body.starts_with("<xml>"));
+    assert_eq!(push(&stack, &message).body, first.body, "same MsgId");
+    // A push answered `success` is answered `success` again.
+    let other = text("你好", 6_000_000_010);
+    assert_eq!(push(&stack, &other).body, "success");
+    assert_eq!(push(&stack, &other).body, "success");
+    assert_eq!(stack.app.stats().pushes, 3);
 }
 
 #[test]
@@ -360,7 +371,7 @@ fn the_simulator_pushes_signed_events_that_the_app_answers() {
         .collect();
     assert_eq!(bodies.len(), 3);
     assert!(
-        bodies[0].starts_with("<xml>") && bodies[1] == "success" && bodies[2] == "success",
+        bodies[0].starts_with("<xml>") && bodies[1] == bodies[0] && bodies[2] == bodies[0],
         "{bodies:?}"
     );
     let forged = stack.push(&[

@@ -8,7 +8,9 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use wxauth::auth::local_path;
 use wxauth::http::{encode_component, encode_query, parse_cookies, parse_query, Req};
-use wxauth::session::{LoginStates, SessionStore};
+use wxauth::login::Logins;
+use wxauth::session::SessionStore;
+use wxauth::signed::Key;
 use wxauth::wechat::{parse_answer, repair, WechatUser};
 
 /// Where a kept `next` must lead: judged by the WHATWG URL parser that
@@ -251,7 +253,10 @@ proptest! {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("s-{}.json", body.len()));
         std::fs::write(&path, &body).unwrap();
-        let (mut sessions, mut logins) = (SessionStore::new(100, 10), LoginStates::new(10));
+        let (mut sessions, mut logins) = (
+            SessionStore::new(100, 10),
+            Logins::new(Key::random()),
+        );
         let _ = wxauth::persist::load(&path, &mut sessions, &mut logins, 0);
         let _ = std::fs::remove_file(&path);
     }

@@ -1,8 +1,9 @@
-//! Scan to log in on a desktop browser: the QR page, the phone's login, the
-//! desktop's poll, and tickets that expire, are used once, and belong to the
-//! browser that asked for them.
+//! Scan to log in on a desktop browser: the QR page, the phone's login and
+//! its confirmation, the desktop's poll; and the attacks on it: a link sent
+//! to a logged-in user, another phone, a replayed, tokenless or cross-site
+//! POST, another browser polling, an expired ticket.
 
-use crate::support::{start, start_real, Browser, Stack};
+use crate::support::{start, start_real, Browser, Resp, Stack};
 
 const DESKTOP: &str =
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36";
@@ -24,18 +25,34 @@ fn qr(stack: &Stack, desktop: &mut Browser) -> (String, String) {
         page.body
     );
     assert!(desktop.jar.contains_key("wxauth_login"));
-    let ticket = page
-        .body
-        .split("data-ticket=\"")
+    let ticket = attribute(&page.body, "data-ticket");
+    assert_eq!(ticket.len(), wxauth::scan::TICKET_LEN, "{ticket}");
+    assert!(ticket.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let scan_url = format!("{}/login/scan?t={ticket}", stack.app_url);
+    (ticket, scan_url)
+}
+
+/// The value of the first `name="…"` attribute (or `data-ticket="…"`) in `html`.
+fn attribute(html: &str, name: &str) -> String {
+    html.split(&format!("{name}=\""))
         .nth(1)
-        .unwrap()
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
         .split('"')
         .next()
         .unwrap()
-        .to_string();
-    assert!(ticket.len() >= 22 && ticket.bytes().all(|b| b.is_ascii_alphanumeric()));
-    let scan_url = format!("{}/login/scan?t={ticket}", stack.app_url);
-    (ticket, scan_url)
+        .to_string()
+}
+
+/// The hidden token of the confirmation page's forms.
+fn token_of(page: &Resp) -> String {
+    page.body
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no token in {}", page.body))
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 fn status(stack: &Stack, browser: &mut Browser, ticket: &str) -> (u16, String) {
@@ -47,36 +64,61 @@ fn status(stack: &Stack, browser: &mut Browser, ticket: &str) -> (u16, String) {
     )
 }
 
-/// The phone (inside WeChat) scans and logs in as test user `user`.
-fn phone_scans(
-    stack: &Stack,
-    phone: &mut Browser,
-    scan_url: &str,
-    user: usize,
-) -> crate::support::Resp {
+/// The phone (inside WeChat) scans and logs in as test user `user`; returns
+/// the page it lands on (the confirmation page, for a phone that may confirm).
+fn phone_scans(stack: &Stack, phone: &mut Browser, scan_url: &str, user: usize) -> Resp {
     let authorize = phone.get(scan_url);
     assert_eq!(authorize.status, 302, "{}", authorize.body);
     let callback = phone.consent(authorize.location(), user, true);
     let back = phone.get(&callback);
-    assert_eq!(back.status, 302);
+    assert_eq!(back.status, 302, "{}", back.body);
     assert!(
-        back.location().starts_with("/login/scan/done?t="),
+        back.location().starts_with("/login/scan/confirm?t="),
         "{}",
         back.location()
     );
     phone.get(&stack.url(back.location()))
 }
 
+fn decide(stack: &Stack, phone: &mut Browser, what: &str, ticket: &str, token: &str) -> Resp {
+    phone.post(
+        &stack.url(&format!("/login/scan/{what}")),
+        &[("t", ticket), ("token", token)],
+    )
+}
+
 #[test]
-fn a_desktop_logs_in_by_scanning_with_a_phone() {
+fn a_desktop_logs_in_once_the_phone_confirms() {
     let stack = start();
     let mut pc = desktop();
     let (ticket, scan_url) = qr(&stack, &mut pc);
     assert_eq!(status(&stack, &mut pc, &ticket), (200, "pending".into()));
     let mut phone = Browser::new();
-    let done = phone_scans(&stack, &mut phone, &scan_url, 0);
-    assert_eq!(done.status, 200);
-    assert!(done.body.contains("已在电脑上登录"), "{}", done.body);
+    let page = phone_scans(&stack, &mut phone, &scan_url, 0);
+    assert_eq!(page.status, 200, "{}", page.body);
+    // What it is about to log in, and as whom.
+    for shown in [
+        "确认在电脑上登录",
+        "熊猫🐼小明",
+        "Chrome · Linux",
+        "127.0.0.1",
+        "北京时间",
+        "action=\"/login/scan/confirm\"",
+        "action=\"/login/scan/cancel\"",
+        "确认登录",
+        "取消",
+    ] {
+        assert!(page.body.contains(shown), "{shown}: {}", page.body);
+    }
+    assert_eq!(status(&stack, &mut pc, &ticket), (200, "scanned".into()));
+    // Nothing happens until the phone posts the form.
+    assert!(!pc.jar.contains_key("wxauth_session"));
+    let token = token_of(&page);
+    let done = decide(&stack, &mut phone, "confirm", &ticket, &token);
+    assert_eq!(done.status, 303, "{}", done.body);
+    let shown = phone.get(&stack.url(done.location()));
+    assert_eq!(shown.status, 200);
+    assert!(shown.body.contains("已在电脑上登录"), "{}", shown.body);
     // The desktop's next poll brings its own session.
     let claim = pc.get(&stack.url(&format!("/login/ticket?t={ticket}")));
     assert_eq!(claim.status, 200);
@@ -100,14 +142,224 @@ fn a_desktop_logs_in_by_scanning_with_a_phone() {
     assert_eq!(pc.get(&stack.url("/api/me")).status, 200);
 }
 
+/// The attack of issue 11: the attacker's desktop shows ticket T and sends
+/// its links to a logged-in user, who opens them (a chat message is enough).
 #[test]
-fn the_desktop_sees_the_scan_before_the_phone_confirms() {
+fn links_opened_by_a_logged_in_stranger_never_log_in_the_attackers_desktop() {
+    let stack = start();
+    let mut attacker = desktop();
+    let (ticket, scan_url) = qr(&stack, &mut attacker);
+    let mut victim = Browser::new();
+    assert_eq!(victim.login_as(&stack, 0).status, 302);
+    // The old one-tap link is gone.
+    let old = victim.get(&stack.url(&format!("/login/scan/done?t={ticket}")));
+    assert_eq!(old.status, 404);
+    // The confirmation page, for a phone that never scanned T: scan first.
+    let confirm = victim.get(&stack.url(&format!("/login/scan/confirm?t={ticket}")));
+    assert_eq!(confirm.status, 302);
+    assert_eq!(confirm.location(), format!("/login/scan?t={ticket}"));
+    assert_eq!(
+        status(&stack, &mut attacker, &ticket),
+        (200, "pending".into())
+    );
+    // Even followed all the way through WeChat, GETs only show the question.
+    let page = phone_scans(&stack, &mut victim, &scan_url, 0);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("确认在电脑上登录"));
+    for _ in 0..3 {
+        victim.get(&stack.url(&format!("/login/scan/confirm?t={ticket}")));
+        victim.get(&stack.url(&format!("/login/ticket?t={ticket}")));
+    }
+    assert_eq!(
+        status(&stack, &mut attacker, &ticket),
+        (200, "scanned".into())
+    );
+    assert!(!attacker.jar.contains_key("wxauth_session"));
+    assert_eq!(attacker.get(&stack.url("/api/me")).status, 401);
+    // The victim says no: the attacker's page learns just that.
+    let token = token_of(&page);
+    assert_eq!(
+        decide(&stack, &mut victim, "cancel", &ticket, &token).status,
+        303
+    );
+    assert_eq!(
+        status(&stack, &mut attacker, &ticket),
+        (200, "cancelled".into())
+    );
+    let page = victim.get(&stack.url(&format!("/login/scan/confirm?t={ticket}")));
+    assert!(page.body.contains("已取消登录"), "{}", page.body);
+    // Cancelled is final: confirming now, or scanning again, changes nothing.
+    assert_eq!(
+        decide(&stack, &mut victim, "confirm", &ticket, &token).status,
+        409
+    );
+    assert_eq!(victim.get(&scan_url).status, 410);
+    assert_eq!(
+        status(&stack, &mut attacker, &ticket),
+        (200, "cancelled".into())
+    );
+    assert_eq!(attacker.get(&stack.url("/api/me")).status, 401);
+}
+
+#[test]
+fn a_phone_that_did_not_scan_the_ticket_cannot_confirm_it() {
     let stack = start();
     let mut pc = desktop();
     let (ticket, scan_url) = qr(&stack, &mut pc);
     let mut phone = Browser::new();
-    assert_eq!(phone.get(&scan_url).status, 302);
+    let page = phone_scans(&stack, &mut phone, &scan_url, 0);
+    let token = token_of(&page);
+    // Another phone scans the same code: the first phone keeps it.
+    let mut other = Browser::new();
+    let taken = phone_scans(&stack, &mut other, &scan_url, 3);
+    assert_eq!(taken.status, 409);
+    assert!(
+        taken.body.contains("二维码已被其他手机扫描"),
+        "{}",
+        taken.body
+    );
+    assert!(!taken.body.contains("name=\"token\""));
+    // Neither it nor a phone that never scanned can use the first phone's form.
+    let mut stranger = Browser::new();
+    stranger.login_as(&stack, 1);
+    for intruder in [&mut other, &mut stranger] {
+        let resp = decide(&stack, intruder, "confirm", &ticket, &token);
+        assert_eq!(resp.status, 403, "{}", resp.body);
+        assert!(resp.body.contains("无法确认登录"));
+    }
     assert_eq!(status(&stack, &mut pc, &ticket), (200, "scanned".into()));
+    // The phone that scanned it still can.
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
+        303
+    );
+    assert_eq!(status(&stack, &mut pc, &ticket), (200, "done".into()));
+    assert!(pc
+        .get(&stack.url("/api/me"))
+        .body
+        .contains("oSim0PandaXiaoMingEmoji00001"));
+}
+
+#[test]
+fn a_post_without_the_pages_token_or_from_another_site_is_refused() {
+    let stack = start();
+    let mut pc = desktop();
+    let (ticket, scan_url) = qr(&stack, &mut pc);
+    let mut phone = Browser::new();
+    let page = phone_scans(&stack, &mut phone, &scan_url, 0);
+    let token = token_of(&page);
+    let url = stack.url("/login/scan/confirm");
+    for form in [
+        vec![("t", ticket.as_str())],
+        vec![("t", ticket.as_str()), ("token", "")],
+        vec![("t", ticket.as_str()), ("token", "AAAAAAAAAAAAAAAAAAAAAA")],
+    ] {
+        let resp = phone.post(&url, &form);
+        assert_eq!(resp.status, 403, "{form:?}");
+    }
+    // The right form, sent by another site's page.
+    for headers in [
+        vec![("Origin", "https://evil.example")],
+        vec![("Origin", "null")],
+        vec![("Sec-Fetch-Site", "cross-site")],
+        vec![("Origin", "null"), ("Sec-Fetch-Site", "same-site")],
+    ] {
+        let form = [("t", ticket.as_str()), ("token", token.as_str())];
+        let resp = phone.post_with(&url, &form, &headers);
+        assert_eq!(resp.status, 403, "{headers:?}");
+        assert!(resp.body.contains("请求来自其他网站"), "{}", resp.body);
+    }
+    assert_eq!(status(&stack, &mut pc, &ticket), (200, "scanned".into()));
+    assert!(!pc.jar.contains_key("wxauth_session"));
+    // A browser that says same-origin without an Origin is one of ours.
+    let form = [("t", ticket.as_str()), ("token", token.as_str())];
+    let same = phone.post_with(&url, &form, &[("Sec-Fetch-Site", "same-origin")]);
+    assert_eq!(same.status, 303, "{}", same.body);
+    assert_eq!(status(&stack, &mut pc, &ticket), (200, "done".into()));
+}
+
+#[test]
+fn a_replayed_confirmation_gives_nothing_more() {
+    let stack = start();
+    let mut pc = desktop();
+    let (ticket, scan_url) = qr(&stack, &mut pc);
+    let mut phone = Browser::new();
+    let token = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
+        303
+    );
+    let replay = decide(&stack, &mut phone, "confirm", &ticket, &token);
+    assert_eq!(replay.status, 409);
+    assert!(replay.body.contains("这次登录已处理过"), "{}", replay.body);
+    assert_eq!(status(&stack, &mut pc, &ticket), (200, "done".into()));
+    let sessions = stack.app.stats().sessions;
+    // After the claim: the replay, a cancel, a rescan all change nothing.
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
+        409
+    );
+    assert_eq!(
+        decide(&stack, &mut phone, "cancel", &ticket, &token).status,
+        409
+    );
+    assert_eq!(phone.get(&scan_url).status, 410);
+    assert_eq!(status(&stack, &mut pc, &ticket).0, 410, "dead once claimed");
+    assert_eq!(stack.app.stats().sessions, sessions, "no second session");
+}
+
+#[test]
+fn the_same_phone_may_scan_again_before_it_decides() {
+    let stack = start();
+    let mut pc = desktop();
+    let (ticket, scan_url) = qr(&stack, &mut pc);
+    let mut phone = Browser::new();
+    let first = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
+    let second = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
+    assert_ne!(first, second, "the token follows the phone's new session");
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &first).status,
+        403
+    );
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &second).status,
+        303
+    );
+    assert_eq!(status(&stack, &mut pc, &ticket), (200, "done".into()));
+}
+
+#[test]
+fn the_desktop_is_shown_by_name_and_address_never_as_it_wrote_itself() {
+    let stack = start();
+    let mut pc = desktop();
+    pc.user_agent = "<script>alert(1)</script> Windows".into();
+    let page = pc.get_with(
+        &stack.url("/login"),
+        &[("X-Forwarded-For", "10.0.0.1, <b>198.51.100.9</b>")],
+    );
+    let ticket = attribute(&page.body, "data-ticket");
+    let mut phone = Browser::new();
+    let scan_url = stack.url(&format!("/login/scan?t={ticket}"));
+    let shown = phone_scans(&stack, &mut phone, &scan_url, 0);
+    assert!(
+        shown.body.contains("未知浏览器 · Windows"),
+        "{}",
+        shown.body
+    );
+    assert!(!shown.body.contains("script") && !shown.body.contains("<b>"));
+    assert!(
+        shown.body.contains(">127.0.0.1<"),
+        "an unparsable address falls back to the peer"
+    );
+    // Behind our nginx, the address nginx added is the one shown.
+    let page = pc.get_with(
+        &stack.url("/login"),
+        &[("X-Forwarded-For", "10.0.0.1, 198.51.100.9")],
+    );
+    let ticket = attribute(&page.body, "data-ticket");
+    let scan_url = stack.url(&format!("/login/scan?t={ticket}"));
+    let shown = phone_scans(&stack, &mut Browser::new(), &scan_url, 0);
+    assert!(shown.body.contains(">198.51.100.9<"), "{}", shown.body);
 }
 
 #[test]
@@ -116,7 +368,11 @@ fn a_ticket_cannot_be_claimed_by_another_browser() {
     let mut pc = desktop();
     let (ticket, scan_url) = qr(&stack, &mut pc);
     let mut phone = Browser::new();
-    phone_scans(&stack, &mut phone, &scan_url, 0);
+    let token = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
+        303
+    );
     let mut thief = desktop();
     thief.get(&stack.url("/login")); // a browser id of its own
     assert_eq!(
@@ -142,9 +398,18 @@ fn tickets_expire_after_two_minutes() {
     let mut phone = Browser::new();
     let page = phone.get(&scan_url);
     assert_eq!(page.status, 410);
-    assert!(page.body.contains("二维码已过期"));
+    assert!(page.body.contains("二维码已失效"));
     assert_eq!(
         status(&stack, &mut pc, "NoSuchTicket0123456789abcdefABCD").0,
+        410
+    );
+    // Scanned but never confirmed: it dies too.
+    let (ticket, scan_url) = qr(&stack, &mut pc);
+    let token = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
+    stack.app.clock.advance(181);
+    assert_eq!(status(&stack, &mut pc, &ticket), (410, "expired".into()));
+    assert_eq!(
+        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
         410
     );
 }
@@ -154,7 +419,7 @@ fn a_phone_that_lost_its_session_starts_over() {
     let stack = start();
     let mut pc = desktop();
     let (ticket, _) = qr(&stack, &mut pc);
-    let resp = Browser::new().get(&stack.url(&format!("/login/scan/done?t={ticket}")));
+    let resp = Browser::new().get(&stack.url(&format!("/login/scan/confirm?t={ticket}")));
     assert_eq!(resp.status, 302);
     assert_eq!(resp.location(), format!("/login/scan?t={ticket}"));
     assert_eq!(status(&stack, &mut pc, &ticket), (200, "pending".into()));

@@ -108,16 +108,93 @@ fn a_session_cookie_planted_before_login_is_not_kept() {
 
 #[test]
 fn cookies_are_secure_when_the_public_url_is_https() {
-    let stack = start_real(&[("WXAUTH_PUBLIC_URL", "https://wx.example.com")]);
+    let stack = start_real(&[("WXAUTH_PUBLIC_URL", "https://wx.example.com/wx")]);
     let resp = Browser::new().get(&stack.url("/login"));
+    let cookie = resp.header("set-cookie").unwrap();
     assert!(
-        resp.header("set-cookie").unwrap().contains("; Secure"),
-        "{:?}",
-        resp.headers
+        cookie.starts_with("wxauth_login=") && cookie.contains("; Secure"),
+        "{cookie}"
     );
     assert!(resp
         .location()
-        .contains("redirect_uri=https%3A%2F%2Fwx.example.com%2Fcallback&"));
+        .contains("redirect_uri=https%3A%2F%2Fwx.example.com%2Fwx%2Fcallback&"));
+}
+
+#[test]
+fn an_https_site_at_the_root_uses_host_only_cookie_names() {
+    // Served over plain HTTP here (nginx would terminate TLS); the names are
+    // what a browser would hold over https, and no sibling subdomain can set.
+    let stack = start_real(&[("WXAUTH_PUBLIC_URL", "https://wx.example.com")]);
+    let mut browser = Browser::new();
+    let authorize = browser.start_login(&stack, None);
+    let cookie = browser
+        .seen
+        .lines()
+        .find(|l| l.starts_with("set-cookie:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        cookie.starts_with("set-cookie: __Host-wxauth_login=")
+            && cookie.ends_with("; Max-Age=600; Path=/; HttpOnly; SameSite=Lax; Secure")
+            && !cookie.contains("Domain"),
+        "{cookie}"
+    );
+    let callback = browser.consent(&authorize, 0, true);
+    let callback = callback.replace("https://wx.example.com", &stack.app_url);
+    let done = browser.get(&callback);
+    assert_eq!(done.status, 302, "{}", done.body);
+    let session = done.header("set-cookie").unwrap();
+    assert!(
+        session.starts_with("__Host-wxauth_session=") && session.contains("; Path=/;"),
+        "{session}"
+    );
+    assert_eq!(browser.get(&stack.url("/api/me")).status, 200);
+    // The plain name means nothing to this site: a planted one is not read.
+    let sid = browser.jar["__Host-wxauth_session"].clone();
+    let mut planted = Browser::new();
+    planted.jar.insert("wxauth_session".into(), sid);
+    assert_eq!(planted.get(&stack.url("/api/me")).status, 401);
+}
+
+#[test]
+fn a_cross_site_post_leaves_the_session_alive() {
+    let stack = start();
+    let mut browser = Browser::new();
+    browser.login_as(&stack, 0);
+    for headers in [
+        vec![("Origin", "https://evil.example")],
+        vec![("Origin", "http://127.0.0.1.evil.example")],
+        vec![("Origin", "null")],
+        vec![("Sec-Fetch-Site", "cross-site")],
+        vec![("Sec-Fetch-Site", "same-site")],
+        vec![
+            ("Origin", "https://evil.example"),
+            ("Sec-Fetch-Site", "same-origin"),
+        ],
+    ] {
+        for path in ["/logout", "/profile/refresh"] {
+            let resp = browser.post_with(&stack.url(path), &[], &headers);
+            assert_eq!(resp.status, 403, "{path} {headers:?}");
+            assert!(resp.body.contains("请求来自其他网站"), "{}", resp.body);
+        }
+    }
+    assert_eq!(
+        browser.get(&stack.url("/api/me")).status,
+        200,
+        "still logged in"
+    );
+    assert_eq!(stack.calls("userinfo"), 1, "no refresh was made");
+    // Our own pages' posts, and clients that are not browsers, get through.
+    let same = browser.post_with(
+        &stack.url("/profile/refresh"),
+        &[],
+        &[("Origin", "null"), ("Sec-Fetch-Site", "same-origin")],
+    );
+    assert_eq!(same.status, 303);
+    let curl = browser.post_with(&stack.url("/profile/refresh"), &[], &[]);
+    assert_eq!(curl.status, 303);
+    assert_eq!(browser.post(&stack.url("/logout"), &[]).status, 303);
+    assert_eq!(browser.get(&stack.url("/api/me")).status, 401);
 }
 
 /// Sends raw bytes and returns the status line (or "" when the server just closed).
@@ -283,6 +360,19 @@ fn an_endless_header_line_is_cut_off() {
             .map(|i| format!("X-{i}: y\r\n"))
             .collect::<String>()
     );
-    assert!(!raw(stack.app.addr, many.as_bytes()).contains("200"));
+    // A 400 from tiny_http itself (vendor/tiny_http: at most 100 header
+    // lines), then the connection closes: not silence, and not a page.
+    assert!(
+        raw(stack.app.addr, many.as_bytes()).starts_with("HTTP/1.1 400 "),
+        "over 100 header lines"
+    );
+    let hundred = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n{}Connection: close\r\n\r\n",
+        (0..98).map(|i| format!("X-{i}: y\r\n")).collect::<String>()
+    );
+    assert!(
+        raw(stack.app.addr, hundred.as_bytes()).starts_with("HTTP/1.1 200 "),
+        "100 header lines are fine"
+    );
     assert_eq!(Browser::new().get(&stack.url("/healthz")).status, 200);
 }

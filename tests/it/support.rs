@@ -128,6 +128,12 @@ impl Stack {
     }
 }
 
+/// `http://host:port` of a URL.
+pub fn origin_of(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("an absolute URL");
+    format!("{scheme}://{}", rest.split('/').next().unwrap_or(""))
+}
+
 /// One HTTP answer, body read as text.
 #[derive(Debug)]
 pub struct Resp {
@@ -222,11 +228,26 @@ impl Browser {
         self.read(resp)
     }
 
-    /// POST a form.
+    /// POST a form from a page of the same site, as a browser does it: with
+    /// the `Origin` of `url`.
     pub fn post(&mut self, url: &str, form: &[(&str, &str)]) -> Resp {
+        let origin = origin_of(url);
+        self.post_with(url, form, &[("Origin", &origin)])
+    }
+
+    /// POST a form with exactly these extra headers (no Origin unless given).
+    pub fn post_with(
+        &mut self,
+        url: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut req = self.agent.post(url).header("User-Agent", &self.user_agent);
         if !self.jar.is_empty() {
             req = req.header("Cookie", &self.cookie_header());
+        }
+        for (n, v) in headers {
+            req = req.header(*n, *v);
         }
         let resp = req
             .send_form(form.iter().copied())
