@@ -93,10 +93,12 @@ fn fetch(client: &WechatClient) -> Result<(String, i64), WechatError> {
 /// The menu `wxauth menu create` makes without a file: one view button that
 /// opens our /login (which starts a bound login inside WeChat), not WeChat's
 /// authorize URL: that URL would carry a state no browser started, which our
-/// callback rightly refuses.
+/// callback rightly refuses. Under a path prefix, both carry it.
 pub fn default_menu(public_url: &str) -> Value {
+    let prefix = crate::config::url_path(public_url);
+    let next = crate::http::encode_component(&format!("{prefix}/profile"));
     json!({ "button": [
-        { "type": "view", "name": "我的资料", "url": format!("{public_url}/login?next=%2Fprofile") }
+        { "type": "view", "name": "我的资料", "url": format!("{public_url}/login?next={next}") }
     ]})
 }
 
@@ -282,6 +284,11 @@ mod tests {
         assert_eq!(
             menu["button"][0]["url"],
             "https://wx.example.com/login?next=%2Fprofile"
+        );
+        let menu = default_menu("https://example.com/wx");
+        assert_eq!(
+            menu["button"][0]["url"],
+            "https://example.com/wx/login?next=%2Fwx%2Fprofile"
         );
     }
 

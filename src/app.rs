@@ -13,6 +13,7 @@ use crate::scan::Scans;
 use crate::server::{Job, Listener, Outcome, Running, Service};
 use crate::session::{Session, SessionStore};
 use crate::signed::Key;
+use crate::site::Site;
 use crate::wechat::{WechatClient, WechatError};
 use crate::{log, persist, render, routes};
 use minijinja::context;
@@ -53,6 +54,14 @@ pub struct App {
     pub session_cookie_name: &'static str,
     /// The login cookie's name, likewise.
     pub login_cookie_name: &'static str,
+    /// Where the browser of the request in hand reaches us (site.rs): set
+    /// for each request before its handler runs, and again before a call's
+    /// continuation runs. Links, redirect_uri and the origin check read it.
+    pub site: Arc<Site>,
+    /// The configured site, shared by every request that does not follow its Host.
+    configured: Arc<Site>,
+    /// A request outside the path prefix was logged once (a proxy that strips it).
+    told_outside_prefix: bool,
     next_sweep: i64,
     counters: Arc<Counters>,
 }
@@ -88,12 +97,12 @@ impl App {
     pub fn new(config: Config, clock: Clock) -> Result<App, String> {
         let mut templates = render::environment(config.templates.as_deref())?;
         templates.add_global("demo", config.demo);
-        let sim_url = if config.demo {
-            config.open_base.clone()
-        } else {
-            String::new()
-        };
-        templates.add_global("sim_url", sim_url);
+        // Every link in the templates starts with it: "" at the root, "/wx".
+        templates.add_global("base", config.prefix.clone());
+        // The simulator as the browser reaches it; `page` gives each demo
+        // page its own (the host may differ from request to request).
+        templates.add_global("sim_url", "");
+        let configured = Arc::new(Site::configured(&config));
         let (session_cookie_name, login_cookie_name) = if config.host_cookies() {
             (HOST_SESSION_COOKIE, HOST_LOGIN_COOKIE)
         } else {
@@ -110,6 +119,9 @@ impl App {
             scans: Scans::default(),
             session_cookie_name,
             login_cookie_name,
+            site: Arc::clone(&configured),
+            configured,
+            told_outside_prefix: false,
             next_sweep: 0,
             counters: Arc::default(),
             config,
@@ -147,13 +159,69 @@ impl App {
         }
     }
 
-    /// Renders a page. `demo` and `sim_url` are template globals (set once in
+    /// Renders a page. `demo` and `base` are template globals (set once in
     /// `new`); contexts are minijinja values built directly, because going
-    /// through serde_json or merging maps cost more than the rendering.
+    /// through serde_json cost more than the rendering. Only demo pages get
+    /// one merged value more: the simulator's URL for this browser.
     pub fn page(&self, name: &str, ctx: minijinja::Value) -> Result<Reply, AppError> {
+        let ctx = if self.config.demo {
+            context! { sim_url => self.site.open_base.as_str(), ..ctx }
+        } else {
+            ctx
+        };
         render::render(&self.templates, name, ctx)
             .map(Reply::html)
             .map_err(AppError::Internal)
+    }
+
+    /// A path of the site: `p` ("/profile") under the prefix ("/wx/profile").
+    pub fn path(&self, p: &str) -> String {
+        format!("{}{p}", self.config.prefix)
+    }
+
+    /// The site's /login, carrying `next` (a path on the site's host).
+    pub fn login_url(&self, next: &str) -> String {
+        crate::error::login_url(&self.config.prefix, next)
+    }
+
+    /// The site for `req` (site.rs): the configured one unless demo mode
+    /// follows the host the browser used.
+    fn site_of(&self, req: &Req) -> Arc<Site> {
+        if !self.config.follow_host {
+            return Arc::clone(&self.configured);
+        }
+        let site = Site::of(&self.config, req);
+        if site == *self.configured {
+            Arc::clone(&self.configured)
+        } else {
+            Arc::new(site)
+        }
+    }
+
+    /// `path` without the site's path prefix ("" for the prefix itself);
+    /// None when it lies outside.
+    pub fn local_path<'a>(&self, path: &'a str) -> Option<&'a str> {
+        let prefix = self.config.prefix.as_str();
+        if prefix.is_empty() {
+            return Some(path);
+        }
+        path.strip_prefix(prefix)
+            .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    /// Logs, once, a request for one of our routes without the prefix: the
+    /// proxy in front most likely strips it (`proxy_pass` with a URI part).
+    pub fn outside_prefix(&mut self, path: &str) {
+        if self.told_outside_prefix || !routes::is_route(path) {
+            return;
+        }
+        self.told_outside_prefix = true;
+        log::warn(&format!(
+            "{path}: outside {prefix}, the path of WXAUTH_PUBLIC_URL, where wxauth serves \
+             its pages; a proxy in front must pass the path as it is (nginx: `proxy_pass \
+             http://127.0.0.1:8080;` with no path after the address)",
+            prefix = self.config.prefix
+        ));
     }
 
     /// The session cookie's id and its live session, if the browser has one.
@@ -179,17 +247,31 @@ impl App {
     }
 
     /// The Set-Cookie for a login cookie; it lives as long as a login does.
+    /// Its path is the site's prefix: only the site's own pages (/login, the
+    /// callback, the QR poll) read it, so pages of other apps on the same
+    /// host never receive it.
     pub fn login_cookie(&self, cookie: &LoginCookie) -> Cookie {
+        let path = if self.config.prefix.is_empty() {
+            "/"
+        } else {
+            &self.config.prefix
+        };
         self.cookie(self.login_cookie_name, &cookie.value(), LOGIN_TTL as u64)
+            .with_path(path)
     }
 
-    /// A cookie with the app's fixed attributes (Secure when PUBLIC_URL is https).
+    /// A cookie with the app's fixed attributes (Secure when PUBLIC_URL is
+    /// https), for the whole host (Path=/): the session cookie must reach
+    /// /auth/check from the pages of the app behind the gateway, which lie
+    /// outside a prefix. (A path is no wall between pages of one origin
+    /// anyway: any of them can fetch the site's pages with the cookie.)
     pub fn cookie(&self, name: &'static str, value: &str, max_age: u64) -> Cookie {
         Cookie {
             name,
             value: value.to_string(),
             max_age,
             secure: self.config.secure_cookies(),
+            path: "/".to_string(),
         }
     }
 
@@ -205,7 +287,11 @@ impl App {
 
     fn error_reply_for(&self, req_path: &str, err: &AppError) -> Reply {
         let status = err.status();
-        let reply = if req_path.starts_with("/api/") {
+        let reply = if self
+            .local_path(req_path)
+            .unwrap_or(req_path)
+            .starts_with("/api/")
+        {
             Reply::json(&json!({ "error": err.kind() })).with_status(status)
         } else {
             let (errcode, errmsg) = match err {
@@ -219,8 +305,13 @@ impl App {
                 AppError::NotAllowed { openid } => Some(openid.as_str()),
                 _ => None,
             };
+            let site_url = match err {
+                AppError::WrongHost { site } => Some(site.as_str()),
+                _ => None,
+            };
             let ctx = context! {
-                status, kind => err.kind(), retry_url => err.retry_url(), errcode, errmsg, openid,
+                status, kind => err.kind(), retry_url => err.retry_url(&self.config.prefix),
+                errcode, errmsg, openid, site_url,
             };
             match self.page("error.html", ctx) {
                 Ok(page) => page.with_status(status),
@@ -259,7 +350,11 @@ impl App {
         then: impl FnOnce(&mut App, T) -> Step + 'static,
     ) -> Job<App> {
         let path = req.path.clone();
+        // The continuation runs after other requests have been handled:
+        // it gets back the site of the request it finishes.
+        let site = Arc::clone(&self.site);
         Job::new(work, move |app: &mut App, result| {
+            app.site = site;
             let step = then(app, result);
             app.finish(&path, step)
         })
@@ -271,7 +366,8 @@ impl App {
     fn finish(&mut self, path: &str, step: Step) -> Outcome<App> {
         let outcome = match step {
             Ok(Outcome::Reply(reply)) => {
-                Outcome::Reply(with_security_headers(reply, path.starts_with("/static/")))
+                let local = self.local_path(path).unwrap_or(path);
+                Outcome::Reply(with_security_headers(reply, local.starts_with("/static/")))
             }
             Ok(other) => other,
             Err(err) => {
@@ -306,6 +402,7 @@ impl Service for App {
 
     fn handle(&mut self, req: &Req) -> Outcome<App> {
         self.sweep();
+        self.site = self.site_of(req);
         let step = routes::dispatch(self, req);
         self.finish(&req.path, step)
     }
@@ -317,6 +414,8 @@ impl Service for App {
             503 => AppError::Busy,
             _ => AppError::Internal(format!("status {status}")),
         };
+        // No request was read (or it broke a limit): nothing to follow.
+        self.site = Arc::clone(&self.configured);
         with_security_headers(self.error_reply_for("", &err), false)
     }
 }

@@ -11,11 +11,15 @@ use crate::scan;
 use crate::server::Outcome;
 use crate::session::{Session, StoredUser, Tokens};
 use crate::wechat::{Grant, WechatClient, WechatError, WechatUser};
+use crate::{log, site};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use std::sync::Arc;
 
-/// Where a login lands when it was not asked to go anywhere else.
-pub const DEFAULT_NEXT: &str = "/profile";
+/// Where a login lands when it was not asked to go anywhere else: the
+/// profile, under the site's path prefix.
+pub fn default_next(app: &App) -> String {
+    app.path("/profile")
+}
 /// WeChat's codes are 32 characters; anything far longer is not one.
 const MAX_CODE: usize = 256;
 
@@ -27,7 +31,7 @@ pub fn login(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let next = req
         .query("next")
         .and_then(local_path)
-        .unwrap_or_else(|| DEFAULT_NEXT.to_string());
+        .unwrap_or_else(|| default_next(app));
     if !scan::in_wechat(req) && req.query("direct") != Some("1") {
         return scan::qr_page(app, req, &next);
     }
@@ -36,13 +40,20 @@ pub fn login(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 
 /// Starts a login that lands on `next` (a checked local path): 302 to WeChat.
 /// Stores nothing: the state is signed, and `next` rides in the login cookie.
+/// WeChat (or the simulator, as this browser reaches it) is asked to send
+/// the browser back to the site it is on (`App::site`).
 pub fn begin(app: &mut App, req: &Req, next: &str) -> Reply {
     let mut cookie = app.login_cookie_of(req);
-    let next = login::fit(next, DEFAULT_NEXT);
+    let fallback = default_next(app);
+    let next = login::fit(next, &fallback);
     let state = app.logins.begin(&mut cookie, next, app.clock.now());
-    let url = app
-        .wechat
-        .authorize_url(&app.config.redirect_uri(), app.config.scope, &state);
+    let site = &app.site;
+    let url = app.wechat.authorize_url(
+        &site.open_base,
+        &site.redirect_uri(),
+        app.config.scope,
+        &state,
+    );
     Reply::redirect(302, &url).with_cookie(&app.login_cookie(&cookie))
 }
 
@@ -92,10 +103,18 @@ fn before_exchange(app: &mut App, req: &Req) -> Result<Before, AppError> {
     let now = app.clock.now();
     let state = req.query("state").unwrap_or("");
     let cookies = req.cookies_named(app.login_cookie_name);
-    let login = app
-        .logins
-        .check(state, cookies, now)
-        .ok_or(AppError::BadState)?;
+    let host = req
+        .header("host")
+        .filter(|h| !site::same_host(&app.site.url, h));
+    let Some(login) = app.logins.check(state, cookies, now) else {
+        return Err(match host {
+            Some(host) => wrong_host(app, host, false),
+            None => AppError::BadState,
+        });
+    };
+    if let Some(host) = host {
+        wrong_host(app, host, true);
+    }
     if let Some(spent) = app.logins.spent(&login, now) {
         // A reload, or WeChat's double callback (a second code, same state):
         // the first code was exchanged already; a code is exchanged once.
@@ -125,6 +144,29 @@ fn before_exchange(app: &mut App, req: &Req) -> Result<Before, AppError> {
         code: code.to_string(),
         login,
     })
+}
+
+/// A callback on a host other than the site's: said in the log, and, when
+/// its state was refused (`worked` false), on the page, with the address to
+/// open the site at. The usual cause: the site was opened at another
+/// address (an IP, a second name) than WXAUTH_PUBLIC_URL, the login cookie
+/// stayed there, and WeChat came back here. One that worked anyway points
+/// at a proxy that does not pass the Host header on.
+fn wrong_host(app: &App, host: &str, worked: bool) -> AppError {
+    let host: String = host.chars().take(100).collect();
+    let site = app.site.url.clone();
+    if worked {
+        log::warn(&format!(
+            "/callback: came with Host {host:?}, not the host of {site}; if a proxy is in \
+             front, it must pass the Host header on (nginx: proxy_set_header Host $host)"
+        ));
+    } else {
+        log::warn(&format!(
+            "/callback: came with Host {host:?}, not the host of {site}, without the login \
+             cookie: the login began at another address; people must open the site at {site}/"
+        ));
+    }
+    AppError::WrongHost { site }
 }
 
 /// Code → grant → (with snsapi_userinfo) profile. Runs on a worker: it
@@ -213,7 +255,7 @@ pub fn logout(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     for id in ids {
         app.sessions.remove(&id);
     }
-    Ok(Reply::redirect(303, "/").with_cookie(&app.session_cookie_cleared()))
+    Ok(Reply::redirect(303, &app.path("/")).with_cookie(&app.session_cookie_cleared()))
 }
 
 /// Characters written percent-encoded when `next` goes back into a Location

@@ -26,7 +26,7 @@ pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
     ("WXAUTH_MAX_SESSIONS", "--max-sessions", "100000", "sessions kept; oldest evicted"),
     ("WXAUTH_SESSION_FILE", "--session-file", "", "sessions saved here at shutdown"),
     ("WXAUTH_DEMO", "--demo", "0", "1: run the built-in WeChat simulator"),
-    ("WXAUTH_SIM_LISTEN", "--sim-listen", "127.0.0.1:8081", "simulator address (demo)"),
+    ("WXAUTH_SIM_LISTEN", "--sim-listen", "LISTEN's IP:8081", "simulator address (demo)"),
     ("WXAUTH_TEMPLATES", "--templates", "", "directory overriding the templates"),
     ("WXAUTH_UPSTREAM_TIMEOUT", "--upstream-timeout", "8", "whole WeChat call, seconds"),
     ("WXAUTH_CONNECT_TIMEOUT", "--connect-timeout", "3", "connecting to WeChat, seconds"),
@@ -267,8 +267,16 @@ pub struct Config {
     pub listen: SocketAddr,
     pub appid: String,
     pub secret: Secret,
-    /// Without a trailing slash; never derived from a request's Host header.
+    /// Without a trailing slash. In real mode never derived from a request's
+    /// Host header; in demo mode without WXAUTH_PUBLIC_URL a request may
+    /// replace it with the host it was sent to (site.rs, `follow_host`).
     pub public_url: String,
+    /// PUBLIC_URL's path: "" at the root, else like "/wx". wxauth serves its
+    /// routes under it, and every link, redirect and cookie path carries it.
+    pub prefix: String,
+    /// Demo mode with no WXAUTH_PUBLIC_URL: pages follow the host the
+    /// browser used when the demo listens there (site.rs).
+    pub follow_host: bool,
     pub scope: Scope,
     pub lang: String,
     pub open_base: String,
@@ -304,7 +312,12 @@ impl Config {
     pub fn from_raw(raw: &RawConfig) -> Result<Config, ConfigError> {
         let mut p = Vec::new();
         let listen = socket_addr(&mut p, raw, "WXAUTH_LISTEN");
-        let sim_listen = socket_addr(&mut p, raw, "WXAUTH_SIM_LISTEN");
+        // Beside the app by default, on the same address: a demo bound to
+        // 0.0.0.0 for a phone on the network must have its WeChat there too.
+        let sim_listen = match raw.get("WXAUTH_SIM_LISTEN") {
+            Some(_) => socket_addr(&mut p, raw, "WXAUTH_SIM_LISTEN"),
+            None => SocketAddr::new(listen.ip(), 8081),
+        };
         let secret = read_secret(&mut p, raw);
         let appid = raw.get("WXAUTH_APPID").map(str::to_string);
         let demo_switch = raw.get("WXAUTH_DEMO").map(|v| {
@@ -352,7 +365,7 @@ impl Config {
                 ));
             }
         }
-        let sim_url = format!("http://{sim_listen}");
+        let sim_url = format!("http://{}", crate::site::reachable(sim_listen));
         let (open_base, api_base) = if demo {
             (sim_url.clone(), sim_url)
         } else {
@@ -363,12 +376,20 @@ impl Config {
         };
         let public_url = match raw.get("WXAUTH_PUBLIC_URL") {
             Some(_) => base_url(&mut p, raw, "WXAUTH_PUBLIC_URL"),
-            None if demo => format!("http://{listen}"),
+            None if demo => format!("http://{}", crate::site::reachable(listen)),
             None => {
                 p.push("WXAUTH_PUBLIC_URL: required when WXAUTH_APPID is set (e.g. https://wx.example.com)".into());
                 String::new()
             }
         };
+        let prefix = url_path(&public_url).to_string();
+        if !prefix_ok(&prefix) {
+            p.push(format!(
+                "WXAUTH_PUBLIC_URL: path {prefix:?}: a prefix is segments of letters, digits \
+                 and - . _ ~ (e.g. https://example.com/wx)"
+            ));
+        }
+        let follow_host = demo && raw.get("WXAUTH_PUBLIC_URL").is_none();
         let scope = match raw.get_or_default("WXAUTH_SCOPE") {
             "snsapi_userinfo" => Scope::Userinfo,
             "snsapi_base" => Scope::Base,
@@ -440,6 +461,17 @@ impl Config {
                  (https); put nginx in front and use a URL without a port"
             ));
         }
+        if demo {
+            for var in ["WXAUTH_OPEN_BASE", "WXAUTH_API_BASE"] {
+                if raw.get(var).is_some() {
+                    warnings.push(format!(
+                        "{var}: ignored in demo mode: the built-in simulator stands in for \
+                         WeChat (at WXAUTH_SIM_LISTEN); to use another, set WXAUTH_APPID and \
+                         a secret"
+                    ));
+                }
+            }
+        }
         Ok(Config {
             listen,
             appid: appid
@@ -450,6 +482,8 @@ impl Config {
                 .filter(|_| !demo)
                 .unwrap_or_else(|| Secret::new(crate::random::token(32))),
             public_url,
+            prefix,
+            follow_host,
             scope,
             lang,
             open_base,
@@ -517,14 +551,15 @@ impl Config {
 
     /// In demo mode, points the app at the simulator and a defaulted public URL
     /// at the app as actually bound (either may have been asked for port 0).
+    /// An address bound on every interface is reached here over loopback.
     pub fn bind_demo(&mut self, app: SocketAddr, sim: SocketAddr) {
-        if self.public_url == format!("http://{}", self.listen) {
-            self.public_url = format!("http://{app}");
+        if self.follow_host {
+            self.public_url = format!("http://{}", crate::site::reachable(app));
         }
         self.listen = app;
         self.sim_listen = sim;
-        self.open_base = format!("http://{sim}");
-        self.api_base = format!("http://{sim}");
+        self.open_base = format!("http://{}", crate::site::reachable(sim));
+        self.api_base = self.open_base.clone();
     }
 
     /// The effective configuration on one line (the start-up log line), secret masked.
@@ -579,7 +614,17 @@ impl fmt::Display for Config {
             ("WXAUTH_LISTEN", self.listen.to_string()),
             ("WXAUTH_APPID", self.appid.clone()),
             ("WXAUTH_SECRET", self.secret.to_string()),
-            ("WXAUTH_PUBLIC_URL", self.public_url.clone()),
+            (
+                "WXAUTH_PUBLIC_URL",
+                if self.follow_host {
+                    format!(
+                        "{} (or the host the browser used, where the demo listens)",
+                        self.public_url
+                    )
+                } else {
+                    self.public_url.clone()
+                },
+            ),
             ("redirect_uri", self.redirect_uri()),
             ("WXAUTH_SCOPE", self.scope.as_str().to_string()),
             ("WXAUTH_LANG", self.lang.clone()),
@@ -697,6 +742,29 @@ fn base_url(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> String {
         ));
     }
     value.to_string()
+}
+
+/// The path of an http(s) URL (no trailing slash): "" at the root.
+pub fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.find('/').map_or("", |i| &rest[i..])
+}
+
+/// A path prefix goes into links, Location headers, cookie paths and
+/// nginx's location: segments of unreserved characters only, none empty,
+/// none `.` or `..` (an empty one would make `//host` links).
+fn prefix_ok(prefix: &str) -> bool {
+    prefix.is_empty()
+        || prefix.strip_prefix('/').is_some_and(|path| {
+            path.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            })
+        })
 }
 
 /// The origin of an http(s) URL: scheme and authority, lower-cased, the
@@ -908,6 +976,87 @@ mod tests {
         assert_eq!(c.api_base, "http://127.0.0.1:8081");
         assert_eq!(c.redirect_uri(), "http://127.0.0.1:8080/callback");
         assert!(!c.secure_cookies());
+    }
+
+    #[test]
+    fn a_demo_on_every_address_is_opened_over_loopback_with_its_simulator_beside_it() {
+        let c = config(&[("WXAUTH_LISTEN", "0.0.0.0:8080")]).unwrap();
+        assert_eq!(
+            c.public_url, "http://127.0.0.1:8080",
+            "never http://0.0.0.0"
+        );
+        assert_eq!(
+            c.sim_listen.to_string(),
+            "0.0.0.0:8081",
+            "a phone reaches it too"
+        );
+        assert_eq!(c.open_base, "http://127.0.0.1:8081");
+        assert!(c.follow_host);
+        let c = config(&[("WXAUTH_LISTEN", "[::]:9000")]).unwrap();
+        assert_eq!(c.public_url, "http://[::1]:9000");
+        assert_eq!(c.sim_listen.to_string(), "[::]:8081");
+        // Set, the simulator's address is taken as it is; and a public URL
+        // set in demo mode is the truth: no host is followed.
+        let c = config(&[
+            ("WXAUTH_LISTEN", "0.0.0.0:8080"),
+            ("WXAUTH_SIM_LISTEN", "127.0.0.1:9999"),
+            ("WXAUTH_PUBLIC_URL", "http://192.0.2.7:8080"),
+        ])
+        .unwrap();
+        assert_eq!(c.sim_listen.to_string(), "127.0.0.1:9999");
+        assert!(!c.follow_host);
+        assert!(
+            !config(&REAL).unwrap().follow_host,
+            "real mode never follows"
+        );
+    }
+
+    #[test]
+    fn open_and_api_bases_set_in_demo_mode_are_a_warning_not_silently_dropped() {
+        let c = config(&[("WXAUTH_OPEN_BASE", "http://127.0.0.1:9")]).unwrap();
+        assert_eq!(c.open_base, "http://127.0.0.1:8081", "the simulator");
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with("WXAUTH_OPEN_BASE: ignored in demo mode"),
+            "{:?}",
+            c.warnings
+        );
+        let mut pairs = REAL.to_vec();
+        pairs.push(("WXAUTH_OPEN_BASE", "http://127.0.0.1:9"));
+        assert!(config(&pairs).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn a_path_prefix_is_read_from_the_public_url_and_checked() {
+        let mut pairs = REAL.to_vec();
+        for (url, prefix) in [
+            ("https://example.com", ""),
+            ("https://example.com/", ""),
+            ("https://example.com/wx", "/wx"),
+            ("https://example.com/wx/", "/wx"),
+            ("https://example.com/a/b-c_d.e~f", "/a/b-c_d.e~f"),
+        ] {
+            pairs[2] = ("WXAUTH_PUBLIC_URL", url);
+            assert_eq!(config(&pairs).unwrap().prefix, prefix, "{url}");
+        }
+        // Anything that would make a link leave the site or split a header.
+        for url in [
+            "https://example.com//wx",
+            "https://example.com/wx//x",
+            "https://example.com/./wx",
+            "https://example.com/wx/..",
+            "https://example.com/w%78",
+            "https://example.com/wx;Path=/",
+            "https://example.com/wx,x",
+            "https://example.com/微信",
+        ] {
+            pairs[2] = ("WXAUTH_PUBLIC_URL", url);
+            let p = problems(&pairs);
+            assert!(
+                p.iter().any(|l| l.starts_with("WXAUTH_PUBLIC_URL:")),
+                "{url}: {p:?}"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub fn sim_config(config: &Config, secret: &str) -> SimConfig {
         secret: secret.to_string(),
         app_name: "wxauth 演示公众号".to_string(),
         domain: config.public_host(),
+        demo_app: config.follow_host.then_some(config.listen),
     }
 }
 

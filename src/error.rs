@@ -12,6 +12,10 @@ pub enum AppError {
     BadRequest,
     /// 400: the OAuth state is missing, unknown, expired, reused or from another browser.
     BadState,
+    /// 400: a callback that failed on a host other than the site's: the
+    /// login began at another address, whose cookie this host never sees.
+    /// `site` is the URL to open the site at.
+    WrongHost { site: String },
     /// 403: the user pressed 拒绝 on WeChat's consent page.
     Declined { next: String },
     /// 403: a Moments snapshot-page user (WeChat's virtual account).
@@ -38,7 +42,7 @@ impl AppError {
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            AppError::BadRequest | AppError::BadState => 400,
+            AppError::BadRequest | AppError::BadState | AppError::WrongHost { .. } => 400,
             AppError::Declined { .. }
             | AppError::Snapshot { .. }
             | AppError::NotAllowed { .. }
@@ -61,6 +65,7 @@ impl AppError {
         match self {
             AppError::BadRequest => "bad_request",
             AppError::BadState => "bad_state",
+            AppError::WrongHost { .. } => "wrong_host",
             AppError::Declined { .. } => "declined",
             AppError::Snapshot { .. } => "snapshot",
             AppError::NotFound => "not_found",
@@ -87,23 +92,25 @@ impl AppError {
     }
 
     /// Where the page's one button goes: a new login that returns to where the
-    /// user was headed, or home.
-    pub fn retry_url(&self) -> String {
+    /// user was headed, or home; `base` is the site's path prefix.
+    pub fn retry_url(&self, base: &str) -> String {
         match self {
             AppError::Declined { next }
             | AppError::Snapshot { next }
-            | AppError::Upstream { next, .. } => login_url(next),
-            AppError::BadState => "/login".to_string(),
-            _ => "/".to_string(),
+            | AppError::Upstream { next, .. } => login_url(base, next),
+            AppError::BadState => format!("{base}/login"),
+            // On this host the login cannot succeed: the site's own address.
+            AppError::WrongHost { site } => format!("{site}/"),
+            _ => format!("{base}/"),
         }
     }
 }
 
-/// `/login`, carrying `next` when there is one.
-pub fn login_url(next: &str) -> String {
+/// `BASE/login`, carrying `next` when there is one.
+pub fn login_url(base: &str, next: &str) -> String {
     if next.is_empty() {
-        "/login".to_string()
+        format!("{base}/login")
     } else {
-        format!("/login?next={}", encode_component(next))
+        format!("{base}/login?next={}", encode_component(next))
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::app::App;
 use crate::auth::local_path;
-use crate::error::{login_url, AppError};
+use crate::error::AppError;
 use crate::http::{encode_component, Reply, Req};
 use std::collections::HashSet;
 use std::path::Path;
@@ -45,21 +45,23 @@ pub fn check(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 }
 
 /// GET /auth/start: nginx sends an anonymous visitor here (its 401 handler),
-/// with the page they asked for in X-Original-URI; they go to /login, and
-/// come back there. The value is checked like any `next`.
-pub fn start(_app: &mut App, req: &Req) -> Result<Reply, AppError> {
+/// with the page they asked for in X-Original-URI; they go to the site's
+/// /login, and come back there. The value is checked like any `next`: a
+/// path on this host, which under a prefix is the protected app's, beside
+/// wxauth's.
+pub fn start(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let next = req
         .header("x-original-uri")
         .and_then(local_path)
         .unwrap_or_else(|| "/".to_string());
-    Ok(Reply::redirect(302, &login_url(&next)))
+    Ok(Reply::redirect(302, &app.login_url(&next)))
 }
 
 /// GET /auth/denied: the page nginx shows (its 403 handler) to a logged-in
 /// user outside the allow-list, with the openid an admin needs to add them.
 pub fn denied(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let Some((_, session)) = app.current(req) else {
-        return Ok(Reply::redirect(302, "/login"));
+        return Ok(Reply::redirect(302, &app.path("/login")));
     };
     Err(AppError::NotAllowed {
         openid: session.user.openid().to_string(),

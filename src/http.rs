@@ -194,8 +194,8 @@ pub fn parse_cookies(header: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A `Set-Cookie` we send. Every cookie of the app is HttpOnly, SameSite=Lax
-/// and Path=/; only Secure and the lifetime vary.
+/// A `Set-Cookie` we send. Every cookie of the app is HttpOnly and
+/// SameSite=Lax; the path, Secure and the lifetime vary.
 #[derive(Clone, Debug)]
 pub struct Cookie {
     pub name: &'static str,
@@ -203,6 +203,9 @@ pub struct Cookie {
     /// Seconds; 0 deletes the cookie.
     pub max_age: u64,
     pub secure: bool,
+    /// `Path=`: "/", or a prefix the site lives under (checked by config.rs:
+    /// no `;`, no space, nothing a header could be split on).
+    pub path: String,
 }
 
 impl Cookie {
@@ -210,9 +213,15 @@ impl Cookie {
     pub fn header_value(&self) -> String {
         let secure = if self.secure { "; Secure" } else { "" };
         format!(
-            "{}={}; Max-Age={}; Path=/; HttpOnly; SameSite=Lax{}",
-            self.name, self.value, self.max_age, secure
+            "{}={}; Max-Age={}; Path={}; HttpOnly; SameSite=Lax{}",
+            self.name, self.value, self.max_age, self.path, secure
         )
+    }
+
+    /// The same cookie under another path.
+    pub fn with_path(mut self, path: &str) -> Cookie {
+        self.path = path.to_string();
+        self
     }
 }
 
@@ -364,6 +373,7 @@ mod tests {
             value: "v".into(),
             max_age: 60,
             secure: true,
+            path: "/".into(),
         };
         assert_eq!(
             c.header_value(),

@@ -29,4 +29,5 @@ pub mod server;
 pub mod session;
 pub mod signed;
 pub mod sim;
+pub mod site;
 pub mod wechat;

@@ -104,16 +104,14 @@ fn serve(mut config: Config) -> ExitCode {
     } else {
         None
     };
-    let app_url = format!("http://{}", listener.local_addr());
+    let bound = listener.local_addr();
     out!(
-        "wxauth {} serving {app_url}: {}",
+        "wxauth {} listening on {bound}: {}",
         env!("CARGO_PKG_VERSION"),
         config.summary()
     );
     if config.demo {
-        out!("demo mode: WeChat is simulated, no appid needed");
-        out!("  app:       {app_url}   <- open this in a browser and log in");
-        out!("  simulator: {}", config.open_base);
+        demo_lines(&config, bound);
     }
     let mut app = match App::new(config, Clock::new()) {
         Ok(app) => app,
@@ -136,6 +134,45 @@ fn serve(mut config: Config) -> ExitCode {
         // Up but deaf helps no one: exit non-zero so systemd restarts us.
         Err(e) => fail(&e),
     }
+}
+
+/// Where to open the demo: on this machine, and from a phone on the same
+/// network when the app listens on every address (0.0.0.0 or ::).
+fn demo_lines(config: &Config, bound: std::net::SocketAddr) {
+    use wxauth::site;
+    out!("demo mode: WeChat is simulated, no appid needed");
+    out!(
+        "  app:       {}   <- open this in a browser and log in",
+        config.public_url
+    );
+    if !config.follow_host {
+        // WXAUTH_PUBLIC_URL says where the demo is: no other address is offered.
+    } else if bound.ip().is_unspecified() {
+        let lan = site::lan_addresses(bound.ip());
+        for ip in &lan {
+            out!(
+                "  phone:     http://{}   <- from a phone on the same network (Wi-Fi)",
+                std::net::SocketAddr::new(*ip, bound.port())
+            );
+        }
+        if lan.is_empty() {
+            out!("  phone:     (no network address found: this machine is on no network)");
+        }
+        if !config.sim_listen.ip().is_unspecified() {
+            err!(
+                "wxauth: warning: WXAUTH_SIM_LISTEN={}: a phone cannot reach the simulator \
+                 there; use 0.0.0.0:{} (as the app does) to log in from a phone",
+                config.sim_listen,
+                config.sim_listen.port()
+            );
+        }
+    } else if bound.ip().is_loopback() {
+        out!(
+            "             (from a phone on the same network: WXAUTH_LISTEN=0.0.0.0:{})",
+            bound.port()
+        );
+    }
+    out!("  simulator: {}", config.open_base);
 }
 
 /// SIGTERM (systemd's stop) and SIGINT (Ctrl-C) stop the loop gracefully.

@@ -3,7 +3,7 @@
 
 use crate::app::{App, Step};
 use crate::config::Scope;
-use crate::error::{login_url, AppError};
+use crate::error::AppError;
 use crate::http::{Reply, Req};
 use crate::server::Outcome;
 use crate::session::{Session, StoredUser, Tokens};
@@ -12,15 +12,17 @@ use minijinja::{context, Value};
 use std::sync::Arc;
 
 /// GET /: a welcome for the logged-in user, "游客" and a login link otherwise.
+/// Inside WeChat the page does not ask to be opened in WeChat.
 pub fn home(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let user = app.current(req).map(|(_, s)| user_view(s));
-    app.page("home.html", context! { user })
+    let in_wechat = crate::scan::in_wechat(req);
+    app.page("home.html", context! { user, in_wechat })
 }
 
 /// GET /profile: the stored profile; not logged in → /login?next=/profile.
 pub fn profile(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let Some((_, session)) = app.current(req) else {
-        return Ok(Reply::redirect(302, &login_url("/profile")));
+        return Ok(Reply::redirect(302, &app.login_url(&app.path("/profile"))));
     };
     let ctx = context! { user => user_view(session), scope => session.scope.as_str() };
     app.page("profile.html", ctx)
@@ -33,7 +35,7 @@ pub fn profile(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 /// copy of the session's tokens; `refreshed` writes the outcome back.
 pub fn profile_refresh(app: &mut App, req: &Req) -> Step {
     let Some((sid, session)) = app.current(req) else {
-        return Ok(Reply::redirect(303, &login_url("/profile")).into());
+        return Ok(Reply::redirect(303, &app.login_url(&app.path("/profile"))).into());
     };
     let held = Held {
         access_token: session.tokens.access_token().to_string(),
@@ -131,8 +133,9 @@ fn renew(
 /// with.
 fn refreshed(app: &mut App, sid: &str, started_with: &str, fresh: Fresh) -> Step {
     let now = app.clock.now();
+    let (profile, again) = (app.path("/profile"), app.login_url(&app.path("/profile")));
     let Some(session) = app.sessions.get_mut(sid, now) else {
-        return Ok(Reply::redirect(303, &login_url("/profile")).into());
+        return Ok(Reply::redirect(303, &again).into());
     };
     let unchanged = session.tokens.refresh_token() == started_with;
     if let (Some(held), true) = (&fresh.renewed, unchanged) {
@@ -148,19 +151,17 @@ fn refreshed(app: &mut App, sid: &str, started_with: &str, fresh: Fresh) -> Step
             let old_unionid = session.user.unionid().map(str::to_string);
             session.user = StoredUser::from(user);
             session.user.keep_unionid(old_unionid.as_deref());
-            Ok(Reply::redirect(303, "/profile").into())
+            Ok(Reply::redirect(303, &profile).into())
         }
-        Ok(None) => Ok(Reply::redirect(303, "/profile").into()),
+        Ok(None) => Ok(Reply::redirect(303, &profile).into()),
         Err(error) if error.is_dead_grant() && unchanged => {
             app.sessions.remove(sid);
             let cleared = app.session_cookie_cleared();
-            Ok(Reply::redirect(303, &login_url("/profile"))
-                .with_cookie(&cleared)
-                .into())
+            Ok(Reply::redirect(303, &again).with_cookie(&cleared).into())
         }
         Err(error) => Err(AppError::Upstream {
             error,
-            next: "/profile".into(),
+            next: profile,
         }),
     }
 }
@@ -168,7 +169,11 @@ fn refreshed(app: &mut App, sid: &str, started_with: &str, fresh: Fresh) -> Step
 /// What the templates see of a session. No token ever goes in here.
 fn user_view(session: &Session) -> Value {
     let u = &session.user;
+    // Since late 2021 WeChat gives web pages no sex or region: the page
+    // explains the blanks only when there are some.
+    let withheld = u.sex() == 0 || u.province().is_empty() || u.city().is_empty();
     context! {
+        withheld,
         openid => u.openid(),
         nickname => u.nickname(),
         sex_label => match u.sex() { 1 => "男", 2 => "女", _ => "未知" },

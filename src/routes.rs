@@ -50,13 +50,32 @@ pub const ROUTES: &[(Method, &str, Handler)] = &[
 /// browser's cookies and are authenticated by their signature (mp.rs).
 const SERVER_TO_SERVER: &[&str] = &["/wechat"];
 
+/// True when `path` is one of the app's routes or assets (at the root).
+pub fn is_route(path: &str) -> bool {
+    path.starts_with("/static/") || ROUTES.iter().any(|(_, p, _)| *p == path)
+}
+
 /// Finds the handler for `req` and runs it. HEAD is served as GET (tiny_http drops the body).
+///
+/// With a path prefix (PUBLIC_URL `https://example.com/wx`) every route is
+/// served under it (`/wx/login`), the prefix itself is sent to `/wx/`, and
+/// anything else is 404 but `/healthz`, which monitors on the machine ask
+/// at the root.
 pub fn dispatch(app: &mut App, req: &Req) -> Step {
     let method = match req.method {
         Method::Head => Method::Get,
         m => m,
     };
-    if let Some(name) = req.path.strip_prefix("/static/") {
+    let path = match app.local_path(&req.path) {
+        Some("") => return Ok(Reply::redirect(302, &app.path("/")).into()),
+        Some(path) => path,
+        None if req.path == "/healthz" => "/healthz",
+        None => {
+            app.outside_prefix(&req.path);
+            return Err(AppError::NotFound);
+        }
+    };
+    if let Some(name) = path.strip_prefix("/static/") {
         let (content_type, bytes) = assets::find(name).ok_or(AppError::NotFound)?;
         if method != Method::Get {
             return Err(AppError::MethodNotAllowed {
@@ -66,10 +85,10 @@ pub fn dispatch(app: &mut App, req: &Req) -> Step {
         return Ok(Reply::with_body(200, content_type, bytes.to_vec()).into());
     }
     let mut allowed = Vec::new();
-    for (route_method, path, handler) in ROUTES {
-        if *path == req.path {
+    for (route_method, route, handler) in ROUTES {
+        if *route == path {
             if *route_method == method {
-                if method == Method::Post && !SERVER_TO_SERVER.contains(path) {
+                if method == Method::Post && !SERVER_TO_SERVER.contains(route) {
                     same_origin(app, req)?;
                 }
                 return match handler {
@@ -93,8 +112,9 @@ pub fn dispatch(app: &mut App, req: &Req) -> Step {
 }
 
 /// Refuses a POST another site made a browser send. `Origin` must be the
-/// public URL's origin (in demo mode also the host the browser used, which
-/// demo mode may follow). A browser that writes `Origin: null` (privacy
+/// site's origin: the public URL's, or in demo mode the host the browser
+/// used when the demo listens there (site.rs; never just any Host, which a
+/// DNS name rebound to us would bring along). A browser that writes `Origin: null` (privacy
 /// contexts, redirects) or none is judged by `Sec-Fetch-Site`, which must say
 /// same-origin. With neither header the client is not a browser (curl, a
 /// script): allowed, as every browser in use sends one of the two on a
@@ -103,12 +123,7 @@ fn same_origin(app: &App, req: &Req) -> Result<(), AppError> {
     let fetch_site = req.header("sec-fetch-site");
     match req.header("origin").map(str::trim) {
         Some(origin) if origin != "null" => {
-            let origin = origin.to_ascii_lowercase();
-            let demo_origin = || {
-                let host = req.header("host").unwrap_or("").to_ascii_lowercase();
-                app.config.demo && !host.is_empty() && origin == format!("http://{host}")
-            };
-            if origin == app.config.public_origin() || demo_origin() {
+            if origin.to_ascii_lowercase() == app.site.origin() {
                 return Ok(());
             }
             Err(AppError::CrossSite)

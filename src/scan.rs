@@ -17,7 +17,7 @@
 //!    the browser the ticket is bound to.
 
 use crate::app::App;
-use crate::auth::{begin, DEFAULT_NEXT};
+use crate::auth::{begin, default_next};
 use crate::error::AppError;
 use crate::http::{encode_component, Reply, Req};
 use crate::login::{self, Checked, LoginCookie, NONCE_LEN};
@@ -43,7 +43,7 @@ const MAX_SCANS: usize = 10_000;
 const IP_LEN: usize = 22;
 /// Length of a ticket: nonce, time, browser and OS, IP, binding, tag.
 pub const TICKET_LEN: usize = NONCE_LEN + TIME_LEN + 2 + IP_LEN + TAG_LEN + TAG_LEN;
-/// Where the phone lands after its login.
+/// Where the phone lands after its login (under the site's path prefix).
 const CONFIRM: &str = "/login/scan/confirm";
 
 /// True for WeChat's in-app browser.
@@ -286,7 +286,8 @@ impl Scans {
 pub fn qr_page(app: &mut App, req: &Req, next: &str) -> Result<Reply, AppError> {
     let mut cookie = app.login_cookie_of(req);
     let ua = req.header("user-agent").unwrap_or("");
-    let next = login::fit(next, DEFAULT_NEXT);
+    let fallback = default_next(app);
+    let next = login::fit(next, &fallback);
     let ticket = Ticket::issue(
         app.logins.key(),
         &mut cookie,
@@ -295,13 +296,18 @@ pub fn qr_page(app: &mut App, req: &Req, next: &str) -> Result<Reply, AppError> 
         client_ip(req),
         app.clock.now(),
     );
-    let scan_url = format!("{}/login/scan?t={ticket}", app.config.public_url);
-    let refresh_url = format!("/login?next={}", encode_component(next));
+    // The phone opens the site where this browser sees it (the demo's LAN
+    // address, when that is how the desktop came): the same host, so the
+    // phone reaches it too.
+    let scan_url = format!("{}/login/scan?t={ticket}", app.site.url);
+    let refresh_url = app.login_url(next);
     let direct_url = format!("{refresh_url}&direct=1");
+    let poll_url = app.path("/login/ticket");
     // Our own drawing of a URL we built: no user data, safe to inline.
     let svg = Value::from_safe_string(qr_svg(&scan_url));
     let ctx = context! {
-        ticket, scan_url, direct_url, refresh_url, ttl_minutes => TICKET_TTL / 60, qr_svg => svg,
+        ticket, scan_url, direct_url, refresh_url, poll_url, next,
+        ttl_minutes => TICKET_TTL / 60, qr_svg => svg,
     };
     Ok(app
         .page("scan.html", ctx)?
@@ -344,7 +350,7 @@ pub fn scan(app: &mut App, req: &Req) -> Result<Reply, AppError> {
             return phone_page(app, "expired", 410, Value::UNDEFINED);
         }
     }
-    let confirm = format!("{CONFIRM}?t={text}");
+    let confirm = format!("{}?t={text}", app.path(CONFIRM));
     Ok(begin(app, req, &confirm))
 }
 
@@ -353,9 +359,10 @@ pub fn scan(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 /// is made, so each costs a real WeChat login. A ticket another phone
 /// scanned first stays that phone's.
 pub fn after_login(app: &mut App, login: &Checked, sid: &str, now: i64) {
+    let confirm = app.path(CONFIRM);
     let Some(text) = login
         .next
-        .strip_prefix(CONFIRM)
+        .strip_prefix(&confirm)
         .and_then(|q| q.strip_prefix("?t="))
     else {
         return;
@@ -396,7 +403,10 @@ fn form_token(key: &Key, ticket: &Ticket, sid: &str) -> String {
 pub fn confirm_page(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let text = req.query("t").unwrap_or("").to_string();
     let now = app.clock.now();
-    let start_over = Reply::redirect(302, &format!("/login/scan?t={}", encode_component(&text)));
+    let start_over = Reply::redirect(
+        302,
+        &format!("{}?t={}", app.path("/login/scan"), encode_component(&text)),
+    );
     let Some((sid, session)) = app.current(req) else {
         // The phone's login did not stick (WeChat's browser lost the cookie): start over.
         return Ok(start_over);
@@ -495,7 +505,7 @@ fn decide(app: &mut App, req: &Req, confirmed: bool) -> Result<Reply, AppError> 
         true => Status::Confirmed(Box::new(session)),
         false => Status::Cancelled,
     };
-    let back = format!("{CONFIRM}?t={}", encode_component(text));
+    let back = format!("{}?t={}", app.path(CONFIRM), encode_component(text));
     Ok(Reply::redirect(303, &back))
 }
 

@@ -143,7 +143,8 @@ pub struct WechatUser {
 
 impl WechatUser {
     /// Parses a userinfo answer and tidies it: control characters out of the
-    /// text fields, headimgurl on https.
+    /// text fields, and U+FFFD out of those shown to people (what `repair`
+    /// leaves of broken UTF-8: "杭州" rather than "杭州�"), headimgurl on https.
     pub fn from_value(value: Value) -> Result<WechatUser, WechatError> {
         let mut user: WechatUser = serde_json::from_value(value)
             .map_err(|_| WechatError::BadAnswer("userinfo has an unexpected shape".into()))?;
@@ -155,6 +156,14 @@ impl WechatUser {
             &mut user.headimgurl,
         ] {
             field.retain(|c| !c.is_control());
+        }
+        for field in [
+            &mut user.nickname,
+            &mut user.province,
+            &mut user.city,
+            &mut user.country,
+        ] {
+            field.retain(|c| c != char::REPLACEMENT_CHARACTER);
         }
         user.headimgurl = https_avatar(&user.headimgurl);
         Ok(user)
@@ -187,7 +196,6 @@ pub struct WechatClient {
     agent: ureq::Agent,
     appid: String,
     secret: Secret,
-    open_base: String,
     api_base: String,
     lang: String,
 }
@@ -209,19 +217,26 @@ impl WechatClient {
             agent: agent_config.into(),
             appid: config.appid.clone(),
             secret: config.secret.clone(),
-            open_base: config.open_base.clone(),
             api_base: config.api_base.clone(),
             lang: config.lang.clone(),
         }
     }
 
-    /// The URL the browser is sent to. WeChat matches it with a strict pattern:
-    /// the parameters in exactly this order, redirect_uri fully encoded, and
-    /// `#wechat_redirect` at the end even on a 302 (WECHAT.md, flow step 1).
-    pub fn authorize_url(&self, redirect_uri: &str, scope: Scope, state: &str) -> String {
+    /// The URL the browser is sent to, on `open_base` (WXAUTH_OPEN_BASE, or
+    /// the demo's simulator as the browser reaches it). WeChat matches it with
+    /// a strict pattern: the parameters in exactly this order, redirect_uri
+    /// fully encoded, and `#wechat_redirect` at the end even on a 302
+    /// (WECHAT.md, flow step 1).
+    pub fn authorize_url(
+        &self,
+        open_base: &str,
+        redirect_uri: &str,
+        scope: Scope,
+        state: &str,
+    ) -> String {
         format!(
             "{}/connect/oauth2/authorize?appid={}&redirect_uri={}&response_type=code&scope={}&state={}#wechat_redirect",
-            self.open_base,
+            open_base,
             encode_component(&self.appid),
             encode_component(redirect_uri),
             scope.as_str(),
@@ -456,6 +471,7 @@ mod tests {
     #[test]
     fn authorize_url_has_wechats_exact_order_and_encoding() {
         let url = client().authorize_url(
+            "https://open.weixin.qq.com",
             "https://wx.example.com/callback?a=1&b=#x",
             Scope::Userinfo,
             "Abc123",
@@ -467,7 +483,7 @@ mod tests {
              &response_type=code&scope=snsapi_userinfo&state=Abc123#wechat_redirect"
         );
         assert!(client()
-            .authorize_url("https://h/callback", Scope::Base, "S")
+            .authorize_url("https://o", "https://h/callback", Scope::Base, "S")
             .contains("&scope=snsapi_base&state=S#wechat_redirect"));
     }
 
@@ -508,10 +524,11 @@ mod tests {
 
     #[test]
     fn raw_control_characters_and_broken_utf8_are_repaired() {
-        let body = b"{\"openid\":\"o1\",\"nickname\":\"a\x01b\x1fc\",\"city\":\"\xff\xfe\",\n\"sex\":\"2\"}";
+        let body = b"{\"openid\":\"o1\",\"nickname\":\"a\x01b\x1fc\xe5\",\"city\":\"\xe6\x9d\xad\xe5\xb7\x9e\xff\xfe\",\n\"sex\":\"2\"}";
         let user = WechatUser::from_value(parse_answer(body).unwrap()).unwrap();
         assert_eq!(user.nickname, "abc");
-        assert_eq!(user.city, "\u{FFFD}\u{FFFD}");
+        // What lossy decoding made of the broken bytes is not shown either.
+        assert_eq!(user.city, "杭州");
         assert_eq!(user.sex, 2);
         // An escaped control character is valid JSON; it is still removed from the text field.
         let user =

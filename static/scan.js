@@ -1,10 +1,13 @@
 // The QR login page (templates/scan.html): asks /login/ticket how the
 // ticket is doing until the phone has confirmed (or cancelled), then moves on.
+// Both URLs come from the page, which knows the site's path prefix.
 (function () {
   "use strict";
   var status = document.getElementById("scan-status");
   if (!status) return;
   var ticket = status.getAttribute("data-ticket");
+  var pollUrl = status.getAttribute("data-poll");
+  var next = status.getAttribute("data-next");
   var said = {
     pending: "等待扫码…",
     scanned: "已扫码，请在手机上确认",
@@ -14,12 +17,12 @@
     forbidden: "请在生成二维码的浏览器中使用"
   };
   function poll() {
-    fetch("/login/ticket?t=" + encodeURIComponent(ticket), { credentials: "same-origin", cache: "no-store" })
+    fetch(pollUrl + "?t=" + encodeURIComponent(ticket), { credentials: "same-origin", cache: "no-store" })
       .then(function (r) { return r.json(); })
       .then(function (answer) {
         status.textContent = said[answer.status] || said.pending;
         if (answer.status === "done") {
-          window.location.replace(answer.next || "/profile");
+          window.location.replace(answer.next || next);
         } else if (answer.status === "pending" || answer.status === "scanned") {
           setTimeout(poll, 1000);
         }

@@ -52,6 +52,7 @@ pub(super) fn confirm(sim: &mut Sim, req: &Req) -> Reply {
             value: user.to_string(),
             max_age: 30 * 24 * 3600,
             secure: false,
+            path: "/".into(),
         }),
         _ => refuse(sim, &link::BAD_ACTION),
     }

@@ -94,7 +94,7 @@ pub(super) fn check_link(config: &SimConfig, req: &Req) -> Result<Link, Refusal>
     if raw_value(&req.raw_query, "redirect_uri").is_some_and(|v| v.contains([':', '/', '?'])) {
         return Err(NOT_ENCODED);
     }
-    check_redirect_uri(redirect_uri, &config.domain)?;
+    check_redirect_uri(redirect_uri, config)?;
     let state = check_state(req.query("state"))?;
     Ok(Link {
         redirect_uri: redirect_uri.to_string(),
@@ -111,7 +111,7 @@ pub(super) fn check_form(config: &SimConfig, form: &[(String, String)]) -> Resul
     let redirect_uri = non_empty(field(form, "redirect_uri")).ok_or(NO_REDIRECT_URI)?;
     let scope = non_empty(field(form, "scope")).ok_or(NO_SCOPE)?;
     let scope = Scope::parse(scope).ok_or(BAD_SCOPE)?;
-    check_redirect_uri(redirect_uri, &config.domain)?;
+    check_redirect_uri(redirect_uri, config)?;
     let state = check_state(field(form, "state"))?;
     Ok(Link {
         redirect_uri: redirect_uri.to_string(),
@@ -174,8 +174,9 @@ fn raw_value<'a>(raw_query: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-/// The host of an http(s) URL, without port or userinfo; None if malformed.
-fn redirect_host(uri: &str) -> Option<&str> {
+/// The host of an http(s) URL, without port or userinfo, and its authority
+/// (host and port); None if malformed.
+fn redirect_host(uri: &str) -> Option<(&str, &str)> {
     let lower = uri.get(..8).unwrap_or(uri).to_ascii_lowercase();
     let rest = if lower.starts_with("http://") {
         &uri[7..]
@@ -201,15 +202,29 @@ fn redirect_host(uri: &str) -> Option<&str> {
     };
     let port_ok =
         port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
-    (!host.is_empty() && port_ok).then_some(host)
+    (!host.is_empty() && port_ok).then_some((host, authority))
 }
 
 /// The 网页授权域名 rule: the host must equal the configured domain exactly
 /// (no subdomains, no parent domain). WeChat also calls back only on ports
 /// 80 and 443; the sim ignores the port because the demo runs on 8080.
-fn check_redirect_uri(uri: &str, domain: &str) -> Result<(), Refusal> {
-    let host = redirect_host(uri).ok_or(BAD_REDIRECT_URI)?;
-    if host.eq_ignore_ascii_case(domain) {
+/// In demo mode the app answers on every host it listens on (localhost, a
+/// LAN address), following the browser: a plain http callback to one of
+/// those, on the app's port, is the demo's own and is accepted too. Nothing
+/// else is: the simulator never sends a browser to a host of the link's
+/// choosing.
+fn check_redirect_uri(uri: &str, config: &SimConfig) -> Result<(), Refusal> {
+    let (host, authority) = redirect_host(uri).ok_or(BAD_REDIRECT_URI)?;
+    if host.eq_ignore_ascii_case(&config.domain) {
+        return Ok(());
+    }
+    let plain = uri
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+    let demo_host = config
+        .demo_app
+        .is_some_and(|app| plain && crate::site::listened(app, authority).is_some());
+    if demo_host {
         Ok(())
     } else {
         Err(DOMAIN_MISMATCH)
@@ -323,9 +338,18 @@ mod tests {
         assert!(check(&link("").replace("abc", &long[..128])).is_ok());
     }
 
+    fn config(domain: &str, demo_app: Option<&str>) -> SimConfig {
+        SimConfig {
+            domain: domain.into(),
+            demo_app: demo_app.map(|a| a.parse().unwrap()),
+            ..crate::sim::tests::sim().config
+        }
+    }
+
     #[test]
     fn redirect_uri_host_must_equal_the_domain() {
-        let ok = |uri: &str| check_redirect_uri(uri, "127.0.0.1");
+        let sim = config("127.0.0.1", None);
+        let ok = |uri: &str| check_redirect_uri(uri, &sim);
         assert_eq!(ok("http://127.0.0.1:8080/callback"), Ok(()));
         assert_eq!(ok("HTTPS://127.0.0.1/cb?x=1"), Ok(()));
         assert_eq!(ok("http://127.0.0.1"), Ok(()));
@@ -337,9 +361,47 @@ mod tests {
         assert_eq!(ok("ftp://127.0.0.1/"), Err(BAD_REDIRECT_URI));
         assert_eq!(ok("http://127.0.0.1:80x/"), Err(BAD_REDIRECT_URI));
         assert_eq!(ok("http:///cb"), Err(BAD_REDIRECT_URI));
-        let www = |uri: &str| check_redirect_uri(uri, "www.qq.com");
+        let qq = config("www.qq.com", None);
+        let www = |uri: &str| check_redirect_uri(uri, &qq);
         assert_eq!(www("https://www.qq.com/a/b"), Ok(()));
         assert_eq!(www("https://pay.qq.com/"), Err(DOMAIN_MISMATCH));
         assert_eq!(www("https://qq.com/"), Err(DOMAIN_MISMATCH));
+    }
+
+    #[test]
+    fn in_demo_mode_a_callback_to_any_host_the_app_listens_on_is_accepted() {
+        // The app on every address, port 8080; the configured domain 127.0.0.1.
+        let sim = config("127.0.0.1", Some("0.0.0.0:8080"));
+        let ok = |uri: &str| check_redirect_uri(uri, &sim);
+        assert_eq!(ok("http://localhost:8080/callback"), Ok(()));
+        assert_eq!(ok("http://127.0.0.2:8080/callback"), Ok(()));
+        assert_eq!(
+            ok("http://127.0.0.1:9999/callback"),
+            Ok(()),
+            "the domain, any port"
+        );
+        for foreign in [
+            "http://localhost:9999/callback",
+            "http://127.0.0.2:9999/callback",
+            "https://localhost:8080/callback",
+            "http://evil.example:8080/callback",
+            "http://203.0.113.9:8080/callback",
+            "http://localhost:8080@evil.example/callback",
+        ] {
+            assert_ne!(ok(foreign), Ok(()), "{foreign}");
+        }
+        // The app on loopback only: a LAN address is not the demo's.
+        let lo = config("127.0.0.1", Some("127.0.0.1:8080"));
+        assert_eq!(
+            check_redirect_uri("http://127.0.0.2:8080/", &lo),
+            Err(DOMAIN_MISMATCH)
+        );
+        assert_eq!(check_redirect_uri("http://localhost:8080/", &lo), Ok(()));
+        // `wxauth sim` (not demo mode): the domain and nothing else.
+        let strict = config("127.0.0.1", None);
+        assert_eq!(
+            check_redirect_uri("http://localhost:8080/", &strict),
+            Err(DOMAIN_MISMATCH)
+        );
     }
 }

@@ -37,6 +37,10 @@ pub struct SimConfig {
     pub app_name: String,
     /// The 网页授权域名: a host name only (no scheme, no port, no path), e.g. "127.0.0.1".
     pub domain: String,
+    /// Demo mode: where the app is bound. It follows the host the browser
+    /// used (site.rs), so a callback to any host it listens on there (and
+    /// only those) is accepted besides `domain`. None for `wxauth sim`.
+    pub demo_app: Option<std::net::SocketAddr>,
 }
 
 /// The simulator's state: one instance serves one loop, so no locks.
@@ -83,6 +87,8 @@ type Handler = fn(&mut Sim, &Req) -> Reply;
 const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Get, "/", index),
     (Method::Get, "/sim", index),
+    // Browsers ask for it on every page; a 404 in the console helps no one.
+    (Method::Get, "/favicon.ico", favicon),
     (
         Method::Get,
         "/connect/oauth2/authorize",
@@ -224,6 +230,14 @@ pub fn start(listener: Listener, config: SimConfig) -> Running {
     listener.spawn(Sim::new(config))
 }
 
+/// `GET /favicon.ico`: the app's icon (an SVG, which browsers take here too).
+fn favicon(_sim: &mut Sim, _req: &Req) -> Reply {
+    let (content_type, bytes) =
+        crate::assets::find("favicon.svg").expect("static/favicon.svg is embedded");
+    Reply::with_body(200, content_type, bytes.to_vec())
+        .with_header("Cache-Control", "public, max-age=86400")
+}
+
 /// `GET /` and `/sim`: what this is, the users, the switches (for demos).
 fn index(sim: &mut Sim, _req: &Req) -> Reply {
     let users: Vec<_> = users::USERS
@@ -259,6 +273,7 @@ mod tests {
             secret: "simsecret".into(),
             app_name: "wxauth 演示".into(),
             domain: "127.0.0.1".into(),
+            demo_app: None,
         })
     }
 
@@ -269,6 +284,16 @@ mod tests {
         assert_eq!(page.status, 200);
         let page = s.error_page(400, Some(10003), "redirect_uri域名与后台配置不一致");
         assert!(String::from_utf8_lossy(&page.body).contains("10003"));
+    }
+
+    #[test]
+    fn the_favicon_is_served() {
+        let r = sim().route(&Req::fake("GET", "/favicon.ico", &[]));
+        assert_eq!(
+            (r.status, r.header("Content-Type")),
+            (200, Some("image/svg+xml"))
+        );
+        assert!(String::from_utf8_lossy(&r.body).contains("<svg"));
     }
 
     #[test]

@@ -131,6 +131,21 @@ pub const USERS: &[User] = &[
         broken: false,
         note: "昵称含 RTL 控制符、ZWJ emoji 和阿拉伯文",
     },
+    User {
+        openid: "oSim5LongNicknameWraps000006",
+        nickname: "名字很长很长的用户Supercalifragilisticexpialidocious_ThisNicknameNeverEnds",
+        sex: Sex::Number(2),
+        region: [
+            ("上海", "浦东新区", "中国"),
+            ("上海", "浦東新區", "中國"),
+            ("Shanghai", "Pudong", "CN"),
+        ],
+        headimgurl: "http://thirdwx.qlogo.cn/mmopen/vi_32/Q0j4TwGTfTLsimLongNicknameAva5/132",
+        privilege: &[],
+        unionid: Some("oSimUnion5LongNicknameWrap06"),
+        broken: false,
+        note: "很长、不含空格的昵称：每个页面都必须把它折行",
+    },
 ];
 
 /// The virtual openid a snapshot-page grant gets instead of the user's own

@@ -204,6 +204,12 @@ impl Demo {
 /// The real binary in demo mode on free ports, with extra environment, once
 /// it has printed the app's and the simulator's URLs.
 fn start_demo(env: &[(&str, &str)]) -> Demo {
+    start_binary(env, true)
+}
+
+/// The real binary with extra environment (`demo`: it prints the app's and
+/// the simulator's URLs; otherwise `app` is where it says it listens).
+fn start_binary(env: &[(&str, &str)], demo: bool) -> Demo {
     let child = wxauth_command()
         .env("WXAUTH_LISTEN", "127.0.0.1:0")
         .env("WXAUTH_SIM_LISTEN", "127.0.0.1:0")
@@ -231,16 +237,21 @@ fn start_demo(env: &[(&str, &str)]) -> Demo {
             }
         });
     }
-    let (mut app, mut sim) = (None, None);
+    let (mut app, mut sim) = (None, if demo { None } else { Some(String::new()) });
     while app.is_none() || sim.is_none() {
         let line = rx
             .recv_timeout(Duration::from_secs(10))
-            .expect("demo mode prints the app and simulator URLs within 10 s");
+            .expect("wxauth says where it listens (demo mode: both URLs) within 10 s");
         let url = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
             .map(String::from);
-        if line.trim_start().starts_with("app:") {
+        if !demo {
+            app = line
+                .split_once(" listening on ")
+                .and_then(|(_, rest)| rest.split(": ").next())
+                .map(|addr| format!("http://{addr}"));
+        } else if line.trim_start().starts_with("app:") {
             app = url;
         } else if line.trim_start().starts_with("simulator:") {
             sim = url;
@@ -620,4 +631,103 @@ fn check_config_catches_a_broken_template_override() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_demo_on_every_address_prints_the_addresses_a_phone_can_use() {
+    let demo = start_demo(&[
+        ("WXAUTH_LISTEN", "0.0.0.0:0"),
+        ("WXAUTH_SIM_LISTEN", "0.0.0.0:0"),
+    ]);
+    // Where this machine opens it: loopback, never 0.0.0.0.
+    assert!(demo.app.starts_with("http://127.0.0.1:"), "{}", demo.app);
+    assert!(demo.sim.starts_with("http://127.0.0.1:"), "{}", demo.sim);
+    let port = demo.app.rsplit_once(':').unwrap().1.to_string();
+    let log = demo.log();
+    let text = log.join("\n");
+    assert!(!text.contains("http://0.0.0.0"), "{text}");
+    // Where a phone opens it: each address the machine has on the network
+    // (here as the app finds them; the test never connects to one).
+    let lan = wxauth::site::lan_addresses("0.0.0.0".parse().unwrap());
+    for ip in &lan {
+        let line = format!("phone:     http://{ip}:{port}");
+        assert!(
+            log.iter().any(|l| l.contains(&line)),
+            "{line:?} in:\n{text}"
+        );
+    }
+    if lan.is_empty() {
+        assert!(text.contains("no network address found"), "{text}");
+    }
+    let mut browser = Browser::new();
+    let login = browser.get(&format!("{}/login", demo.app));
+    let callback = browser.consent(login.location(), 0, true);
+    assert_eq!(browser.get(&callback).status, 302);
+
+    // A simulator kept on loopback is one a phone cannot reach: said at start.
+    let cramped = start_demo(&[("WXAUTH_LISTEN", "0.0.0.0:0")]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        cramped
+            .log()
+            .iter()
+            .any(|l| l.starts_with("stderr: wxauth: warning: WXAUTH_SIM_LISTEN=127.0.0.1:")),
+        "{:?}",
+        cramped.log()
+    );
+    // On loopback (the default) it says how to let a phone in.
+    let local = start_demo(&[]);
+    assert!(
+        local
+            .log()
+            .iter()
+            .any(|l| l.contains("WXAUTH_LISTEN=0.0.0.0:")),
+        "{:?}",
+        local.log()
+    );
+}
+
+#[test]
+fn real_mode_says_in_the_log_when_a_callback_fails_on_another_host() {
+    let port = free_port();
+    let public = format!("http://127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let server = start_binary(
+        &[
+            ("WXAUTH_LISTEN", &listen),
+            ("WXAUTH_APPID", "wx000000000000test"),
+            ("WXAUTH_SECRET", "test-secret-9f8e7d6c5b4a"),
+            ("WXAUTH_PUBLIC_URL", &public),
+            // Never called: a callback's state is checked first.
+            ("WXAUTH_API_BASE", "http://127.0.0.1:9"),
+            ("WXAUTH_OPEN_BASE", "http://127.0.0.1:9"),
+        ],
+        false,
+    );
+    assert_eq!(server.app, public);
+    let mut browser = Browser::new();
+    let host = format!("localhost:{port}");
+    let callback = format!("{public}/callback?code=CODE123&state=STATE456");
+    let page = browser.get_with(&callback, &[("Host", &host)]);
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains(&format!(">{public}/<")), "{}", page.body);
+    // On the site's own host a bad state is only that.
+    assert_eq!(browser.get(&callback).status, 400);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.log();
+    let text = log.join("\n");
+    let warned: Vec<&String> = log
+        .iter()
+        .filter(|l| l.starts_with("stderr: warn: /callback:"))
+        .collect();
+    assert_eq!(warned.len(), 1, "one warning, for the other host:\n{text}");
+    assert!(
+        warned[0].contains(&format!("Host \"{host}\""))
+            && warned[0].contains(&format!("open the site at {public}/")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("CODE123") && !text.contains("STATE456"),
+        "{text}"
+    );
 }

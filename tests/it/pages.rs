@@ -14,7 +14,8 @@ fn a_guest_sees_the_login_link() {
         .header("content-type")
         .unwrap()
         .starts_with("text/html"));
-    assert!(home.body.contains("游客"));
+    // A full-width comma, as Chinese is written.
+    assert!(home.body.contains("你好，游客"), "{}", home.body);
     assert!(home.body.contains("href=\"/login\""), "{}", home.body);
     assert!(home.body.contains("<html lang=\"zh-CN\">"));
     assert!(home.body.contains("演示模式"), "demo mode says so");
@@ -111,6 +112,74 @@ fn a_nickname_with_raw_control_characters_is_repaired_the_same_everywhere() {
         profile.body.contains(&nickname),
         "page and /api/me agree on {nickname:?}"
     );
+    // The city came with one cut-off UTF-8 byte; what lossy decoding made of
+    // it (U+FFFD) is shown nowhere.
+    assert_eq!(me["city"], "杭州", "{me}");
+    assert!(!me.to_string().contains('\u{FFFD}'), "{me}");
+    assert!(profile.body.contains("<dd>杭州</dd>"), "{}", profile.body);
+    assert!(!profile.body.contains('\u{FFFD}'));
+}
+
+#[test]
+fn inside_wechat_the_home_page_does_not_ask_to_be_opened_in_wechat() {
+    let stack = start();
+    let mut browser = Browser::new();
+    let inside = browser.get(&stack.url("/"));
+    assert!(browser.user_agent.contains("MicroMessenger"));
+    assert!(
+        !inside.body.contains("请在微信中打开本页"),
+        "{}",
+        inside.body
+    );
+    assert!(inside.body.contains("登录只读取你的公开资料"));
+    browser.user_agent = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0 Safari/537.36".into();
+    let outside = browser.get(&stack.url("/"));
+    assert!(
+        outside.body.contains("请在微信中打开本页"),
+        "{}",
+        outside.body
+    );
+}
+
+#[test]
+fn the_note_on_withheld_sex_and_region_shows_only_when_they_are_missing() {
+    let note = "自 2021 年底起";
+    let stack = start();
+    // 男, 广东, 深圳: nothing withheld, nothing to explain.
+    let mut full = Browser::new();
+    full.login_as(&stack, 0);
+    let page = full.get(&stack.url("/profile")).body;
+    assert!(
+        page.contains("<dd>深圳</dd>") && !page.contains(note),
+        "{page}"
+    );
+    // Sex 0, no region: the blanks are explained.
+    let mut empty = Browser::new();
+    empty.login_as(&stack, 3);
+    let page = empty.get(&stack.url("/profile")).body;
+    assert!(page.contains(note), "{page}");
+    // A sex but no province (user 4): explained too.
+    let mut partial = Browser::new();
+    partial.login_as(&stack, 4);
+    assert!(partial.get(&stack.url("/profile")).body.contains(note));
+}
+
+#[test]
+fn error_pages_show_no_status_number() {
+    let stack = start();
+    let mut browser = Browser::new();
+    let authorize = browser.start_login(&stack, None);
+    let callback = browser.consent(&authorize, 0, false);
+    let declined = browser.get(&callback);
+    assert_eq!(declined.status, 403);
+    let missing = browser.get(&stack.url("/nope"));
+    let bad_state = browser.get(&stack.url("/callback?code=x&state=y"));
+    for page in [&declined, &missing, &bad_state] {
+        assert!(page.body.contains("class=\"msg-title\""), "{}", page.body);
+        for number in ["HTTP 4", "HTTP 5", ">403<", ">404<", ">400<"] {
+            assert!(!page.body.contains(number), "{number}: {}", page.body);
+        }
+    }
 }
 
 #[test]

@@ -109,7 +109,7 @@ fn a_session_cookie_planted_before_login_is_not_kept() {
 #[test]
 fn cookies_are_secure_when_the_public_url_is_https() {
     let stack = start_real(&[("WXAUTH_PUBLIC_URL", "https://wx.example.com/wx")]);
-    let resp = Browser::new().get(&stack.url("/login"));
+    let resp = Browser::new().get(&stack.url("/wx/login"));
     let cookie = resp.header("set-cookie").unwrap();
     assert!(
         cookie.starts_with("wxauth_login=") && cookie.contains("; Secure"),

@@ -72,6 +72,7 @@ pub fn start() -> TestSim {
         secret: SECRET.into(),
         app_name: "wxauth 测试".into(),
         domain: "127.0.0.1".into(),
+        demo_app: None,
     };
     let running = sim::start(listener, config);
     let agent = ureq::Agent::config_builder()

@@ -29,8 +29,9 @@ pub fn start_with(settings: &[(&str, &str)]) -> Stack {
     let raw = RawConfig::from_env_and_args(env, &[]).expect("test settings parse");
     let mut config = Config::from_raw(&raw).expect("test settings are valid");
     wxauth::log::set_level(&config.log);
-    let listener =
-        Listener::bind_with_timeout("127.0.0.1:0", config.client_timeout).expect("bind the app");
+    // WXAUTH_LISTEN: 127.0.0.1:0 unless a test asks for 0.0.0.0:0.
+    let listener = Listener::bind_with_timeout(&config.listen.to_string(), config.client_timeout)
+        .expect("bind the app");
     let sim = demo::start_sim(&mut config, listener.local_addr()).expect("start the simulator");
     let secret = config.secret.expose().to_string();
     let sim_url = config.open_base.clone();
@@ -46,6 +47,8 @@ pub fn start_with(settings: &[(&str, &str)]) -> Stack {
 
 /// Real mode (an appid, a secret, a public URL) against a simulator started
 /// on its own, as `wxauth sim` and `wxauth serve` would run side by side.
+/// `{app}` in a setting's value is the app's own URL (`http://127.0.0.1:PORT`):
+/// `("WXAUTH_PUBLIC_URL", "{app}/wx")` serves it under a path prefix.
 pub fn start_real(settings: &[(&str, &str)]) -> Stack {
     let sim_listener = Listener::bind("127.0.0.1:0").expect("bind the simulator");
     let sim_url = format!("http://{}", sim_listener.local_addr());
@@ -61,7 +64,7 @@ pub fn start_real(settings: &[(&str, &str)]) -> Stack {
         ("WXAUTH_API_BASE", &sim_url),
     ]);
     for (k, v) in settings {
-        env.insert(k.to_string(), v.to_string());
+        env.insert(k.to_string(), v.replace("{app}", &app_url));
     }
     let raw = RawConfig::from_env_and_args(env, &[]).expect("test settings parse");
     let config = Config::from_raw(&raw).expect("test settings are valid");
@@ -365,4 +368,21 @@ impl Browser {
         let callback = self.consent(&authorize, user, true);
         self.get(&callback)
     }
+}
+
+/// True when a page's QR code (scan to log in) holds `url`: the page's SVG
+/// is drawn the same way as one made here for `url`. (Outside demo mode the
+/// link appears nowhere else on the page.)
+pub fn qr_holds(body: &str, url: &str) -> bool {
+    let svg = qrcode::QrCode::new(url.as_bytes())
+        .expect("a URL fits a QR code")
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(220, 220)
+        .quiet_zone(true)
+        .build();
+    // What follows the opening tag: the drawing itself.
+    let drawing = svg
+        .split_once("<svg")
+        .and_then(|(_, rest)| rest.split_once('>'));
+    drawing.is_some_and(|(_, inner)| body.contains(inner))
 }
