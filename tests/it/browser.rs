@@ -523,3 +523,105 @@ fn a_phone_confirms_a_desktop_login_with_the_pages_own_form() {
     assert!(done.body.contains("\"status\":\"done\""), "{}", done.body);
     assert_eq!(desktop.get(&stack.url("/api/me")).status, 200);
 }
+
+/// The bottom edge of every button and button-like link on the page, and
+/// the window's height.
+const BUTTON_BOTTOMS: &str = r#"(() => ({
+  bottoms: [...document.querySelectorAll('.actions .btn')].map(b => b.getBoundingClientRect().bottom),
+  height: window.innerHeight,
+  scrolled: window.scrollY,
+}))()"#;
+
+#[test]
+fn the_profiles_buttons_are_in_view_on_a_desktop_screen() {
+    let Some(mut chrome) = Chrome::launch() else {
+        return;
+    };
+    let stack = start();
+    chrome.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false }),
+    );
+    chrome.call(
+        "Network.setUserAgentOverride",
+        json!({ "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36" }),
+    );
+    // The full profile, then the post-2021 one (its note makes it longer).
+    for (user, shot) in [(0, Some("profile-desktop")), (3, None)] {
+        chrome.navigate(&stack.url("/login?direct=1"));
+        assert!(sim_page(&stack, &mut chrome), "{}", chrome.url());
+        chrome.eval(&format!(
+            "document.querySelector(\"input[name='user'][value='{user}']\").click()"
+        ));
+        chrome.tap("button[value='allow']");
+        assert_eq!(chrome.url(), stack.url("/profile"));
+        let seen = chrome.eval(BUTTON_BOTTOMS);
+        let bottoms = seen["bottoms"].as_array().unwrap();
+        assert_eq!(bottoms.len(), 3, "刷新资料, 退出登录, 返回首页: {seen}");
+        let height = seen["height"].as_f64().unwrap();
+        for bottom in bottoms {
+            assert!(
+                bottom.as_f64().unwrap() <= height,
+                "user {user}: a button below the fold at 1280×800: {seen}"
+            );
+        }
+        chrome.check_page("profile (desktop)");
+        if let Some(name) = shot {
+            chrome.screenshot(name);
+        }
+    }
+}
+
+#[test]
+fn a_long_nickname_wraps_on_a_narrow_phone() {
+    let Some(mut chrome) = Chrome::launch() else {
+        return;
+    };
+    let stack = start();
+    chrome.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 320, "height": 640, "deviceScaleFactor": 1, "mobile": true }),
+    );
+    chrome.navigate(&stack.url("/login"));
+    assert!(sim_page(&stack, &mut chrome), "{}", chrome.url());
+    // WeChat's (the simulator's) consent page lists every test user.
+    let widths = chrome.eval(
+        r#"(() => ({
+          page: document.documentElement.scrollWidth,
+          window: window.innerWidth,
+          right: Math.max(...[...document.querySelectorAll('.nick')].map(n => n.getBoundingClientRect().right)),
+        }))()"#,
+    );
+    let window = widths["window"].as_f64().unwrap();
+    assert!(
+        widths["page"].as_f64().unwrap() <= window && widths["right"].as_f64().unwrap() <= window,
+        "a nickname runs off the consent page: {widths}"
+    );
+    chrome.screenshot("consent-narrow");
+    chrome.eval("document.querySelector(\"input[name='user'][value='5']\").click()");
+    chrome.tap("button[value='allow']");
+    assert_eq!(chrome.url(), stack.url("/profile"));
+    assert!(chrome.text().contains("Supercalifragilistic"));
+    chrome.check_page("profile (long nickname, 320 px)");
+    chrome.navigate(&stack.url("/"));
+    chrome.check_page("home (long nickname, 320 px)");
+}
+
+#[test]
+fn the_demo_logs_in_at_localhost_in_a_real_browser() {
+    let Some(mut chrome) = Chrome::launch() else {
+        return;
+    };
+    let stack = start();
+    // The address people type, not the one the demo is bound to: the login
+    // cookie is set for localhost, and the callback comes back to localhost.
+    let site = format!("http://localhost:{}", stack.app.addr.port());
+    chrome.navigate(&format!("{site}/"));
+    chrome.tap("a[href='/login']");
+    assert!(sim_page(&stack, &mut chrome), "{}", chrome.url());
+    chrome.tap("button[value='allow']");
+    assert_eq!(chrome.url(), format!("{site}/profile"), "{}", chrome.text());
+    assert!(chrome.text().contains("熊猫🐼小明"), "{}", chrome.text());
+    chrome.tap("form[action='/logout'] button");
+    assert_eq!(chrome.url(), format!("{site}/"));
+}
