@@ -625,3 +625,56 @@ fn the_demo_logs_in_at_localhost_in_a_real_browser() {
     chrome.tap("form[action='/logout'] button");
     assert_eq!(chrome.url(), format!("{site}/"));
 }
+
+#[test]
+fn a_desktop_logs_in_by_scanning_under_a_path_prefix() {
+    let Some(mut chrome) = Chrome::launch() else {
+        return;
+    };
+    let stack = crate::support::start_real(&[("WXAUTH_PUBLIC_URL", "{app}/wx")]);
+    chrome.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({ "width": 1024, "height": 760, "deviceScaleFactor": 1, "mobile": false }),
+    );
+    chrome.call(
+        "Network.setUserAgentOverride",
+        json!({ "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36" }),
+    );
+    chrome.navigate(&stack.url("/wx/login"));
+    assert!(chrome.text().contains("微信扫码登录"), "{}", chrome.text());
+    // The stylesheet (and so the layout) came from under the prefix.
+    let styled = chrome.eval("getComputedStyle(document.querySelector('.qr-box')).width");
+    assert_eq!(styled, json!("220px"), "style.css under /wx/static/");
+    let ticket = chrome.eval("document.getElementById('scan-status').dataset.ticket");
+    let ticket = ticket.as_str().unwrap().to_string();
+    let mut phone = crate::support::Browser::new();
+    let authorize = phone.get(&stack.url(&format!("/wx/login/scan?t={ticket}")));
+    let callback = phone.consent(authorize.location(), 0, true);
+    let back = phone.get(&callback);
+    let confirm = phone.get(&stack.url(back.location()));
+    let token = confirm
+        .body
+        .split("name=\"token\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    // static/scan.js polls under the prefix and says so on the page.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !chrome.text().contains("已扫码，请在手机上确认") {
+        assert!(Instant::now() < deadline, "{}", chrome.text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let decided = phone.post(
+        &stack.url("/wx/login/scan/confirm"),
+        &[("t", &ticket), ("token", &token)],
+    );
+    assert_eq!(decided.status, 303, "{}", decided.body);
+    chrome.events.clear();
+    chrome.wait_for_load();
+    assert_eq!(chrome.url(), stack.url("/wx/profile"));
+    assert!(chrome.text().contains("熊猫🐼小明"));
+    chrome.check_page("profile under /wx/");
+}
