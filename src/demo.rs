@@ -12,14 +12,15 @@ use std::net::SocketAddr;
 /// the simulator is a stand-in for WeChat on loopback.
 pub const SIM_DEFAULT_SECRET: &str = "demo-secret";
 
-/// What the simulator should expect of the app configured by `config`.
+/// What the simulator should expect of the app configured by `config`
+/// (`wxauth sim`, or a real-mode app; `start_sim` adds the demo's hosts).
 pub fn sim_config(config: &Config, secret: &str) -> SimConfig {
     SimConfig {
         appid: config.appid.clone(),
         secret: secret.to_string(),
         app_name: "wxauth 演示公众号".to_string(),
         domain: config.public_host(),
-        demo_app: config.follow_host.then_some(config.listen),
+        demo_app: None,
     }
 }
 
@@ -30,5 +31,9 @@ pub fn start_sim(config: &mut Config, app: SocketAddr) -> io::Result<Running> {
         Listener::bind_with_timeout(&config.sim_listen.to_string(), config.client_timeout)?;
     config.bind_demo(app, listener.local_addr());
     let secret = config.secret.expose().to_string();
-    Ok(sim::start(listener, sim_config(config, &secret)))
+    let mut sim_config = sim_config(config, &secret);
+    // The app follows the host each browser used (site.rs): every host it
+    // listens on is its own, and the simulator calls back to any of them.
+    sim_config.demo_app = config.follow_host.then_some(config.listen);
+    Ok(sim::start(listener, sim_config))
 }

@@ -296,10 +296,16 @@ pub fn qr_page(app: &mut App, req: &Req, next: &str) -> Result<Reply, AppError> 
         client_ip(req),
         app.clock.now(),
     );
-    // The phone opens the site where this browser sees it (the demo's LAN
-    // address, when that is how the desktop came): the same host, so the
-    // phone reaches it too.
-    let scan_url = format!("{}/login/scan?t={ticket}", app.site.url);
+    // The phone opens the site where this browser sees it; in a demo bound
+    // to every address, a desktop on loopback shows the LAN address, which
+    // the phone can reach (the desktop's poll needs no shared host).
+    let phone_site = if app.config.follow_host {
+        let lan = crate::site::lan_addresses(app.config.listen.ip());
+        crate::site::for_phone(&app.site.url, app.config.listen, &lan)
+    } else {
+        app.site.url.clone()
+    };
+    let scan_url = format!("{phone_site}/login/scan?t={ticket}");
     let refresh_url = app.login_url(next);
     let direct_url = format!("{refresh_url}&direct=1");
     let poll_url = app.path("/login/ticket");

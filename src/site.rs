@@ -59,6 +59,22 @@ impl Site {
     }
 }
 
+/// The site as a phone should open it from a QR code shown at `site_url`:
+/// the same, unless that is a loopback address (which on the phone is the
+/// phone itself) and the demo is bound to every address: then its first
+/// LAN address (`lan`, from `lan_addresses`).
+pub fn for_phone(site_url: &str, listen: SocketAddr, lan: &[IpAddr]) -> String {
+    let host = host_of(site_url);
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match lan.first() {
+        Some(ip) if loopback && listen.ip().is_unspecified() => {
+            format!("http://{}", SocketAddr::new(*ip, listen.port()))
+        }
+        _ => site_url.to_string(),
+    }
+}
+
 /// True when a Host header names the same host as `url`, whatever the port:
 /// cookies are kept per host, so that is what decides whether a login
 /// cookie set on one reaches the other.
@@ -324,6 +340,37 @@ mod tests {
         assert_eq!(sim_address(lo, lan), lo);
         assert_eq!(reachable(any).to_string(), "127.0.0.1:8081");
         assert_eq!(reachable("[::]:1".parse().unwrap()).to_string(), "[::1]:1");
+    }
+
+    #[test]
+    fn a_qr_code_shown_on_loopback_sends_the_phone_to_the_lan_address() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let lan: Vec<IpAddr> = vec!["192.0.2.7".parse().unwrap()];
+        for shown in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://[::1]:8080",
+        ] {
+            assert_eq!(
+                for_phone(shown, any, &lan),
+                "http://192.0.2.7:8080",
+                "{shown}"
+            );
+        }
+        // Shown at the LAN address already, or with no LAN, or bound to loopback only.
+        assert_eq!(
+            for_phone("http://192.0.2.9:8080", any, &lan),
+            "http://192.0.2.9:8080"
+        );
+        assert_eq!(
+            for_phone("http://127.0.0.1:8080", any, &[]),
+            "http://127.0.0.1:8080"
+        );
+        let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            for_phone("http://127.0.0.1:8080", lo, &lan),
+            "http://127.0.0.1:8080"
+        );
     }
 
     #[test]

@@ -6,8 +6,9 @@
   var status = document.getElementById("scan-status");
   if (!status) return;
   var ticket = status.getAttribute("data-ticket");
-  var pollUrl = status.getAttribute("data-poll");
-  var next = status.getAttribute("data-next");
+  // Defaults for a page from an older template override.
+  var pollUrl = status.getAttribute("data-poll") || "/login/ticket";
+  var next = status.getAttribute("data-next") || "/profile";
   var said = {
     pending: "等待扫码…",
     scanned: "已扫码，请在手机上确认",

@@ -257,6 +257,7 @@ fn index(sim: &mut Sim, _req: &Req) -> Reply {
         app_name => sim.config.app_name.as_str(),
         appid => sim.config.appid.as_str(),
         domain => sim.config.domain.as_str(),
+        demo_hosts => sim.config.demo_app.is_some(),
         users => Value::from(Serde(users)),
         state => Value::from(Serde(control::state_json(sim))),
     };

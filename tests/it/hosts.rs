@@ -173,11 +173,21 @@ fn a_demo_on_every_address_logs_in_on_each_of_them() {
             &site,
             &format!("http://{sim_host}:{sim_port}"),
         );
-        // The desktop's QR code holds that same address: the phone scans it.
+        // The desktop's QR code holds an address the phone can open: these
+        // are all loopback, which on a phone is the phone itself, so the
+        // machine's LAN address when it has one (the test never opens it).
+        let lan = wxauth::site::lan_addresses("0.0.0.0".parse().unwrap());
+        let phone = match lan.first() {
+            Some(ip) => format!("http://{}", std::net::SocketAddr::new(*ip, port(&stack))),
+            None => site.clone(),
+        };
         let qr = Visitor::desktop().get(&format!("{site}/login")).body;
+        let ticket = qr.split("data-ticket=\"").nth(1).unwrap();
+        let ticket = ticket.split('"').next().unwrap();
+        let scan_url = format!("{phone}/login/scan?t={ticket}");
         assert!(
-            qr.contains(&format!("{site}/login/scan?t=")),
-            "{host}: the QR link: {qr}"
+            qr_holds(&qr, &scan_url),
+            "{host}: the QR code holds {scan_url}"
         );
     }
 }
