@@ -3,7 +3,7 @@
 //!
 //! The base token has a daily quota, and each cgi-bin/token fetch invalidates
 //! the previous token after a short overlap, so it is fetched once per
-//! expiry and kept (WECHAT.md). cgi-bin/stable_token is preferred: other
+//! expiry and kept (docs/wechat.md §8). cgi-bin/stable_token is preferred: other
 //! systems using the same appid cannot invalidate it.
 
 use crate::clock::Clock;

@@ -178,7 +178,7 @@ fn exchange(
 ) -> Result<(Grant, Option<WechatUser>), WechatError> {
     let grant = wechat.exchange_code(code)?;
     // A Moments snapshot page gives a virtual openid: not this user. No
-    // userinfo call (WECHAT.md, snapshot-page users); `after_exchange` refuses it.
+    // userinfo call (docs/wechat.md §5); `after_exchange` refuses it.
     if grant.is_snapshotuser || scope == Scope::Base {
         return Ok((grant, None));
     }

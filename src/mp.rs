@@ -193,7 +193,7 @@ impl Message {
         (!msg.from.is_empty() && !msg.to.is_empty() && !msg.msg_type.is_empty()).then_some(msg)
     }
 
-    /// What identifies WeChat's retries of this push (WECHAT.md): MsgId for
+    /// What identifies WeChat's retries of this push (docs/wechat.md §7): MsgId for
     /// messages, FromUserName + CreateTime for events.
     fn retry_key(&self) -> String {
         if self.msg_id.is_empty() {

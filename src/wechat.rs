@@ -226,7 +226,7 @@ impl WechatClient {
     /// the demo's simulator as the browser reaches it). WeChat matches it with
     /// a strict pattern: the parameters in exactly this order, redirect_uri
     /// fully encoded, and `#wechat_redirect` at the end even on a 302
-    /// (WECHAT.md, flow step 1).
+    /// (docs/wechat.md §1).
     pub fn authorize_url(
         &self,
         open_base: &str,
@@ -361,7 +361,7 @@ pub fn parse_answer(body: &[u8]) -> Result<Value, WechatError> {
 }
 
 /// WeChat has sent nicknames with raw control characters and broken UTF-8
-/// inside JSON strings (WECHAT.md, "Answers and errors"). Decode lossily and
+/// inside JSON strings (docs/wechat.md §6). Decode lossily and
 /// drop raw control characters inside strings; escaped ones stay escaped.
 pub fn repair(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);

@@ -1,6 +1,6 @@
 //! The api.weixin.qq.com side: sns/oauth2/access_token, sns/oauth2/refresh_token,
 //! sns/userinfo and sns/auth. Answers like WeChat: HTTP 200, `text/plain`, a
-//! JSON body even for errors (WECHAT.md, "Answers and errors"), unless a
+//! JSON body even for errors (docs/wechat.md §6), unless a
 //! fault armed through `/sim/control` says otherwise. `serve` is shared with
 //! the cgi-bin side (cgi.rs).
 
@@ -78,7 +78,7 @@ pub(super) fn serve(
 const BAD_GATEWAY: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
 <center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
 
-/// WeChat labels its JSON `text/plain` (WECHAT.md): clients must not insist
+/// WeChat labels its JSON `text/plain` (docs/wechat.md §6): clients must not insist
 /// on `application/json`.
 pub(super) fn text_plain(status: u16, body: Body) -> Reply {
     Reply::with_body(status, "text/plain", body)

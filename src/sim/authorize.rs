@@ -90,7 +90,7 @@ fn grant(sim: &mut Sim, link: &Link, user: usize) -> Reply {
         scope: link.scope,
         snapshot: link.snapshot || sim.snapshot,
     };
-    // WeChat's known double callback: two codes for one state (WECHAT.md,
+    // WeChat's known double callback: two codes for one state (docs/wechat.md §2,
     // `connect_redirect`). The browser follows the first; a test replays
     // the second from `/sim/state`.
     let count = if sim.double_callback { 2 } else { 1 };

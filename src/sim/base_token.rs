@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 /// A base access_token lives 2 hours, like the web-authorization one.
 pub const BASE_TTL: i64 = 7200;
-/// How long a replaced token keeps working (WECHAT.md: "about 5 minutes").
+/// How long a replaced token keeps working (docs/wechat.md §8: "about 5 minutes").
 pub const OVERLAP: i64 = 300;
 /// Prefix that makes base tokens easy to grep for in leak checks.
 pub const BASE_PREFIX: &str = "simBT_";

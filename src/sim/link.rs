@@ -7,7 +7,7 @@ use super::SimConfig;
 use crate::http::Req;
 
 /// Why a link is refused: WeChat's errcode where it has one, and its text.
-/// Texts with an errcode are WeChat's own (WECHAT.md, "Answers and
+/// Texts with an errcode are WeChat's own (docs/wechat.md §6,
 /// errors"), so they live here next to their codes, not in the template.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Refusal {
@@ -61,7 +61,7 @@ pub(super) const BAD_ACTION: Refusal = Refusal {
 
 /// The parameters WeChat's strict link pattern wants, in this order.
 const REQUIRED_ORDER: [&str; 5] = ["appid", "redirect_uri", "response_type", "scope", "state"];
-/// What may follow `state` (WECHAT.md, step 1), each at most once.
+/// What may follow `state` (docs/wechat.md §1), each at most once.
 const OPTIONAL: [&str; 3] = ["connect_redirect", "forcePopup", "forceSnapShot"];
 
 /// A link (or a consent form) that passed every check.

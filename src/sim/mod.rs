@@ -1,7 +1,7 @@
 //! The WeChat simulator: open.weixin.qq.com (authorize, consent) and
 //! api.weixin.qq.com (sns/*, cgi-bin token and menu) on one loopback port,
 //! plus `/sim/*` controls for tests and demos, and pushes of signed events to
-//! the app. Behaves like WeChat (see WECHAT.md) so that code that works here
+//! the app. Behaves like WeChat (see docs/wechat.md) so that code that works here
 //! works there. Single-threaded; never imported by the app's modules.
 
 mod api;

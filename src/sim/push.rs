@@ -1,6 +1,6 @@
 //! `/sim/push`: WeChat's side of the 服务器配置 URL. Builds a message or an
 //! event as plaintext-mode XML, signs it with the app's token and POSTs it to
-//! the app (WECHAT.md, "The Official Account server side"). Talks to loopback
+//! the app (docs/wechat.md §7). Talks to loopback
 //! only, and never to the simulator itself: the loop would wait on its own call.
 
 use super::{users, Sim};

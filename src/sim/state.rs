@@ -5,7 +5,7 @@
 use crate::random;
 use std::collections::HashMap;
 
-/// A code is single use and lives 5 minutes (WECHAT.md, step 2).
+/// A code is single use and lives 5 minutes (docs/wechat.md §2).
 pub const CODE_TTL: i64 = 300;
 /// A web-authorization access_token lives 2 hours.
 pub const ACCESS_TTL: i64 = 7200;

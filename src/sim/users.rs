@@ -1,6 +1,6 @@
 //! The simulator's test users and the sns/userinfo bodies it sends for them.
 //! Bodies are written by hand, byte by byte, because some users must come out
-//! as the broken JSON WeChat really sends (see WECHAT.md, "Answers and errors").
+//! as the broken JSON WeChat really sends (see docs/wechat.md §6).
 
 /// `sex` as it appears in the JSON: WeChat documents a number, but examples
 /// in the wild send a string, so one test user does that.
@@ -149,7 +149,7 @@ pub const USERS: &[User] = &[
 ];
 
 /// The virtual openid a snapshot-page grant gets instead of the user's own
-/// (WECHAT.md: snapshot users are virtual accounts).
+/// (docs/wechat.md §5: snapshot users are virtual accounts).
 pub const SNAPSHOT_OPENID: &str = "oSimSnapshotVirtualUser00000";
 
 /// The user at `index`, if there is one.
