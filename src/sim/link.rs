@@ -7,8 +7,8 @@ use super::SimConfig;
 use crate::http::Req;
 
 /// Why a link is refused: WeChat's errcode where it has one, and its text.
-/// Texts with an errcode are WeChat's own (docs/wechat.md §6,
-/// errors"), so they live here next to their codes, not in the template.
+/// Texts with an errcode are WeChat's own (docs/wechat.md §6), so they
+/// live here next to their codes, not in the template.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Refusal {
     pub errcode: Option<i64>,
