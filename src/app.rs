@@ -5,7 +5,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::AppError;
-use crate::http::{Cookie, Reply, Req};
+use crate::http::{Cookie, Reply, Req, SECURITY_HEADERS};
 use crate::mp::SeenPushes;
 use crate::scan::Tickets;
 use crate::server::{Listener, Running, Service};
@@ -221,24 +221,16 @@ impl Service for App {
     }
 }
 
-/// Headers on every reply. The CSP allows only our own assets plus WeChat's
-/// avatar hosts; no-referrer keeps a code or state out of Referer headers.
+/// Headers on every reply (`http::SECURITY_HEADERS`), and how long it may be cached.
 fn with_security_headers(reply: Reply, is_static: bool) -> Reply {
     let cache = if is_static {
         "public, max-age=3600"
     } else {
         "no-store"
     };
-    reply
-        .with_header(
-            "Content-Security-Policy",
-            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
-             img-src 'self' https://*.qlogo.cn data:; form-action 'self'; frame-ancestors 'none'; \
-             base-uri 'none'",
-        )
-        .with_header("X-Content-Type-Options", "nosniff")
-        .with_header("Referrer-Policy", "no-referrer")
-        .with_header("X-Frame-Options", "DENY")
+    SECURITY_HEADERS
+        .iter()
+        .fold(reply, |reply, (name, value)| reply.with_header(name, value))
         .with_header("Cache-Control", cache)
 }
 

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 /// A stack with one user logged in before the attack.
-fn stack_with_victim(settings: &[(&str, &str)]) -> (Stack, Browser) {
+pub fn stack_with_victim(settings: &[(&str, &str)]) -> (Stack, Browser) {
     let stack = start_with(settings);
     let mut victim = Browser::new();
     assert_eq!(victim.login_as(&stack, 0).status, 302);
@@ -16,7 +16,7 @@ fn stack_with_victim(settings: &[(&str, &str)]) -> (Stack, Browser) {
 }
 
 /// The server still serves, and the session made before the attack still works.
-fn still_fine(stack: &Stack, victim: &mut Browser) {
+pub fn still_fine(stack: &Stack, victim: &mut Browser) {
     assert_eq!(Browser::new().get(&stack.url("/healthz")).status, 200);
     let me = victim.get(&stack.url("/api/me"));
     assert_eq!(me.status, 200, "the victim's session survived: {}", me.body);

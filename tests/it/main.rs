@@ -7,6 +7,7 @@ mod callback;
 mod cli;
 mod flow;
 mod gateway;
+mod http_layer;
 mod mp;
 mod pages;
 mod props;
