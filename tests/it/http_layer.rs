@@ -633,6 +633,26 @@ fn expect_100_continue_gets_a_100_and_the_body_is_read() {
 }
 
 #[test]
+fn an_upgrade_request_with_a_body_holds_up_no_one() {
+    // Its body is read like any other: the raw socket was once handed to
+    // the loop as the body, to read until this client closed.
+    let (stack, mut victim) = stack_with_victim(&[("WXAUTH_CLIENT_TIMEOUT", "30")]);
+    let addr = stack.app.addr;
+    let started = Instant::now();
+    let mut upgrade = Raw::connect(addr);
+    upgrade.send(
+        b"POST /logout HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Content-Length: 3\r\n\r\nabc",
+    );
+    let status_line = upgrade.answer().map(|a| a.status);
+    assert_eq!(status_line.as_deref(), Ok("HTTP/1.1 303 See Other"));
+    assert!(upgrade.closed(), "nothing follows an upgrade request");
+    assert_eq!(status(addr, HEALTHZ), "HTTP/1.1 200 OK");
+    assert!(started.elapsed() < Duration::from_millis(2500));
+    still_fine(&stack, &mut victim);
+}
+
+#[test]
 fn http_1_1_without_one_host_header_is_a_bad_request() {
     let (stack, mut victim) = stack_with_victim(&[]);
     let addr = stack.app.addr;
@@ -754,13 +774,22 @@ fn two_thousand_connections_at_once_are_each_answered_or_refused_with_503() {
     let stack = start_with(&[("WXAUTH_CLIENT_TIMEOUT", "30")]);
     let addr = stack.app.addr;
     let reference = reference(addr);
+    // Every other one sends its request at once, the rest once all are
+    // open: the server meets both kept-alive connections (which can give
+    // way) and connections that have sent nothing yet (which cannot).
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     let mut all: Vec<Raw> = (0..2000)
-        .map(|_| {
+        .map(|i| {
             let mut raw = Raw::connect(addr);
-            raw.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+            if i % 2 == 0 {
+                raw.send(request);
+            }
             raw
         })
         .collect();
+    for raw in all.iter_mut().skip(1).step_by(2) {
+        raw.send(request);
+    }
     let (mut served, mut refused) = (0, 0);
     for (i, raw) in all.iter_mut().enumerate() {
         match raw.answer() {

@@ -216,63 +216,49 @@ where
         }
     };
 
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
-
+    // wxauth patch: the whole body is read here, on the connection's own
+    // thread, before the request is handed to the application, so that a
+    // client that announces a body and stalls holds up only its own
+    // connection (the published version read at most 1 KiB here and left the
+    // rest to the application). A client that asked to be told first
+    // (`Expect: 100-continue`, HTTP/1.1) gets its `100 Continue` here too;
+    // HTTP/1.0 has no 100 (RFC 9110 10.1.1). A request with `Connection:
+    // upgrade` is read like any other: the published version handed the
+    // application the raw socket as its body, to read until the client
+    // closed. (The connection still ends after it, see client.rs.)
     let mut body_length = content_length;
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
+    let has_body = chunked || content_length.is_some_and(|length| length > 0);
+    if expects_continue && has_body && version >= HTTPVersion(1, 1) {
+        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        writer.flush()?;
+    }
+    let body = if chunked {
+        let body = read_chunked(&mut source_data)?;
+        body_length = Some(body.len());
+        body
     } else {
-        // wxauth patch: the whole body is read here, on the connection's own
-        // thread, before the request is handed to the application, so that
-        // a client that announces a body and stalls holds up only its own
-        // connection (the published version read at most 1 KiB here and left
-        // the rest to the application). A client that asked to be told
-        // first (`Expect: 100-continue`, HTTP/1.1) gets its `100 Continue`
-        // here too; HTTP/1.0 has no 100 (RFC 9110 10.1.1).
-        let has_body = chunked || content_length.is_some_and(|length| length > 0);
-        if expects_continue && has_body && version >= HTTPVersion(1, 1) {
-            writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-            writer.flush()?;
-        }
-        let body = if chunked {
-            let body = read_chunked(&mut source_data)?;
-            body_length = Some(body.len());
-            body
-        } else {
-            let content_length = content_length.unwrap_or(0);
-            let mut buffer = vec![0; content_length];
-            let mut offset = 0;
+        let content_length = content_length.unwrap_or(0);
+        let mut buffer = vec![0; content_length];
+        let mut offset = 0;
 
-            while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
-                if read == 0 {
-                    // the socket returned EOF, but we were before the expected content-length
-                    // aborting
-                    let info = "Connection has been closed before we received enough data";
-                    let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                    return Err(RequestCreationError::CreationIoError(err));
-                }
-
-                offset += read;
+        while offset != content_length {
+            let read = source_data.read(&mut buffer[offset..])?;
+            if read == 0 {
+                // the socket returned EOF, but we were before the expected content-length
+                // aborting
+                let info = "Connection has been closed before we received enough data";
+                let err = IoError::new(ErrorKind::ConnectionAborted, info);
+                return Err(RequestCreationError::CreationIoError(err));
             }
-            buffer
-        };
-        if body.is_empty() {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else {
-            Box::new(Cursor::new(body)) as Box<dyn Read + Send + 'static>
+
+            offset += read;
         }
+        buffer
+    };
+    let reader = if body.is_empty() {
+        Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+    } else {
+        Box::new(Cursor::new(body)) as Box<dyn Read + Send + 'static>
     };
 
     Ok(Request {
@@ -285,8 +271,8 @@ where
         http_version: version,
         headers,
         body_length,
-        // wxauth patch: sent above when needed, except on an upgrade.
-        must_send_continue: expects_continue && connection_upgrade,
+        // wxauth patch: sent above when needed.
+        must_send_continue: false,
         notify_when_responded: None,
     })
 }
