@@ -220,7 +220,9 @@ fn http2_and_other_unsupported_versions_get_505_and_free_their_thread() {
         );
     }
     // More of them than there are connection threads (400), one after the
-    // other: each 505 frees its thread, or the last ones would find none.
+    // other, each left open by its client: each 505 frees its thread at once,
+    // or the last ones would find none.
+    let mut held = Vec::new();
     for i in 0..410 {
         let mut raw = Raw::connect(addr);
         raw.send(b"GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n");
@@ -231,7 +233,10 @@ fn http2_and_other_unsupported_versions_get_505_and_free_their_thread() {
             "HTTP/2.0 connection {i}"
         );
         assert!(raw.closed(), "HTTP/2.0 connection {i} left open");
+        held.push(raw);
     }
+    assert_eq!(status(addr, HEALTHZ), "HTTP/1.1 200 OK");
+    drop(held);
     // Malformed versions are a bad request line.
     for request in [
         &b"GET /healthz HTTP/1\r\nHost: x\r\n\r\n"[..],

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::common::{HTTPVersion, Header, HeaderField, Method};
 use crate::connection::Connection;
-use crate::util::{IdleConnections, OwnReplies, RefinedTcpStream};
+use crate::util::{IdleConnections, OwnReplies, RefinedTcpStream, Refuser};
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
 
@@ -23,10 +23,12 @@ const MAX_HEADER_BYTES: usize = 32 * 1024;
 const MAX_EMPTY_LINES: usize = 4;
 
 /// wxauth patch: what every connection of a server shares: the connections
-/// idle between two requests, and the replies tiny_http writes itself.
+/// idle between two requests, the replies tiny_http writes itself, and the
+/// thread that closes connections with care.
 pub struct Shared {
     pub idle: IdleConnections,
     pub replies: Arc<OwnReplies>,
+    pub refuser: Refuser,
 }
 
 /// A ClientConnection is an object that will store a socket to a client
@@ -262,7 +264,9 @@ impl ClientConnection {
     }
 
     /// wxauth patch: answers with one of tiny_http's own replies (after any
-    /// reply still due on this connection) and closes the connection. The
+    /// reply still due on this connection) and ends the connection. With
+    /// `linger`, the socket is handed to the refuser's thread to be closed
+    /// with care (see `util::Refuser`) and this thread is free at once. The
     /// published version wrote a bare status line, no headers and no body,
     /// and for HTTP/2.0 waited for ever on a writer it could not have.
     fn refuse(&mut self, status: u16, linger: bool) {
@@ -270,9 +274,14 @@ impl ClientConnection {
         let reply = self.shared.replies.bytes(status);
         let _ = writer.write_all(&reply).and_then(|_| writer.flush());
         drop(writer);
-        if linger {
-            if let Some(control) = &self.control {
-                crate::util::linger(control);
+        if let (true, Some(control)) = (linger, self.control.take()) {
+            match self.next_header_source.get_mut() {
+                Some(reader) => {
+                    reader.keep_read_side_open();
+                    self.shared.refuser.close(control);
+                }
+                // Still held by a request being answered: closed as it is.
+                None => drop(control),
             }
         }
     }
@@ -294,7 +303,7 @@ impl Iterator for ClientConnection {
             Ok(rq) => rq,
 
             // wxauth patch: every refusal is answered, then the connection
-            // closed with care (see `util::linger`).
+            // closed with care (see `util::Refuser`).
             Err(ReadError::Refuse(status)) => {
                 self.refuse(status, true);
                 return None;

@@ -278,9 +278,11 @@ impl Server {
         ssl_config: Option<SslConfig>,
         reply_headers: &[Header],
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let replies = Arc::new(util::OwnReplies::new(reply_headers));
         let shared = Arc::new(client::Shared {
             idle: util::IdleConnections::default(),
-            replies: Arc::new(util::OwnReplies::new(reply_headers)),
+            refuser: util::Refuser::start(Arc::clone(&replies)),
+            replies,
         });
         let listener = listener.into();
         // building the "close" variable
@@ -332,9 +334,6 @@ impl Server {
 
             // a tasks pool is used to dispatch the connections into threads
             let tasks_pool = util::TaskPool::new();
-
-            // wxauth patch: answers the connections no thread can take.
-            let refuser = util::Refuser::start(Arc::clone(&shared.replies));
 
             log::debug!("Running accept thread");
             while !inside_close_trigger.load(Relaxed) {
@@ -416,7 +415,7 @@ impl Server {
                                 drop(task);
                                 log::warn!("connection refused: every connection thread is busy");
                                 if let Some(control) = control {
-                                    refuser.refuse(control);
+                                    shared.refuser.refuse(control);
                                 }
                             }
                         }

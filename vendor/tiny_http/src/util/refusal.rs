@@ -14,13 +14,13 @@ use httpdate::HttpDate;
 use crate::common::{Header, StatusCode};
 use crate::connection::Connection;
 
-/// How long a refused connection is read from (and its bytes thrown away)
-/// after the reply, so that the client reads the reply before the close.
+/// How long a closing connection is read from (and its bytes thrown away)
+/// after its last reply, so that the client reads the reply before the close.
 const LINGER: Duration = Duration::from_secs(2);
-/// The most bytes thrown away so.
+/// The most bytes thrown away so, per connection.
 const LINGER_BYTES: usize = 1024 * 1024;
-/// Connections lingering on the refuser's thread at once; past that a
-/// refused connection is closed right after its reply.
+/// Connections lingering at once; past that one is closed right after its
+/// reply.
 const MAX_LINGERING: usize = 1024;
 
 /// Builds the replies tiny_http writes itself: the status, the headers the
@@ -63,35 +63,20 @@ impl OwnReplies {
     }
 }
 
-/// Closes a connection whose reply has just been written, on the calling
-/// thread. The client may still be sending (the rest of a 100 KB request
-/// line, a body): closing a socket with unread data makes the kernel send a
-/// reset, which can destroy the reply before the client has read it. So the
-/// write side is shut (the client sees the end of the reply), and what still
-/// comes is read and thrown away until the client closes, for at most
-/// LINGER and LINGER_BYTES.
-pub fn linger(connection: &Connection) {
-    let _ = connection.shutdown(Shutdown::Write);
-    let deadline = Instant::now() + LINGER;
-    let mut buf = [0u8; 4096];
-    let mut thrown = 0;
-    while thrown < LINGER_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || connection.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match connection.read_shared(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => thrown += n,
-        }
-    }
-}
-
-/// Answers connections the server has no thread for with a 503, on a thread
-/// of its own that lingers over many connections at once (non-blocking).
+/// Closes connections with care, on a thread of its own that handles many at
+/// once without blocking: a connection no thread can take gets its 503
+/// there, and a connection whose thread has answered a refused request is
+/// handed over, so that thread is free at once.
+///
+/// The client may still be sending (the rest of a 100 KB request line, a
+/// body, its request after the 503): closing a socket with unread data makes
+/// the kernel send a reset, which can destroy the reply before the client
+/// has read it (RFC 9112 9.6). So the write side is shut (the client sees
+/// the end of the reply) and what still comes is read and thrown away until
+/// the client closes, for at most LINGER and LINGER_BYTES.
 pub struct Refuser {
     replies: Arc<OwnReplies>,
-    queue: Option<SyncSender<Arc<Connection>>>,
+    queue: Option<SyncSender<(Arc<Connection>, bool)>>,
 }
 
 impl Refuser {
@@ -100,7 +85,7 @@ impl Refuser {
         let thread_replies = Arc::clone(&replies);
         let spawned = thread::Builder::new()
             .name("tiny-http-refuser".into())
-            .spawn(move || refuse_all(refused, &thread_replies));
+            .spawn(move || close_all(refused, &thread_replies));
         Refuser {
             replies,
             queue: spawned.ok().map(|_| queue),
@@ -109,62 +94,78 @@ impl Refuser {
 
     /// Answers `connection` with a 503 and closes it.
     pub fn refuse(&self, connection: Arc<Connection>) {
+        self.hand_over(connection, true);
+    }
+
+    /// Closes `connection`, whose last reply is written (and whose other
+    /// handles will not shut its read side).
+    pub fn close(&self, connection: Arc<Connection>) {
+        self.hand_over(connection, false);
+    }
+
+    fn hand_over(&self, connection: Arc<Connection>, with_503: bool) {
         let connection = match &self.queue {
-            Some(queue) => match queue.try_send(connection) {
+            Some(queue) => match queue.try_send((connection, with_503)) {
                 Ok(()) => return,
-                Err(TrySendError::Full(c)) | Err(TrySendError::Disconnected(c)) => c,
+                Err(TrySendError::Full((c, _))) | Err(TrySendError::Disconnected((c, _))) => c,
             },
             None => connection,
         };
         // No room to linger: the reply, then the close.
         if connection.set_nonblocking(true).is_ok() {
-            let _ = connection.write_shared(&self.replies.bytes(503));
+            if with_503 {
+                let _ = connection.write_shared(&self.replies.bytes(503));
+            }
             let _ = connection.shutdown(Shutdown::Write);
         }
     }
 }
 
-/// The refuser's thread: writes the reply to each new connection (a new
-/// socket's send buffer takes it whole), shuts its write side, and reads
-/// from it until the client closes or LINGER is over.
-fn refuse_all(refused: Receiver<Arc<Connection>>, replies: &OwnReplies) {
+/// The refuser's thread: writes a 503 where one is due (a new socket's send
+/// buffer takes it whole), shuts the write side, and reads from each
+/// connection until the client closes or LINGER is over.
+fn close_all(handed_over: Receiver<(Arc<Connection>, bool)>, replies: &OwnReplies) {
     const TICK: Duration = Duration::from_millis(20);
-    let mut lingering: Vec<(Arc<Connection>, Instant)> = Vec::new();
+    let mut lingering: Vec<(Arc<Connection>, Instant, usize)> = Vec::new();
     loop {
         let first = if lingering.is_empty() {
-            match refused.recv() {
+            match handed_over.recv() {
                 Ok(connection) => Some(connection),
                 Err(_) => return,
             }
         } else {
-            match refused.recv_timeout(TICK) {
+            match handed_over.recv_timeout(TICK) {
                 Ok(connection) => Some(connection),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         };
-        for connection in first.into_iter().chain(refused.try_iter()) {
+        for (connection, with_503) in first.into_iter().chain(handed_over.try_iter()) {
             if connection.set_nonblocking(true).is_err() {
                 continue;
             }
-            let _ = connection.write_shared(&replies.bytes(503));
+            if with_503 {
+                let _ = connection.write_shared(&replies.bytes(503));
+            }
             let _ = connection.shutdown(Shutdown::Write);
             if lingering.len() < MAX_LINGERING {
-                lingering.push((connection, Instant::now() + LINGER));
+                lingering.push((connection, Instant::now() + LINGER, 0));
             }
         }
         let now = Instant::now();
-        lingering.retain(|(connection, until)| now < *until && still_sending(connection));
+        lingering.retain_mut(|(connection, until, thrown)| {
+            now < *until && *thrown < LINGER_BYTES && still_sending(connection, thrown)
+        });
     }
 }
 
 /// Throws away what the client has sent so far; false once it has closed.
-fn still_sending(connection: &Connection) -> bool {
+fn still_sending(connection: &Connection, thrown: &mut usize) -> bool {
     let mut buf = [0u8; 4096];
     for _ in 0..16 {
         match connection.read_shared(&mut buf) {
             Ok(0) => return false,
-            Ok(_) => continue,
+            Ok(n) => *thrown += n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return false,

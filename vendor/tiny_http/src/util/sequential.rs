@@ -142,6 +142,15 @@ impl<R: Read + Send> SequentialReader<std::io::BufReader<R>> {
         }
     }
 
+    /// The reader itself, if its turn has come.
+    pub fn get_mut(&mut self) -> Option<&mut R> {
+        self.buffered()?;
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref mut reader) => Some(reader.get_mut()),
+            _ => None,
+        }
+    }
+
     /// Waits for its turn, then for data: Ok(false) at the end of the stream.
     pub fn wait_for_data(&mut self) -> IoResult<bool> {
         use std::io::BufRead;
