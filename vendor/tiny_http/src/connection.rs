@@ -96,7 +96,8 @@ impl Connection {
     }
 
     /// wxauth patch: reads through a shared reference (`&TcpStream` reads
-    /// too), for the handle kept to close a connection with care.
+    /// too), for the handle kept on each connection (`Arc<Connection>`) to
+    /// end it when idle, answer it with a 503 and close it with care.
     pub(crate) fn read_shared(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         use std::io::Read;
         match self {
@@ -113,18 +114,6 @@ impl Connection {
             Self::Tcp(s) => (&*s).write(buf),
             #[cfg(unix)]
             Self::Unix(s) => (&*s).write(buf),
-        }
-    }
-
-    /// wxauth patch: see `read_shared`.
-    pub(crate) fn set_read_timeout(
-        &self,
-        timeout: Option<std::time::Duration>,
-    ) -> std::io::Result<()> {
-        match self {
-            Self::Tcp(s) => s.set_read_timeout(timeout),
-            #[cfg(unix)]
-            Self::Unix(s) => s.set_read_timeout(timeout),
         }
     }
 
