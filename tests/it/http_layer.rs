@@ -830,6 +830,10 @@ fn every_reply_of_the_http_layer_carries_the_security_headers() {
             "HTTP/1.1 400 Bad Request",
         ),
         (
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Nul: a\x00b\r\n\r\n",
+            "HTTP/1.1 400 Bad Request",
+        ),
+        (
             b"GET /\xe5\xbc\xa0 HTTP/1.1\r\nHost: x\r\n\r\n",
             "HTTP/1.1 400 Bad Request",
         ),

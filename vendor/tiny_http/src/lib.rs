@@ -376,7 +376,8 @@ impl Server {
                         let task_shared = shared.clone();
                         // wxauth patch: the connection is set up on its own
                         // thread, so that a task handed back at the cap holds
-                        // only the socket, whose drop leaves it open for the 503.
+                        // only a handle on the socket: dropping it shuts
+                        // nothing, and `control` can still answer a 503.
                         let mut stream = Some(stream);
                         let mut task_control = control.clone();
                         let task = Box::new(move || {
