@@ -73,7 +73,8 @@ fn many_duplicate_and_garbage_cookies_are_harmless() {
     let mut raw = connect(stack.app.addr);
     raw.write_all(b"GET /api/me HTTP/1.1\r\nHost: x\r\nCookie: wxauth_session=\x7f\xff\xfe; \x01=\x02\r\nConnection: close\r\n\r\n")
         .unwrap();
-    assert!(matches!(status_of(&mut raw), 0 | 400 | 401));
+    // Bytes that are not UTF-8 are read as such (replaced), not refused.
+    assert_eq!(status_of(&mut raw), 401);
     // The first cookie of a name counts, as browsers send the most specific first.
     let forged_first = format!("wxauth_session=forged; wxauth_session={session}");
     let resp = Browser::new().get_with(&stack.url("/api/me"), &[("Cookie", &forged_first)]);
@@ -149,11 +150,11 @@ fn a_client_that_sends_half_a_request_and_stalls_holds_up_no_one() {
         started.elapsed() < Duration::from_millis(2500),
         "served while they stall"
     );
-    // The socket timeout then closes each stalled connection (408 or a plain close).
+    // The socket timeout then ends each stalled request with a 408.
     for stream in stalled.iter_mut() {
         let started = Instant::now();
         let status = status_of(stream);
-        assert!(matches!(status, 0 | 400 | 408), "{status}");
+        assert_eq!(status, 408);
         assert!(
             started.elapsed() < Duration::from_secs(8),
             "closed by the 3 s client timeout"
