@@ -2,7 +2,8 @@
 # Runs scripts/nginx.conf for real, in front of wxauth (demo mode: the app
 # and its WeChat simulator) on loopback ports, and drives a login through it
 # with curl: TLS, the 80 → 443 redirect, no answer for unknown hosts, 413 for
-# big bodies, Secure cookies, and a callback that reaches wxauth exactly once.
+# big bodies, Secure cookies, a callback that reaches wxauth exactly once, and
+# HTTP/2.0, request smuggling and bad Content-Length answered by nginx itself.
 #
 # Usage: scripts/test-nginx.sh [path/to/wxauth]   (default: target/debug/wxauth)
 # Needs: nginx, openssl, curl, python3. Talks to 127.0.0.1 only.
@@ -98,6 +99,60 @@ ok "the callback reached wxauth exactly once"
 status=$(head -c 100000 /dev/zero | c -o /dev/null -w '%{http_code}' --data-binary @- "$public/logout")
 [ "$status" = 413 ] || fail "a 100 kB body got $status, expected 413"
 ok "nginx refuses bodies over 64 KiB"
+
+# The HTTP layer's first three cases end at nginx, which answers them itself:
+# HTTP/2.0 (prior knowledge) on an HTTP/1.1 listener, a chunked body that is
+# a request (smuggling), and a Content-Length that is not one plain number.
+# wxauth answers them too when reached directly (tests/it/http_layer.rs);
+# here they never reach it.
+# raw BYTES: sends BYTES (printf escapes) to nginx over TLS, prints the
+# status line of the answer.
+raw() {
+    printf "$1" | python3 -c '
+import socket, ssl, sys
+port, host, ca = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+with socket.create_connection(("127.0.0.1", port), timeout=10) as s, \
+        ctx.wrap_socket(s, server_hostname=host) as t:
+    t.sendall(sys.stdin.buffer.read())
+    answer = b""
+    try:
+        while b"\r\n" not in answer:
+            chunk = t.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    except (OSError, ssl.SSLError):
+        pass
+    print(answer.split(b"\r\n")[0].decode("latin-1"))
+' "$https_port" "$host" "$work/cert.pem"
+}
+expect_raw() { # STATUS_LINE BYTES WHAT
+    got=$(raw "$2")
+    [ "$got" = "$1" ] || fail "$3: nginx answered '$got', expected '$1'"
+}
+expect_raw "HTTP/1.1 505 HTTP Version Not Supported" \
+    "GET /probe-h2 HTTP/2.0\r\nHost: $host\r\n\r\n" "HTTP/2.0 request line"
+expect_raw "HTTP/1.1 400 Bad Request" \
+    "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" "HTTP/2 prior-knowledge preface"
+expect_raw "HTTP/1.1 400 Bad Request" \
+    "POST /probe-smuggle HTTP/1.1\r\nHost: $host\r\nTransfer-Encoding: chunked\r\n\r\nGET /probe-smuggled HTTP/1.1\r\nHost: $host\r\n\r\n" \
+    "a chunked body that is a request"
+for length in "+3" "0x3" "3 3" "-1" "abc" "99999999999999999999999"; do
+    expect_raw "HTTP/1.1 400 Bad Request" \
+        "POST /probe-length HTTP/1.1\r\nHost: $host\r\nContent-Length: $length\r\n\r\nabcGET /probe-smuggled HTTP/1.1\r\n\r\n" \
+        "Content-Length: $length"
+done
+expect_raw "HTTP/1.1 400 Bad Request" \
+    "POST /probe-length HTTP/1.1\r\nHost: $host\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc" \
+    "two Content-Length headers"
+expect_raw "HTTP/1.1 400 Bad Request" \
+    "POST /probe-length HTTP/1.1\r\nHost: $host\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc" \
+    "Content-Length with Transfer-Encoding"
+if grep -q "probe-" "$work/wxauth.log"; then
+    fail "wxauth saw requests nginx should have answered: $(grep probe- "$work/wxauth.log")"
+fi
+ok "nginx answers HTTP/2.0, request smuggling and bad Content-Length itself"
 
 # Logout through nginx.
 [ "$(c -o /dev/null -w '%{http_code}' -X POST "$public/logout")" = 303 ] || fail "logout"

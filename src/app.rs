@@ -6,7 +6,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::AppError;
-use crate::http::{Cookie, Reply, Req};
+use crate::http::{Cookie, Reply, Req, SECURITY_HEADERS};
 use crate::login::{LoginCookie, Logins, LOGIN_TTL};
 use crate::mp::SeenPushes;
 use crate::scan::Scans;
@@ -429,27 +429,16 @@ fn count(n: usize, noun: &str) -> String {
     }
 }
 
-/// Headers on every reply. The CSP allows only our own assets plus WeChat's
-/// avatar hosts. Referrer-Policy same-origin keeps a code or state out of
-/// Referer headers to anyone else; not no-referrer, under which browsers send
-/// `Origin: null` on our own form posts and the origin check (routes.rs)
-/// could not tell them from a cross-site post.
+/// Headers on every reply (`http::SECURITY_HEADERS`), and how long it may be cached.
 fn with_security_headers(reply: Reply, is_static: bool) -> Reply {
     let cache = if is_static {
         "public, max-age=3600"
     } else {
         "no-store"
     };
-    reply
-        .with_header(
-            "Content-Security-Policy",
-            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
-             img-src 'self' https://*.qlogo.cn data:; form-action 'self'; frame-ancestors 'none'; \
-             base-uri 'none'",
-        )
-        .with_header("X-Content-Type-Options", "nosniff")
-        .with_header("Referrer-Policy", "same-origin")
-        .with_header("X-Frame-Options", "DENY")
+    SECURITY_HEADERS
+        .iter()
+        .fold(reply, |reply, (name, value)| reply.with_header(name, value))
         .with_header("Cache-Control", cache)
 }
 

@@ -6,7 +6,7 @@
 //! client (replies are written by each connection's own thread). The only
 //! file that names tiny_http.
 
-use crate::http::{Method, Reply, Req};
+use crate::http::{Method, Reply, Req, SECURITY_HEADERS};
 use crate::log;
 use crate::pool::{Finished, Pool, Work};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -178,8 +178,12 @@ impl Listener {
         // algorithm the body then waits for the client's delayed ACK (40 ms
         // on Linux) on every kept-alive request. Inherited like the timeouts.
         socket.set_tcp_nodelay(true)?;
-        let server = tiny_http::Server::from_listener(TcpListener::from(socket), None)
-            .map_err(io::Error::other)?;
+        let server = tiny_http::Server::from_listener_with_headers(
+            TcpListener::from(socket),
+            None,
+            &layer_reply_headers(),
+        )
+        .map_err(io::Error::other)?;
         Ok(Listener {
             server: Arc::new(server),
             stopping: Arc::new(AtomicBool::new(false)),
@@ -287,6 +291,18 @@ impl Drop for Running {
             log::error("a server loop did not stop within 10 s; left running");
         }
     }
+}
+
+/// The headers of the replies tiny_http writes on its own (a request it
+/// refuses: 400, 408, 413, 414, 417, 431, 501, 505; a connection it has no
+/// thread for: 503), which never reach a `Service`: the same security
+/// headers as every other reply, and never cached.
+fn layer_reply_headers() -> Vec<tiny_http::Header> {
+    SECURITY_HEADERS
+        .iter()
+        .chain([("Cache-Control", "no-store")].iter())
+        .filter_map(|(name, value)| tiny_http::Header::from_bytes(*name, *value).ok())
+        .collect()
 }
 
 /// A request the loop holds while its call is under way.
@@ -643,16 +659,15 @@ fn client_address(req: &Req, trusted: &[IpAddr]) -> Option<IpAddr> {
 /// Reads the request within the limits; a broken limit is the error status.
 ///
 /// Only a body tiny_http has already read on the connection's own thread is
-/// taken (a declared length of at most 64 KiB and no `Expect: 100-continue`;
-/// see vendor/tiny_http/PATCHES.md): reading one here could block the loop on
-/// a client that stalls. Whatever of a body is left unread is dropped by the
-/// connection's thread after the reply. A chunked body is not read: the
-/// handler sees none.
+/// taken: reading one here could block the loop on a client that stalls.
+/// tiny_http reads every body it hands over (at most 64 KiB, with a
+/// `Content-Length` or chunked, after its `100 Continue` when one was asked
+/// for) and refuses larger ones itself (see vendor/tiny_http/PATCHES.md); a
+/// chunked body arrives decoded, with its decoded length.
 fn read_request(request: &mut tiny_http::Request, method: Method) -> Result<Req, u16> {
     let declared = request.body_length();
     let url = request.url().to_string();
-    let expects_continue = request.headers().iter().any(|h| h.field.equiv("Expect"));
-    let buffered = declared.is_some_and(|n| n <= MAX_BODY) && !expects_continue;
+    let buffered = declared.is_some_and(|n| n <= MAX_BODY);
     if url.len() > MAX_URL {
         return Err(414);
     }

@@ -8,7 +8,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 /// A stack with one user logged in before the attack.
-fn stack_with_victim(settings: &[(&str, &str)]) -> (Stack, Browser) {
+pub fn stack_with_victim(settings: &[(&str, &str)]) -> (Stack, Browser) {
     let stack = start_with(settings);
     let mut victim = Browser::new();
     assert_eq!(victim.login_as(&stack, 0).status, 302);
@@ -16,7 +16,7 @@ fn stack_with_victim(settings: &[(&str, &str)]) -> (Stack, Browser) {
 }
 
 /// The server still serves, and the session made before the attack still works.
-fn still_fine(stack: &Stack, victim: &mut Browser) {
+pub fn still_fine(stack: &Stack, victim: &mut Browser) {
     assert_eq!(Browser::new().get(&stack.url("/healthz")).status, 200);
     let me = victim.get(&stack.url("/api/me"));
     assert_eq!(me.status, 200, "the victim's session survived: {}", me.body);
@@ -73,7 +73,8 @@ fn many_duplicate_and_garbage_cookies_are_harmless() {
     let mut raw = connect(stack.app.addr);
     raw.write_all(b"GET /api/me HTTP/1.1\r\nHost: x\r\nCookie: wxauth_session=\x7f\xff\xfe; \x01=\x02\r\nConnection: close\r\n\r\n")
         .unwrap();
-    assert!(matches!(status_of(&mut raw), 0 | 400 | 401));
+    // Bytes that are not UTF-8 are read as such (replaced), not refused.
+    assert_eq!(status_of(&mut raw), 401);
     // A planted cookie sent before ours does not hide ours: each is tried.
     let forged_first = format!("wxauth_session=forged; wxauth_session={session}");
     let resp = Browser::new().get_with(&stack.url("/api/me"), &[("Cookie", &forged_first)]);
@@ -150,11 +151,11 @@ fn a_client_that_sends_half_a_request_and_stalls_holds_up_no_one() {
         started.elapsed() < Duration::from_millis(2500),
         "served while they stall"
     );
-    // The socket timeout then closes each stalled connection (408 or a plain close).
+    // The socket timeout then ends each stalled request with a 408.
     for stream in stalled.iter_mut() {
         let started = Instant::now();
         let status = status_of(stream);
-        assert!(matches!(status, 0 | 400 | 408), "{status}");
+        assert_eq!(status, 408);
         assert!(
             started.elapsed() < Duration::from_secs(8),
             "closed by the 3 s client timeout"

@@ -151,7 +151,13 @@ impl PartialOrd<StatusCode> for u16 {
 #[derive(Debug, Clone)]
 pub struct Header {
     pub field: HeaderField,
-    pub value: AsciiString,
+    /// wxauth patch: a `String`, not an `AsciiString`. A request's header
+    /// value is the bytes received, as UTF-8 with anything invalid replaced
+    /// (U+FFFD): browsers send raw UTF-8 cookies (`name=张三`) and latin-1
+    /// bytes in User-Agent or Referer, and the published version dropped
+    /// such a connection without a reply. Values built for a response
+    /// (`from_bytes`, `from_str`) are still ASCII only.
+    pub value: String,
 }
 
 impl Header {
@@ -169,7 +175,7 @@ impl Header {
         B2: Into<Vec<u8>> + AsRef<[u8]>,
     {
         let header = HeaderField::from_bytes(header).or(Err(()))?;
-        let value = AsciiString::from_ascii(value).or(Err(()))?;
+        let value = AsciiString::from_ascii(value).or(Err(()))?.into();
 
         Ok(Header {
             field: header,
@@ -188,7 +194,8 @@ impl FromStr for Header {
         let value = elems
             .next()
             .and_then(|v| AsciiString::from_ascii(v.trim()).ok())
-            .ok_or(())?;
+            .ok_or(())?
+            .into();
 
         Ok(Header { field, value })
     }

@@ -177,8 +177,10 @@ impl Drop for EndSignal {
 /// (EMFILE, ENFILE), out of memory or buffers (ENOMEM, ENOBUFS), a signal
 /// (EINTR), a connection gone before it was accepted (ECONNABORTED, EPROTO).
 fn accept_error_is_transient(e: &IoError) -> bool {
-    matches!(e.kind(), IoErrorKind::Interrupted | IoErrorKind::ConnectionAborted)
-        || matches!(e.raw_os_error(), Some(4 | 12 | 23 | 24 | 71 | 103 | 105))
+    matches!(
+        e.kind(),
+        IoErrorKind::Interrupted | IoErrorKind::ConnectionAborted
+    ) || matches!(e.raw_os_error(), Some(4 | 12 | 23 | 24 | 71 | 103 | 105))
 }
 
 // this trait is to make sure that Server implements Share and Send
@@ -265,6 +267,23 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_headers(listener, ssl_config, &[])
+    }
+
+    /// wxauth patch: `from_listener`, where the replies tiny_http writes on
+    /// its own (400, 408, 413, 414, 417, 431, 501, 503, 505) also carry
+    /// `reply_headers`: the application's own headers for every reply.
+    pub fn from_listener_with_headers<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        reply_headers: &[Header],
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let replies = Arc::new(util::OwnReplies::new(reply_headers));
+        let shared = Arc::new(client::Shared {
+            idle: util::IdleConnections::default(),
+            refuser: util::Refuser::start(Arc::clone(&replies)),
+            replies,
+        });
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -320,35 +339,57 @@ impl Server {
             while !inside_close_trigger.load(Relaxed) {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
+                        use util::refined_tcp_stream::Stream;
+                        // wxauth patch: a handle on the socket of its own,
+                        // to end the connection when it idles and the
+                        // server needs its thread, or to answer it with a
+                        // 503 when no thread can take it.
+                        let control = sock.try_clone().ok().map(Arc::new);
+                        let stream: Stream = match ssl {
+                            None => sock.into(),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
                                 // trying to apply SSL over the connection
                                 // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
+                                match ssl.accept(sock) {
+                                    Ok(s) => s.into(),
                                     Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
+                                }
                             }
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
                         };
+                        let control = if matches!(stream, Stream::Http(_)) {
+                            control
+                        } else {
+                            None
+                        };
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
+                        Ok((stream, control))
                     }
                     Err(e) => Err(e),
                 };
 
                 match new_client {
-                    Ok(client) => {
+                    Ok((stream, control)) => {
                         let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
+                        let task_shared = shared.clone();
+                        // wxauth patch: the connection is set up on its own
+                        // thread, so that a task handed back at the cap holds
+                        // only a handle on the socket: dropping it shuts
+                        // nothing, and `control` can still answer a 503.
+                        let mut stream = Some(stream);
+                        let mut task_control = control.clone();
+                        let task = Box::new(move || {
+                            if let Some(stream) = stream.take() {
+                                let (read_closable, write_closable) =
+                                    util::RefinedTcpStream::new(stream);
+                                let client = ClientConnection::new(
+                                    write_closable,
+                                    read_closable,
+                                    task_control.take(),
+                                    task_shared.clone(),
+                                );
                                 // wxauth patch: one request at a time per
                                 // connection, and its response written here,
                                 // on the connection's own thread. The
@@ -367,7 +408,23 @@ impl Server {
                                     }
                                 }
                             }
-                        }));
+                        });
+                        // wxauth patch: at the thread cap, the connection idle
+                        // for longest gives way and this one waits for its
+                        // thread; with none idle, this one gets a 503. The
+                        // published version (and the cap before) closed it
+                        // without a word.
+                        if let Err(task) = tasks_pool.spawn(task) {
+                            if shared.idle.evict_oldest() {
+                                tasks_pool.enqueue(task);
+                            } else {
+                                drop(task);
+                                log::warn!("connection refused: every connection thread is busy");
+                                if let Some(control) = control {
+                                    shared.refuser.refuse(control);
+                                }
+                            }
+                        }
                     }
 
                     // wxauth patch: running out of file descriptors or

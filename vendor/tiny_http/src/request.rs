@@ -7,9 +7,15 @@ use std::str::FromStr;
 
 use std::sync::mpsc::Sender;
 
-use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
-use chunked_transfer::Decoder;
+
+/// wxauth patch: the largest body read (with a `Content-Length` or chunked);
+/// a larger one is refused with 413 before it is read.
+const MAX_BODY: usize = 64 * 1024;
+/// wxauth patch: the longest chunk-size or trailer line of a chunked body.
+const MAX_CHUNK_LINE: usize = 4096;
+/// wxauth patch: the most trailer lines after a chunked body.
+const MAX_TRAILERS: usize = 100;
 
 /// Represents an HTTP request made by a client.
 ///
@@ -115,6 +121,11 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// wxauth patch: the request is refused with this status (400, 413,
+    /// 501): its body cannot be framed, or is too large, and the connection
+    /// must close.
+    Refused(u16),
 }
 
 impl From<IoError> for RequestCreationError {
@@ -141,29 +152,63 @@ pub fn new_request<R, W>(
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
-    writer: W,
+    mut writer: W,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
 {
-    // finding the transfer-encoding header
-    let transfer_encoding = headers
-        .iter()
-        .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
-        .map(|h| h.value.clone());
-
-    // finding the content-length header
-    let content_length = if transfer_encoding.is_some() {
-        // if transfer-encoding is specified, the Content-Length
-        // header must be ignored (RFC2616 #4.4)
-        None
-    } else {
+    // wxauth patch: the body's framing, strictly (RFC 9112 6). The published
+    // version took the first Content-Length as Rust parses a number ("+3"
+    // was 3), ignored one it could not parse and any second one, let
+    // Transfer-Encoding win over Content-Length, and left a chunked body for
+    // the application to read: one it did not read was parsed as the next
+    // request (request smuggling). Now: at most one Transfer-Encoding,
+    // chunked last, only with HTTP/1.1 and never with a Content-Length (400;
+    // another coding before chunked: 501); at most one Content-Length, all
+    // digits (400), at most MAX_BODY (413).
+    let values = |name: &'static str| -> Vec<&str> {
         headers
             .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
+            .filter(|h| h.field.equiv(name))
+            .map(|h| h.value.as_str())
+            .collect()
     };
+    let transfer_encodings = values("Transfer-Encoding");
+    let content_lengths = values("Content-Length");
+    let chunked = match transfer_encodings.as_slice() {
+        [] => false,
+        [codings] => {
+            if version < HTTPVersion(1, 1) || !content_lengths.is_empty() {
+                return Err(RequestCreationError::Refused(400));
+            }
+            let codings: Vec<&str> = codings.split(',').map(str::trim).collect();
+            if !codings
+                .last()
+                .is_some_and(|c| c.eq_ignore_ascii_case("chunked"))
+            {
+                return Err(RequestCreationError::Refused(400));
+            }
+            if codings.len() > 1 {
+                return Err(RequestCreationError::Refused(501));
+            }
+            true
+        }
+        _ => return Err(RequestCreationError::Refused(400)),
+    };
+    let content_length = match content_lengths.as_slice() {
+        [] => None,
+        [value] if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+            match value.parse::<usize>() {
+                Ok(length) => Some(length),
+                Err(_) => return Err(RequestCreationError::Refused(400)),
+            }
+        }
+        _ => return Err(RequestCreationError::Refused(400)),
+    };
+    if content_length.is_some_and(|length| length > MAX_BODY) {
+        return Err(RequestCreationError::Refused(413));
+    }
 
     // true if the client sent a `Expect: 100-continue` header
     let expects_continue = {
@@ -178,64 +223,49 @@ where
         }
     };
 
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
+    // wxauth patch: the whole body is read here, on the connection's own
+    // thread, before the request is handed to the application, so that a
+    // client that announces a body and stalls holds up only its own
+    // connection (the published version read at most 1 KiB here and left the
+    // rest to the application). A client that asked to be told first
+    // (`Expect: 100-continue`, HTTP/1.1) gets its `100 Continue` here too;
+    // HTTP/1.0 has no 100 (RFC 9110 10.1.1). A request with `Connection:
+    // upgrade` is read like any other: the published version handed the
+    // application the raw socket as its body, to read until the client
+    // closed. (The connection still ends after it, see client.rs.)
+    let mut body_length = content_length;
+    let has_body = chunked || content_length.is_some_and(|length| length > 0);
+    if expects_continue && has_body && version >= HTTPVersion(1, 1) {
+        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        writer.flush()?;
+    }
+    let body = if chunked {
+        let body = read_chunked(&mut source_data)?;
+        body_length = Some(body.len());
+        body
+    } else {
+        let content_length = content_length.unwrap_or(0);
+        let mut buffer = vec![0; content_length];
+        let mut offset = 0;
 
-    // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
-    // content-length headers
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
-        if content_length == 0 {
-            Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        // wxauth patch: bodies up to 64 KiB (wxauth's limit) are read here,
-        // on the connection's own thread, before the request is handed to
-        // the application. The published limit was 1 KiB: a larger body was
-        // read later by the application, so a client that announced one and
-        // stalled held up the application's single loop.
-        } else if content_length <= 64 * 1024 && !expects_continue {
-            // if the content-length is small enough, we just read everything into a buffer
-
-            let mut buffer = vec![0; content_length];
-            let mut offset = 0;
-
-            while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
-                if read == 0 {
-                    // the socket returned EOF, but we were before the expected content-length
-                    // aborting
-                    let info = "Connection has been closed before we received enough data";
-                    let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                    return Err(RequestCreationError::CreationIoError(err));
-                }
-
-                offset += read;
+        while offset != content_length {
+            let read = source_data.read(&mut buffer[offset..])?;
+            if read == 0 {
+                // the socket returned EOF, but we were before the expected content-length
+                // aborting
+                let info = "Connection has been closed before we received enough data";
+                let err = IoError::new(ErrorKind::ConnectionAborted, info);
+                return Err(RequestCreationError::CreationIoError(err));
             }
 
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
-        } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
+            offset += read;
         }
-    } else if transfer_encoding.is_some() {
-        // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
-        // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
-    } else {
-        // if we have neither a Content-Length nor a Transfer-Encoding,
-        // assuming that we have no data
-        // TODO: could also be multipart/byteranges
+        buffer
+    };
+    let reader = if body.is_empty() {
         Box::new(io::empty()) as Box<dyn Read + Send + 'static>
+    } else {
+        Box::new(Cursor::new(body)) as Box<dyn Read + Send + 'static>
     };
 
     Ok(Request {
@@ -247,11 +277,92 @@ where
         path,
         http_version: version,
         headers,
-        body_length: content_length,
-        must_send_continue: expects_continue,
+        body_length,
+        // wxauth patch: sent above when needed.
+        must_send_continue: false,
         notify_when_responded: None,
         responder: None,
     })
+}
+
+/// wxauth patch: reads a chunked body (RFC 9112 7.1) to its end: chunk sizes
+/// in hex digits only (an extension after `;` ignored), each chunk followed by
+/// its line end, trailers read and dropped. Anything else is a bad request
+/// (400), more than MAX_BODY in all is 413.
+fn read_chunked<R: Read>(source: &mut R) -> Result<Vec<u8>, RequestCreationError> {
+    let bad = || RequestCreationError::Refused(400);
+    let mut body = Vec::new();
+    loop {
+        let line = read_body_line(source)?;
+        let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+        let rest = &line[digits..];
+        let rest_start = rest
+            .iter()
+            .position(|b| *b != b' ' && *b != b'\t')
+            .unwrap_or(rest.len());
+        if digits == 0
+            || digits > 16
+            || !(rest[rest_start..].is_empty() || rest[rest_start] == b';')
+        {
+            return Err(bad());
+        }
+        let size = std::str::from_utf8(&line[..digits])
+            .ok()
+            .and_then(|d| u64::from_str_radix(d, 16).ok())
+            .ok_or_else(bad)?;
+        if size == 0 {
+            for _ in 0..MAX_TRAILERS {
+                if read_body_line(source)?.is_empty() {
+                    return Ok(body);
+                }
+            }
+            return Err(bad());
+        }
+        if size > (MAX_BODY - body.len()) as u64 {
+            return Err(RequestCreationError::Refused(413));
+        }
+        let start = body.len();
+        body.resize(start + size as usize, 0);
+        source.read_exact(&mut body[start..]).map_err(|e| {
+            if e.kind() == ErrorKind::UnexpectedEof {
+                IoError::new(
+                    ErrorKind::ConnectionAborted,
+                    "the chunked body was cut short",
+                )
+            } else {
+                e
+            }
+        })?;
+        if !read_body_line(source)?.is_empty() {
+            return Err(bad());
+        }
+    }
+}
+
+/// wxauth patch: one line of a chunked body's framing, ended by LF with or
+/// without CR (as request lines are), without its end.
+fn read_body_line<R: Read>(source: &mut R) -> Result<Vec<u8>, RequestCreationError> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        if source.read(&mut byte)? == 0 {
+            let info = "the chunked body was cut short";
+            return Err(IoError::new(ErrorKind::ConnectionAborted, info).into());
+        }
+        if byte[0] == b'\n' {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.contains(&b'\r') {
+                return Err(RequestCreationError::Refused(400));
+            }
+            return Ok(line);
+        }
+        if line.len() >= MAX_CHUNK_LINE {
+            return Err(RequestCreationError::Refused(400));
+        }
+        line.push(byte[0]);
+    }
 }
 
 impl Request {

@@ -1,8 +1,10 @@
 pub use self::custom_stream::CustomStream;
 pub use self::equal_reader::EqualReader;
 pub use self::fused_reader::FusedReader;
+pub use self::idle::IdleConnections;
 pub use self::messages_queue::MessagesQueue;
 pub use self::refined_tcp_stream::RefinedTcpStream;
+pub use self::refusal::{OwnReplies, Refuser};
 pub use self::sequential::{SequentialReader, SequentialReaderBuilder};
 pub use self::sequential::{SequentialWriter, SequentialWriterBuilder};
 pub use self::task_pool::TaskPool;
@@ -12,8 +14,10 @@ use std::str::FromStr;
 mod custom_stream;
 mod equal_reader;
 mod fused_reader;
+mod idle;
 mod messages_queue;
 pub(crate) mod refined_tcp_stream;
+mod refusal;
 mod sequential;
 mod task_pool;
 

@@ -121,6 +121,12 @@ impl RefinedTcpStream {
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
     }
+
+    /// wxauth patch: leaves the read side open when dropped, for a connection
+    /// handed over to be closed with care (`util::Refuser::close`).
+    pub(crate) fn keep_read_side_open(&mut self) {
+        self.close_read = false;
+    }
 }
 
 impl Drop for RefinedTcpStream {

@@ -124,6 +124,46 @@ impl<R: Read + Send> Read for SequentialReader<R> {
     }
 }
 
+/// wxauth patch: what the connection's thread needs to know, before it
+/// waits for a next request, about the buffered reader it reads requests from.
+impl<R: Read + Send> SequentialReader<std::io::BufReader<R>> {
+    /// The number of bytes already buffered, or None while the previous
+    /// request still holds the reader (its turn has not come).
+    pub fn buffered(&mut self) -> Option<usize> {
+        if let SequentialReaderInner::Waiting(ref recv) = self.inner {
+            match recv.try_recv() {
+                Ok(reader) => self.inner = SequentialReaderInner::MyTurn(reader),
+                Err(_) => return None,
+            }
+        }
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref reader) => Some(reader.buffer().len()),
+            _ => None,
+        }
+    }
+
+    /// The reader itself, if its turn has come.
+    pub fn get_mut(&mut self) -> Option<&mut R> {
+        self.buffered()?;
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref mut reader) => Some(reader.get_mut()),
+            _ => None,
+        }
+    }
+
+    /// Waits for its turn, then for data: Ok(false) at the end of the stream.
+    pub fn wait_for_data(&mut self) -> IoResult<bool> {
+        use std::io::BufRead;
+        if let SequentialReaderInner::Waiting(ref recv) = self.inner {
+            self.inner = SequentialReaderInner::MyTurn(recv.recv().unwrap());
+        }
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref mut reader) => Ok(!reader.fill_buf()?.is_empty()),
+            _ => unreachable!(),
+        }
+    }
+}
+
 impl<W: Write + Send> Write for SequentialWriter<W> {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         if let Some(v) = self.trigger.as_mut() {

@@ -49,6 +49,17 @@ impl<'a> Drop for Registration<'a> {
     }
 }
 
+/// wxauth patch: the decrement of a count incremented before the thread ran.
+struct Unregistration<'a> {
+    nb: &'a AtomicUsize,
+}
+
+impl<'a> Drop for Unregistration<'a> {
+    fn drop(&mut self) {
+        self.nb.fetch_sub(1, Ordering::Release);
+    }
+}
+
 impl TaskPool {
     pub fn new() -> TaskPool {
         let pool = TaskPool {
@@ -71,12 +82,13 @@ impl TaskPool {
     /// If no thread is available, spawns a new one.
     ///
     /// wxauth patch: at most MAX_THREADS threads, and a thread that cannot
-    /// be spawned is no panic. In both cases the task (a connection) is
-    /// dropped, which closes it, and the caller (the accept loop) goes on.
-    /// The published version spawned without bound and panicked in the
-    /// accept thread when the OS refused a thread: the process stayed up
-    /// but never accepted again.
-    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
+    /// be spawned is no panic. At the cap the task is handed back (Err) for
+    /// the caller to decide (the accept loop: an idle connection gives way,
+    /// or a 503); a thread the OS refuses drops the task, which closes that
+    /// one connection. The published version spawned without bound and
+    /// panicked in the accept thread when the OS refused a thread: the
+    /// process stayed up but never accepted again.
+    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> Result<(), Box<dyn FnMut() + Send>> {
         let mut queue = self.sharing.todo.lock().unwrap();
 
         // wxauth patch: a thread counted as waiting may already have been
@@ -88,22 +100,35 @@ impl TaskPool {
         // whole kept-alive connection, those waited until others closed.
         if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             if self.sharing.active_tasks.load(Ordering::Acquire) >= MAX_THREADS {
-                log::warn!("connection refused: {} connection threads busy", MAX_THREADS);
-                return;
+                return Err(code);
             }
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
             self.sharing.condvar.notify_one();
         }
+        Ok(())
+    }
+
+    /// wxauth patch: queues a task for a thread about to be free (one whose
+    /// connection the caller has just ended), even at the cap.
+    pub fn enqueue(&self, code: Box<dyn FnMut() + Send>) {
+        self.sharing.todo.lock().unwrap().push_back(code);
+        self.sharing.condvar.notify_one();
     }
 
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
+        // wxauth patch: a thread is counted from the moment it is asked for.
+        // The published version counted it once it ran, so a burst of
+        // connections spawned threads past MAX_THREADS before any counted.
+        self.sharing.active_tasks.fetch_add(1, Ordering::Release);
         let spawned = thread::Builder::new().spawn(move || {
             let sharing = sharing;
-            let _active_guard = Registration::new(&sharing.active_tasks);
+            let _active_guard = Unregistration {
+                nb: &sharing.active_tasks,
+            };
 
             if let Some(mut f) = initial_fn {
                 f();
@@ -146,6 +171,7 @@ impl TaskPool {
             }
         });
         if let Err(e) = spawned {
+            self.sharing.active_tasks.fetch_sub(1, Ordering::Release);
             log::error!("cannot spawn a connection thread: {}", e);
         }
     }
