@@ -54,6 +54,7 @@ sed -e "s|listen 443 ssl;|listen 127.0.0.1:$https_port ssl;|" \
     -e "s|/etc/letsencrypt/live/app.example.com/privkey.pem|$work/key.pem|" \
     -e "s|server 127.0.0.1:8080;|server 127.0.0.1:$app_port;|" \
     -e "s|server 127.0.0.1:9000;|server 127.0.0.1:$up_port;|" \
+    -e "s|/var/log/nginx/access.log|$work/access.log|" \
     scripts/nginx-gateway.conf > "$work/gateway.conf"
 grep -q "127.0.0.1:$up_port" "$work/gateway.conf" || fail "nginx-gateway.conf no longer has the expected upstream lines"
 

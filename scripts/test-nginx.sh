@@ -31,6 +31,7 @@ sed -e "s|listen 443 ssl default_server;|listen 127.0.0.1:$https_port ssl defaul
     -e "s|/etc/letsencrypt/live/wx.example.com/fullchain.pem|$work/cert.pem|" \
     -e "s|/etc/letsencrypt/live/wx.example.com/privkey.pem|$work/key.pem|" \
     -e "s|server 127.0.0.1:8080;|server 127.0.0.1:$app_port;|" \
+    -e "s|/var/log/nginx/access.log|$work/access.log|" \
     scripts/nginx.conf > "$work/wxauth.conf"
 grep -q "127.0.0.1:$app_port" "$work/wxauth.conf" || fail "nginx.conf no longer has the expected upstream line"
 

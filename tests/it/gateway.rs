@@ -165,8 +165,10 @@ fn the_nginx_gateway_sends_every_route_of_wxauth_to_wxauth() {
         .and_then(|n| n.parse().ok())
         .expect("a proxy_read_timeout in seconds");
     assert!(timeout > 2 * 8 + 5, "proxy_read_timeout {timeout}s");
-    // The protected app gets the Cookie header without wxauth's cookies.
-    let app = conf.split("location / {").nth(1).unwrap();
+    // The protected app gets the Cookie header without wxauth's cookies (its
+    // location is the TLS server's `location /`, the file's last; port 80's
+    // sends to https).
+    let app = conf.rsplit("location / {").next().unwrap();
     assert!(
         app.contains("proxy_set_header Cookie $app_cookie;"),
         "{app}"
