@@ -152,10 +152,10 @@ result[logins_4_per_s]=$(echo "$out" | sed -n 's/.*rate=\([0-9]*\).*/\1/p')
 storm() {
     local name=$1 url=$2 browsers=$3 probe_cookie=$4 out
     out=$("$bench" storm "$url" "$sim" "$browsers" "$duration" "$probe_cookie")
-    for field in rate p50_ms p99_ms max_ms; do
+    for field in rate failed probe_failed p50_ms p99_ms max_ms; do
         result[${name}_${field}]=$(echo "$out" | sed -n "s/.*[ ]${field}=\([0-9.]*\).*/\1/p")
     done
-    echo "  $name: ${result[${name}_rate]} logins/s; probe p50 ${result[${name}_p50_ms]} ms, p99 ${result[${name}_p99_ms]} ms, max ${result[${name}_max_ms]} ms" >&2
+    echo "  $name: ${result[${name}_rate]} logins/s (${result[${name}_failed]} failed); probe p50 ${result[${name}_p50_ms]} ms, p99 ${result[${name}_p99_ms]} ms, max ${result[${name}_max_ms]} ms" >&2
 }
 echo "login storm (WeChat answers in 100 ms), ${duration} s per run..." >&2
 curl -sf -o /dev/null -d latency=100 "$sim/sim/control"
@@ -214,15 +214,15 @@ wrk and the servers share the cores; ${duration} s per run.
 
 Login storm: every WeChat answer takes 100 ms; a logged-in probe asks /auth/check every 20 ms.
 
-| browsers logging in | logins/s | probe p50 | probe p99 | probe max |
+| browsers logging in | logins/s (failed) | probe p50 | probe p99 | probe max (failed) |
 |---|---|---|---|---|
-| 8 | ${result[storm8_rate]} | ${result[storm8_p50_ms]} ms | ${result[storm8_p99_ms]} ms | ${result[storm8_max_ms]} ms |
-| 64 | ${result[storm64_rate]} | ${result[storm64_p50_ms]} ms | ${result[storm64_p99_ms]} ms | ${result[storm64_max_ms]} ms |
+| 8 | ${result[storm8_rate]} (${result[storm8_failed]}) | ${result[storm8_p50_ms]} ms | ${result[storm8_p99_ms]} ms | ${result[storm8_max_ms]} ms (${result[storm8_probe_failed]}) |
+| 64 | ${result[storm64_rate]} (${result[storm64_failed]}) | ${result[storm64_p50_ms]} ms | ${result[storm64_p99_ms]} ms | ${result[storm64_max_ms]} ms (${result[storm64_probe_failed]}) |
 EOF
 if [ -n "${BENCH_BEFORE:-}" ]; then
     cat <<EOF
-| 8, before ($BENCH_BEFORE) | ${result[before_storm8_rate]} | ${result[before_storm8_p50_ms]} ms | ${result[before_storm8_p99_ms]} ms | ${result[before_storm8_max_ms]} ms |
-| 64, before ($BENCH_BEFORE) | ${result[before_storm64_rate]} | ${result[before_storm64_p50_ms]} ms | ${result[before_storm64_p99_ms]} ms | ${result[before_storm64_max_ms]} ms |
+| 8, before ($BENCH_BEFORE) | ${result[before_storm8_rate]} (${result[before_storm8_failed]}) | ${result[before_storm8_p50_ms]} ms | ${result[before_storm8_p99_ms]} ms | ${result[before_storm8_max_ms]} ms (${result[before_storm8_probe_failed]}) |
+| 64, before ($BENCH_BEFORE) | ${result[before_storm64_rate]} (${result[before_storm64_failed]}) | ${result[before_storm64_p50_ms]} ms | ${result[before_storm64_p99_ms]} ms | ${result[before_storm64_max_ms]} ms (${result[before_storm64_probe_failed]}) |
 EOF
 fi
 cat <<EOF
