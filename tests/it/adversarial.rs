@@ -2,7 +2,7 @@
 //! attack the server still answers /healthz and a session made before the
 //! attack still works: nothing is lost, nothing hangs.
 
-use crate::support::{start, start_real, start_with, Browser, Stack};
+use crate::support::{attribute, start, start_real, start_with, Browser, Stack};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
@@ -257,15 +257,7 @@ fn a_login_flood_evicts_no_login_under_way_and_no_qr_ticket() {
     let mut desktop = Browser::new();
     desktop.user_agent = "Mozilla/5.0 (Windows NT 10.0) Chrome/126.0".into();
     let page = desktop.get(&stack.url("/login"));
-    let ticket = page
-        .body
-        .split("data-ticket=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let ticket = attribute(&page.body, "data-ticket");
     let poll = format!("/login/ticket?t={ticket}");
     assert!(desktop.get(&stack.url(&poll)).body.contains("pending"));
 

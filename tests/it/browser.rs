@@ -493,15 +493,7 @@ fn a_phone_confirms_a_desktop_login_with_the_pages_own_form() {
     desktop.user_agent =
         "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari/605.1.15".into();
     let page = desktop.get(&stack.url("/login"));
-    let ticket = page
-        .body
-        .split("data-ticket=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string();
+    let ticket = crate::support::attribute(&page.body, "data-ticket");
     let poll = stack.url(&format!("/login/ticket?t={ticket}"));
     // The phone is the real browser: it scans, logs in, and is asked.
     chrome.navigate(&stack.url(&format!("/login/scan?t={ticket}")));

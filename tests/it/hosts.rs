@@ -6,7 +6,9 @@
 //! says where to open the site. Loopback only: "another address of the
 //! machine" is 127.0.0.2.
 
-use crate::support::{origin_of, qr_holds, start, start_real, start_with, Browser, Resp, Stack};
+use crate::support::{
+    attribute, origin_of, qr_holds, start, start_real, start_with, url_param, Browser, Resp, Stack,
+};
 use std::collections::{BTreeMap, HashMap};
 
 /// A browser that keeps cookies per host, as browsers do: a cookie set on
@@ -74,18 +76,9 @@ impl Visitor {
 
 /// The redirect_uri an authorize URL carries, decoded.
 fn redirect_uri(authorize: &str) -> String {
-    let query = authorize
-        .split('#')
-        .next()
-        .unwrap()
-        .split_once('?')
-        .unwrap()
-        .1;
-    wxauth::http::parse_query(query)
-        .into_iter()
-        .find(|(k, _)| k == "redirect_uri")
-        .map(|(_, v)| v)
-        .expect("a redirect_uri")
+    let uri = url_param(authorize, "redirect_uri");
+    assert!(!uri.is_empty(), "a redirect_uri in {authorize}");
+    uri
 }
 
 /// A whole login begun at `site` (`http://host:port`): /login, WeChat,
@@ -182,8 +175,7 @@ fn a_demo_on_every_address_logs_in_on_each_of_them() {
             None => site.clone(),
         };
         let qr = Visitor::desktop().get(&format!("{site}/login")).body;
-        let ticket = qr.split("data-ticket=\"").nth(1).unwrap();
-        let ticket = ticket.split('"').next().unwrap();
+        let ticket = attribute(&qr, "data-ticket");
         let scan_url = format!("{phone}/login/scan?t={ticket}");
         assert!(
             qr_holds(&qr, &scan_url),
@@ -267,8 +259,7 @@ fn real_mode_never_follows_the_host() {
         assert!(login.location().starts_with(&stack.sim_url));
         browser.user_agent = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0".into();
         let qr = browser.get_with(&stack.url("/login"), &[("Host", &host)]);
-        let ticket = qr.body.split("data-ticket=\"").nth(1).unwrap();
-        let ticket = ticket.split('"').next().unwrap();
+        let ticket = attribute(&qr.body, "data-ticket");
         let scan_url = stack.url(&format!("/login/scan?t={ticket}"));
         assert!(
             qr_holds(&qr.body, &scan_url),

@@ -5,7 +5,7 @@
 //! server still answers and a session made before still works.
 
 use crate::adversarial::{stack_with_victim, still_fine};
-use crate::support::{start_with, Browser, Stack};
+use crate::support::{start_with, url_param, Browser, Stack};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -357,21 +357,7 @@ fn a_chunked_body_is_decoded_and_never_read_as_a_request() {
 /// simulator's address and the urlencoded form that allows it as user 0.
 fn consent_form(stack: &Stack, browser: &mut Browser) -> (SocketAddr, String) {
     let authorize = browser.start_login(stack, None);
-    let query = authorize
-        .split('#')
-        .next()
-        .unwrap()
-        .split_once('?')
-        .unwrap()
-        .1;
-    let params = wxauth::http::parse_query(query);
-    let get = |k: &str| {
-        params
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let get = |k: &str| url_param(&authorize, k);
     let fields = [
         ("appid", get("appid")),
         ("redirect_uri", get("redirect_uri")),

@@ -4,7 +4,7 @@
 //! gateway's redirects, error pages' buttons) leaves it. Outside it only
 //! /healthz answers. scripts/test-prefix.sh runs the same behind nginx.
 
-use crate::support::{qr_holds, start_real, Browser, Resp, Stack};
+use crate::support::{attribute, qr_holds, start_real, Browser, Resp, Stack};
 
 fn stack() -> Stack {
     start_real(&[("WXAUTH_PUBLIC_URL", "{app}/wx")])
@@ -210,14 +210,7 @@ fn scan_to_log_in_under_a_prefix() {
         page.body
     );
     assert!(page.body.contains("src=\"/wx/static/scan.js\""));
-    let ticket = page
-        .body
-        .split("data-ticket=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
+    let ticket = attribute(&page.body, "data-ticket");
     let scan_url = stack.url(&format!("/wx/login/scan?t={ticket}"));
     assert!(
         qr_holds(&page.body, &scan_url),
@@ -254,7 +247,7 @@ fn scan_to_log_in_under_a_prefix() {
         .unwrap();
     let decided = phone.post(
         &stack.url("/wx/login/scan/confirm"),
-        &[("t", ticket), ("token", token)],
+        &[("t", &ticket), ("token", token)],
     );
     assert_eq!(decided.status, 303, "{}", decided.body);
     assert!(decided.location().starts_with("/wx/login/scan/confirm?t="));

@@ -3,7 +3,7 @@
 //! to a logged-in user, another phone, a replayed, tokenless or cross-site
 //! POST, another browser polling, an expired ticket.
 
-use crate::support::{start, start_real, Browser, Resp, Stack};
+use crate::support::{attribute, start, start_real, Browser, Resp, Stack};
 
 const DESKTOP: &str =
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36";
@@ -30,17 +30,6 @@ fn qr(stack: &Stack, desktop: &mut Browser) -> (String, String) {
     assert!(ticket.bytes().all(|b| b.is_ascii_alphanumeric()));
     let scan_url = format!("{}/login/scan?t={ticket}", stack.app_url);
     (ticket, scan_url)
-}
-
-/// The value of the first `name="…"` attribute (or `data-ticket="…"`) in `html`.
-fn attribute(html: &str, name: &str) -> String {
-    html.split(&format!("{name}=\""))
-        .nth(1)
-        .unwrap_or_else(|| panic!("no {name} in {html}"))
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 /// The hidden token of the confirmation page's forms.

@@ -326,29 +326,16 @@ impl Browser {
             return page.location().to_string();
         }
         assert_eq!(page.status, 200, "consent page: {}", page.body);
-        let query = authorize_url
-            .split('#')
-            .next()
-            .unwrap()
-            .split_once('?')
-            .unwrap()
-            .1;
-        let params = wxauth::http::parse_query(query);
-        let get = |k: &str| {
-            params
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.as_str())
-                .unwrap_or("")
-        };
+        let [appid, redirect_uri, scope, state] =
+            ["appid", "redirect_uri", "scope", "state"].map(|k| url_param(authorize_url, k));
         let base = authorize_url.split("/connect/").next().unwrap();
         let user = user.to_string();
         let form = [
-            ("appid", get("appid")),
-            ("redirect_uri", get("redirect_uri")),
+            ("appid", appid.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
             ("response_type", "code"),
-            ("scope", get("scope")),
-            ("state", get("state")),
+            ("scope", scope.as_str()),
+            ("state", state.as_str()),
             ("user", user.as_str()),
             ("action", if allow { "allow" } else { "deny" }),
         ];
@@ -385,4 +372,34 @@ pub fn qr_holds(body: &str, url: &str) -> bool {
         .split_once("<svg")
         .and_then(|(_, rest)| rest.split_once('>'));
     drawing.is_some_and(|(_, inner)| body.contains(inner))
+}
+
+/// The value of the first `name="…"` attribute (or `data-ticket="…"`) in `html`.
+pub fn attribute(html: &str, name: &str) -> String {
+    html.split(&format!("{name}=\""))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The query parameters of an authorize URL (or any URL), decoded, without its fragment.
+pub fn url_params(url: &str) -> Vec<(String, String)> {
+    let query = url
+        .split('#')
+        .next()
+        .and_then(|u| u.split_once('?'))
+        .map_or("", |(_, q)| q);
+    wxauth::http::parse_query(query)
+}
+
+/// One parameter of `url_params`, or "" when it is absent.
+pub fn url_param(url: &str, key: &str) -> String {
+    url_params(url)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .unwrap_or_default()
 }
