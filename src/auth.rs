@@ -70,11 +70,21 @@ pub fn callback(app: &mut App, req: &Req) -> Step {
     let (wechat, scope) = (Arc::clone(&app.wechat), app.config.scope);
     let old_sessions: Vec<String> = app.session_ids(req).map(str::to_string).collect();
     let key = exchange_key(&login);
-    let job = app.call(
-        req,
-        move || exchange(&wechat, scope, &code),
-        move |app, answer| after_exchange(app, &login, old_sessions, answer),
-    );
+    let unspent = login.clone();
+    let job = app
+        .call(
+            req,
+            move || exchange(&wechat, scope, &code),
+            move |app, answer| after_exchange(app, &login, old_sessions, answer),
+        )
+        // Refused for want of room (503), the code never went to WeChat:
+        // the state is unspent, so tapping 重试 exchanges it. If the call
+        // may have run (a panic, a stop), the state stays spent and a
+        // reload is refused: a retry is a new login.
+        .on_abandon(move |app: &mut App, ran| match ran {
+            false => app.logins.unspend(&unspent),
+            true => app.logins.fail(&unspent),
+        });
     // Keyed by the state: a reload or WeChat's second callback that arrives
     // while this exchange is out waits for it (server.rs), then is handled
     // again and lands where this login does; no second code is exchanged.

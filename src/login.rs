@@ -274,6 +274,14 @@ impl Logins {
         }
     }
 
+    /// Forgets that a state was spent: its exchange was refused before its
+    /// code went anywhere (the server had no room for the call).
+    pub fn unspend(&mut self, login: &Checked) {
+        if let Some(nonce) = nonce_bytes(&login.nonce) {
+            self.spent.remove(&nonce);
+        }
+    }
+
     /// Records that a spent state's exchange failed: the state stays spent,
     /// and a reload is refused (a retry is a new login).
     pub fn fail(&mut self, login: &Checked) {

@@ -60,6 +60,7 @@ impl<S> From<Reply> for Outcome<S> {
 }
 
 type Resume<S> = Box<dyn FnOnce(&mut S, Box<dyn Any + Send>) -> Outcome<S>>;
+type Abandon<S> = Box<dyn FnOnce(&mut S, bool)>;
 
 /// A blocking call (run by a worker) and what to do with its result (run by
 /// the loop, with the service's state).
@@ -67,6 +68,7 @@ pub struct Job<S> {
     key: Option<String>,
     work: Work,
     resume: Resume<S>,
+    abandon: Option<Abandon<S>>,
 }
 
 impl<S: 'static> Job<S> {
@@ -78,6 +80,7 @@ impl<S: 'static> Job<S> {
     ) -> Job<S> {
         Job {
             key: None,
+            abandon: None,
             work: Box::new(move || Box::new(work()) as Box<dyn Any + Send>),
             resume: Box::new(move |service, result| match result.downcast::<T>() {
                 Ok(result) => resume(service, *result),
@@ -91,6 +94,15 @@ impl<S: 'static> Job<S> {
     /// then handled again) rather than making a second call.
     pub fn keyed(mut self, key: String) -> Job<S> {
         self.key = Some(key);
+        self
+    }
+
+    /// What to undo when the continuation will never run: `f(service,
+    /// false)` when the job was refused before its work began (503: no room),
+    /// `f(service, true)` when its work may have run (it panicked, or the
+    /// loop stopped before it came back). Runs on the loop.
+    pub fn on_abandon(mut self, f: impl FnOnce(&mut S, bool) + 'static) -> Job<S> {
+        self.abandon = Some(Box::new(f));
         self
     }
 }
@@ -312,13 +324,22 @@ struct Parked {
     started: Instant,
 }
 
+/// A request parked on its call, and what to do when the call comes back
+/// (or never does).
+struct Waiting<S> {
+    parked: Parked,
+    resume: Resume<S>,
+    key: Option<String>,
+    abandon: Option<Abandon<S>>,
+}
+
 /// The loop's own state: what is parked, on which call, for whom.
 struct Loop<'a, S: Service> {
     service: &'a mut S,
     limits: &'a Limits,
     pool: Pool,
     /// Call id → the request waiting for it and how to finish it.
-    waiting: HashMap<u64, (Parked, Resume<S>, Option<String>)>,
+    waiting: HashMap<u64, Waiting<S>>,
     /// Key → the call under way that holds it.
     keys: HashMap<String, u64>,
     /// Key → requests waiting for that call, to be handled again after it.
@@ -458,8 +479,10 @@ impl<S: Service> Loop<'_, S> {
                         client.map_or("?".to_string(), |c| c.to_string()),
                         self.limits.per_client
                     ));
-                    return self.busy(parked);
+                    return self.refuse_job(parked, job.abandon, counted);
                 }
+                // Another call holds the key: this one is dropped unstarted
+                // (not abandoned: the request is handled again after it).
                 if let Some(key) = job.key.as_ref().filter(|k| self.keys.contains_key(*k)) {
                     let key = key.clone();
                     self.park_joined(parked, key, counted);
@@ -471,18 +494,12 @@ impl<S: Service> Loop<'_, S> {
                         self.service.name(),
                         self.pool.in_pool()
                     ));
-                    if counted {
-                        self.uncount(client);
-                    }
-                    return self.busy(parked);
+                    return self.refuse_job(parked, job.abandon, counted);
                 }
                 let id = self.next_id;
                 self.next_id += 1;
                 if !self.pool.submit(id, job.work) {
-                    if counted {
-                        self.uncount(client);
-                    }
-                    return self.busy(parked);
+                    return self.refuse_job(parked, job.abandon, counted);
                 }
                 if !counted {
                     self.count(client);
@@ -490,7 +507,13 @@ impl<S: Service> Loop<'_, S> {
                 if let Some(key) = &job.key {
                     self.keys.insert(key.clone(), id);
                 }
-                self.waiting.insert(id, (parked, job.resume, job.key));
+                let waiting = Waiting {
+                    parked,
+                    resume: job.resume,
+                    key: job.key,
+                    abandon: job.abandon,
+                };
+                self.waiting.insert(id, waiting);
             }
             Outcome::Join(key) if self.keys.contains_key(&key) => {
                 if !counted && self.client_is_full(client) {
@@ -507,6 +530,28 @@ impl<S: Service> Loop<'_, S> {
         }
     }
 
+    /// No room for a job: its work never starts; 503.
+    fn refuse_job(&mut self, parked: Parked, abandon: Option<Abandon<S>>, counted: bool) {
+        if counted {
+            self.uncount(parked.req.client);
+        }
+        self.abandon(abandon, false);
+        self.busy(parked);
+    }
+
+    /// Runs a job's `on_abandon` (a panic there is logged, the loop goes on).
+    fn abandon(&mut self, abandon: Option<Abandon<S>>, ran: bool) {
+        if let Some(abandon) = abandon {
+            let service = &mut *self.service;
+            if catch_unwind(AssertUnwindSafe(|| abandon(service, ran))).is_err() {
+                log::error(&format!(
+                    "{}: abandoning a call panicked",
+                    self.service.name()
+                ));
+            }
+        }
+    }
+
     fn park_joined(&mut self, parked: Parked, key: String, counted: bool) {
         if !counted {
             self.count(parked.req.client);
@@ -515,7 +560,13 @@ impl<S: Service> Loop<'_, S> {
     }
 
     fn on_done(&mut self, id: u64, finished: Finished) {
-        let Some((parked, resume, key)) = self.waiting.remove(&id) else {
+        let Some(Waiting {
+            parked,
+            resume,
+            key,
+            abandon,
+        }) = self.waiting.remove(&id)
+        else {
             return;
         };
         self.pool.finished();
@@ -533,6 +584,7 @@ impl<S: Service> Loop<'_, S> {
                     self.service.name(),
                     parked.req.path
                 ));
+                self.abandon(abandon, true);
                 Outcome::Reply(self.service.error_reply(500))
             }
         };
@@ -611,9 +663,14 @@ impl<S: Service> Loop<'_, S> {
     /// The stop's grace period is over (or tiny_http ended): whatever still
     /// waits on a call is answered 503. The calls' results are dropped.
     fn give_up(&mut self) {
-        let waiting: Vec<Parked> = self.waiting.drain().map(|(_, (p, _, _))| p).collect();
+        let waiting: Vec<Waiting<S>> = self.waiting.drain().map(|(_, w)| w).collect();
+        let mut parked_all = Vec::new();
+        for waiting in waiting {
+            self.abandon(waiting.abandon, true);
+            parked_all.push(waiting.parked);
+        }
         let joined: Vec<Parked> = self.joined.drain().flat_map(|(_, v)| v).collect();
-        for parked in waiting.into_iter().chain(joined) {
+        for parked in parked_all.into_iter().chain(joined) {
             log::warn(&format!(
                 "{}: stopping; {} still waited on a call: 503",
                 self.service.name(),
@@ -718,4 +775,83 @@ fn to_response(reply: Reply) -> Response {
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    /// A service whose calls panic (`/panic`) or take a while (`/slow`),
+    /// recording how each abandoned call was abandoned.
+    struct Calls {
+        abandoned: Arc<Mutex<Vec<bool>>>,
+    }
+
+    impl Service for Calls {
+        fn name(&self) -> &'static str {
+            "test"
+        }
+
+        fn handle(&mut self, req: &Req) -> Outcome<Calls> {
+            let record = Arc::clone(&self.abandoned);
+            let job = match req.path.as_str() {
+                "/panic" => Job::new(
+                    || panic!("a bug in a call"),
+                    |_: &mut Calls, ()| Reply::text(200, "never").into(),
+                ),
+                "/slow" => Job::new(
+                    || std::thread::sleep(Duration::from_millis(800)),
+                    |_: &mut Calls, ()| Reply::text(200, "slow").into(),
+                ),
+                _ => return Reply::text(200, "ok").into(),
+            };
+            Outcome::Wait(job.on_abandon(move |_, ran| record.lock().unwrap().push(ran)))
+        }
+
+        fn error_reply(&mut self, status: u16) -> Reply {
+            Reply::text(status, "error")
+        }
+    }
+
+    fn status(addr: SocketAddr, path: &str) -> String {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.lines().next().unwrap_or("").to_string()
+    }
+
+    #[test]
+    fn a_call_that_panics_or_finds_no_room_is_abandoned_and_answered() {
+        let abandoned = Arc::new(Mutex::new(Vec::new()));
+        let limits = Limits {
+            workers: 1,
+            queue: 0,
+            ..Limits::default()
+        };
+        let listener = Listener::bind("127.0.0.1:0").unwrap().with_limits(limits);
+        let addr = listener.local_addr();
+        let _running = listener.spawn(Calls {
+            abandoned: Arc::clone(&abandoned),
+        });
+        assert_eq!(status(addr, "/panic"), "HTTP/1.1 500 Internal Server Error");
+        assert_eq!(*abandoned.lock().unwrap(), [true], "its work may have run");
+        // One worker, no queue: a second call while the first runs gets 503.
+        let slow = std::thread::spawn(move || status(addr, "/slow"));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(status(addr, "/slow"), "HTTP/1.1 503 Service Unavailable");
+        assert_eq!(
+            *abandoned.lock().unwrap(),
+            [true, false],
+            "its work never began"
+        );
+        assert_eq!(slow.join().unwrap(), "HTTP/1.1 200 OK");
+        assert_eq!(status(addr, "/"), "HTTP/1.1 200 OK");
+    }
 }

@@ -198,6 +198,13 @@ fn past_the_queue_and_the_workers_a_callback_gets_503_with_retry_after() {
     for waiter in waiting {
         assert_eq!(waiter.join().unwrap().status, 302);
     }
+    // The refused callback's code never went to WeChat: tapping 重试 (the
+    // same callback again) once there is room completes that login.
+    let exchanged = stack.calls("access_token");
+    let retried = last.get_with(&last_url, &[("X-Real-IP", "192.0.2.99")]);
+    assert_eq!(retried.status, 302, "{}", retried.body);
+    assert_eq!(retried.location(), "/profile");
+    assert_eq!(stack.calls("access_token"), exchanged + 1);
 }
 
 #[test]
