@@ -120,9 +120,8 @@ mod tests {
 
     fn pool(max: usize, queue: usize) -> (Pool, mpsc::Receiver<(u64, Finished)>) {
         let (tx, rx) = mpsc::channel();
-        let tx = Mutex::new(tx);
         let report: Report = Arc::new(move |id, r| {
-            let _ = tx.lock().unwrap().send((id, r));
+            let _ = tx.send((id, r));
         });
         (Pool::new("test", max, queue, report), rx)
     }

@@ -16,7 +16,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -221,7 +221,7 @@ impl Listener {
     /// A handle that stops `run` from another thread (a signal handler).
     pub fn stopper(&self) -> Stopper {
         Stopper {
-            events: Mutex::new(self.events.0.clone()),
+            events: self.events.0.clone(),
             stopping: Arc::clone(&self.stopping),
             grace: self.limits.grace,
         }
@@ -260,9 +260,7 @@ impl Listener {
 
 /// Stops a `Listener::run` loop.
 pub struct Stopper {
-    // A Mutex only so that the stopper can be shared with a signal thread
-    // (`Sender` is not `Sync` before Rust 1.72); the loop never touches it.
-    events: Mutex<mpsc::Sender<Event>>,
+    events: mpsc::Sender<Event>,
     stopping: Arc<AtomicBool>,
     grace: Duration,
 }
@@ -272,8 +270,7 @@ impl Stopper {
     /// the grace period to finish.
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = events.send(Event::Stop(self.grace));
+        let _ = self.events.send(Event::Stop(self.grace));
     }
 }
 
@@ -369,10 +366,9 @@ fn serve<S: Service>(
             Err(why) => Event::Ended(why),
         });
     });
-    let report_to = Mutex::new(events_tx);
+    // Workers send on the same channel (`Sender` is `Sync`: no lock).
     let report = Arc::new(move |id, finished| {
-        let tx = report_to.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = tx.send(Event::Done(id, finished));
+        let _ = events_tx.send(Event::Done(id, finished));
     });
     let mut state = Loop {
         service,
@@ -782,6 +778,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::TcpStream;
+    use std::sync::Mutex;
 
     /// A service whose calls panic (`/panic`) or take a while (`/slow`),
     /// recording how each abandoned call was abandoned.
