@@ -28,6 +28,23 @@ struct Chrome {
 }
 
 impl Chrome {
+    /// The window's size; `mobile` for a phone's viewport rules.
+    fn screen(&mut self, width: u32, height: u32, mobile: bool) {
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile }),
+        );
+    }
+
+    /// A desktop browser (Chrome on Linux) with a window of this size.
+    fn as_desktop(&mut self, width: u32, height: u32) {
+        self.screen(width, height, false);
+        self.call(
+            "Network.setUserAgentOverride",
+            json!({ "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36" }),
+        );
+    }
+
     /// Starts Chromium, or None when it is not installed (and not required).
     fn launch() -> Option<Chrome> {
         let binary = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -109,10 +126,7 @@ impl Chrome {
             events: Vec::new(),
         };
         chrome.call("Page.enable", json!({}));
-        chrome.call(
-            "Emulation.setDeviceMetricsOverride",
-            json!({ "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true }),
-        );
+        chrome.screen(390, 844, true);
         chrome.call(
             "Network.setUserAgentOverride",
             json!({ "userAgent": PHONE_UA }),
@@ -421,14 +435,7 @@ fn a_desktop_browser_logs_in_by_scanning_the_qr_code() {
         return;
     };
     let stack = start();
-    chrome.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({ "width": 1024, "height": 760, "deviceScaleFactor": 1, "mobile": false }),
-    );
-    chrome.call(
-        "Network.setUserAgentOverride",
-        json!({ "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36" }),
-    );
+    chrome.as_desktop(1024, 760);
     chrome.navigate(&stack.url("/login"));
     assert!(chrome.text().contains("微信扫码登录"));
     let box_size = chrome.eval("(() => { const s = document.querySelector('svg.qr'); const r = s.getBoundingClientRect(); return [r.width, r.height]; })()");
@@ -530,14 +537,7 @@ fn the_profiles_buttons_are_in_view_on_a_desktop_screen() {
         return;
     };
     let stack = start();
-    chrome.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({ "width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false }),
-    );
-    chrome.call(
-        "Network.setUserAgentOverride",
-        json!({ "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36" }),
-    );
+    chrome.as_desktop(1280, 800);
     // The full profile, then the post-2021 one (its note makes it longer).
     for (user, shot) in [(0, Some("profile-desktop")), (3, None)] {
         chrome.navigate(&stack.url("/login?direct=1"));
@@ -570,10 +570,7 @@ fn a_long_nickname_wraps_on_a_narrow_phone() {
         return;
     };
     let stack = start();
-    chrome.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({ "width": 320, "height": 640, "deviceScaleFactor": 1, "mobile": true }),
-    );
+    chrome.screen(320, 640, true);
     chrome.navigate(&stack.url("/login"));
     assert!(sim_page(&stack, &mut chrome), "{}", chrome.url());
     // WeChat's (the simulator's) consent page lists every test user.
@@ -624,14 +621,7 @@ fn a_desktop_logs_in_by_scanning_under_a_path_prefix() {
         return;
     };
     let stack = crate::support::start_real(&[("WXAUTH_PUBLIC_URL", "{app}/wx")]);
-    chrome.call(
-        "Emulation.setDeviceMetricsOverride",
-        json!({ "width": 1024, "height": 760, "deviceScaleFactor": 1, "mobile": false }),
-    );
-    chrome.call(
-        "Network.setUserAgentOverride",
-        json!({ "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36" }),
-    );
+    chrome.as_desktop(1024, 760);
     chrome.navigate(&stack.url("/wx/login"));
     assert!(chrome.text().contains("微信扫码登录"), "{}", chrome.text());
     // The stylesheet (and so the layout) came from under the prefix.

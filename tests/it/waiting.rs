@@ -23,6 +23,18 @@ fn callback_url(stack: &Stack, browser: &mut Browser, user: usize) -> String {
     browser.consent(&authorize, user, true)
 }
 
+/// `n` browsers, each with a login walked up to WeChat's callback (test
+/// users in turn): the callback URLs, not yet opened.
+fn callbacks(stack: &Stack, n: usize) -> Vec<(Browser, String)> {
+    (0..n)
+        .map(|i| {
+            let mut browser = Browser::new();
+            let url = callback_url(stack, &mut browser, i % 5);
+            (browser, url)
+        })
+        .collect()
+}
+
 /// Waits (with a deadline) until the simulator has seen `n` calls of `endpoint`.
 fn wait_for_calls(stack: &Stack, endpoint: &str, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -48,13 +60,7 @@ fn other_requests_are_answered_at_once_while_eight_logins_wait_on_wechat() {
     let stack = start_with(&[("WXAUTH_UPSTREAM_TIMEOUT", "5")]);
     let mut user = Browser::new();
     assert_eq!(user.login_as(&stack, 0).status, 302);
-    let callbacks: Vec<(Browser, String)> = (0..8)
-        .map(|i| {
-            let mut b = Browser::new();
-            let url = callback_url(&stack, &mut b, i % 5);
-            (b, url)
-        })
-        .collect();
+    let callbacks = callbacks(&stack, 8);
     // Every WeChat call now takes 2 s: each callback waits 4 s (two calls).
     stack.control(&[("latency", "2000")]);
     let waiting: Vec<_> = callbacks
@@ -169,13 +175,7 @@ fn past_the_queue_and_the_workers_a_callback_gets_503_with_retry_after() {
         ("WXAUTH_UPSTREAM_TIMEOUT", "5"),
         ("WXAUTH_UPSTREAM_WORKERS", "1"),
     ]);
-    let mut pending: Vec<(Browser, String)> = (0..6)
-        .map(|i| {
-            let mut b = Browser::new();
-            let url = callback_url(&stack, &mut b, i % 5);
-            (b, url)
-        })
-        .collect();
+    let mut pending = callbacks(&stack, 6);
     let (mut last, last_url) = pending.pop().unwrap();
     stack.control(&[("latency", "400")]);
     let waiting: Vec<_> = pending
@@ -213,13 +213,7 @@ fn one_client_cannot_hold_more_than_its_share_of_calls() {
         ("WXAUTH_UPSTREAM_TIMEOUT", "5"),
         ("WXAUTH_UPSTREAM_PER_CLIENT", "2"),
     ]);
-    let mut pending: Vec<(Browser, String)> = (0..4)
-        .map(|i| {
-            let mut b = Browser::new();
-            let url = callback_url(&stack, &mut b, i % 5);
-            (b, url)
-        })
-        .collect();
+    let mut pending = callbacks(&stack, 4);
     let (mut other, other_url) = pending.pop().unwrap();
     let (mut third, third_url) = pending.pop().unwrap();
     stack.control(&[("latency", "600")]);
