@@ -324,7 +324,10 @@ fn the_desktop_is_shown_by_name_and_address_never_as_it_wrote_itself() {
     pc.user_agent = "<script>alert(1)</script> Windows".into();
     let page = pc.get_with(
         &stack.url("/login"),
-        &[("X-Forwarded-For", "10.0.0.1, <b>198.51.100.9</b>")],
+        &[
+            ("X-Real-IP", "<b>198.51.100.9</b>"),
+            ("X-Forwarded-For", "10.0.0.1, 198.51.100.7"),
+        ],
     );
     let ticket = attribute(&page.body, "data-ticket");
     let mut phone = Browser::new();
@@ -338,12 +341,20 @@ fn the_desktop_is_shown_by_name_and_address_never_as_it_wrote_itself() {
     assert!(!shown.body.contains("script") && !shown.body.contains("<b>"));
     assert!(
         shown.body.contains(">127.0.0.1<"),
-        "an unparsable address falls back to the peer"
+        "an unparsable address falls back to the peer: {}",
+        shown.body
     );
-    // Behind our nginx, the address nginx added is the one shown.
+    assert!(
+        !shown.body.contains("198.51.100.7"),
+        "X-Forwarded-For is not read"
+    );
+    // Behind our nginx (a trusted proxy), the X-Real-IP it set is the one shown.
     let page = pc.get_with(
         &stack.url("/login"),
-        &[("X-Forwarded-For", "10.0.0.1, 198.51.100.9")],
+        &[
+            ("X-Real-IP", "198.51.100.9"),
+            ("X-Forwarded-For", "198.51.100.7"),
+        ],
     );
     let ticket = attribute(&page.body, "data-ticket");
     let scan_url = stack.url(&format!("/login/scan?t={ticket}"));
