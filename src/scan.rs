@@ -474,11 +474,13 @@ fn decide(app: &mut App, req: &Req, confirmed: bool) -> Result<Reply, AppError> 
     };
     let (text, token) = (field("t"), field("token"));
     let now = app.clock.now();
-    let Some((sid, session)) = app.current(req).map(|(sid, s)| (sid, s.clone())) else {
+    let Some((sid, session)) = app.current(req) else {
         return phone_page(app, "denied", 403, Value::UNDEFINED);
     };
-    let key = app.logins.key().clone();
-    let Some(ticket) = Ticket::parse(&key, text) else {
+    // What the desktop will get, copied only when it is to get it.
+    let session = confirmed.then(|| Box::new(session.clone()));
+    let key = app.logins.key();
+    let Some(ticket) = Ticket::parse(key, text) else {
         return phone_page(app, "expired", 410, Value::UNDEFINED);
     };
     let id = ticket.id();
@@ -492,9 +494,9 @@ fn decide(app: &mut App, req: &Req, confirmed: bool) -> Result<Reply, AppError> 
         // Decided once already (a replayed post): nothing changes.
         return phone_page(app, "decided", 409, Value::UNDEFINED);
     }
-    scan.status = match confirmed {
-        true => Status::Confirmed(Box::new(session)),
-        false => Status::Cancelled,
+    scan.status = match session {
+        Some(session) => Status::Confirmed(session),
+        None => Status::Cancelled,
     };
     let back = format!("{}?t={}", app.path(CONFIRM), encode_component(text));
     Ok(Reply::redirect(303, &back))
@@ -507,11 +509,11 @@ pub fn status(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let now = app.clock.now();
     let answer =
         |status: &str, code: u16| Reply::json(&json!({ "status": status })).with_status(code);
-    let key = app.logins.key().clone();
-    let Some(ticket) = Ticket::parse(&key, text) else {
+    let key = app.logins.key();
+    let Some(ticket) = Ticket::parse(key, text) else {
         return Ok(answer("expired", 410));
     };
-    let Some(next) = ticket.bound_next(&key, req.cookies_named(app.login_cookie_name)) else {
+    let Some(next) = ticket.bound_next(key, req.cookies_named(app.login_cookie_name)) else {
         return Ok(answer("forbidden", 403));
     };
     let Some(scan) = app.scans.get_mut(&ticket.id(), now) else {
@@ -520,18 +522,19 @@ pub fn status(app: &mut App, req: &Req) -> Result<Reply, AppError> {
             false => answer("expired", 410),
         });
     };
+    // Taking the session claims the ticket; any other status is put back.
     let session = match std::mem::replace(&mut scan.status, Status::Claimed) {
         Status::Confirmed(session) => session,
-        other => {
-            let reply = match &other {
-                Status::Scanned => answer("scanned", 200),
-                Status::Cancelled => answer("cancelled", 200),
-                // Used once: asking again finds nothing.
-                Status::Claimed | Status::Confirmed(_) => answer("expired", 410),
-            };
-            scan.status = other;
-            return Ok(reply);
+        Status::Scanned => {
+            scan.status = Status::Scanned;
+            return Ok(answer("scanned", 200));
         }
+        Status::Cancelled => {
+            scan.status = Status::Cancelled;
+            return Ok(answer("cancelled", 200));
+        }
+        // Used once: asking again finds nothing.
+        Status::Claimed => return Ok(answer("expired", 410)),
     };
     // The desktop gets a session of its own; one it held before is ended.
     let old: Vec<String> = app.session_ids(req).map(str::to_string).collect();
