@@ -214,8 +214,7 @@ impl Logins {
         let (nonce, rest) = state.split_at(NONCE_LEN);
         let (issued_text, tag) = rest.split_at(TIME_LEN);
         let issued = signed::untime(issued_text)?;
-        // A state from the future is forged or from a clock set back: refused either way.
-        if now - issued >= LOGIN_TTL || issued > now + 60 {
+        if !signed::fresh(issued, now, LOGIN_TTL) {
             return None;
         }
         cookies.into_iter().find_map(|value| {

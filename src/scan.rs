@@ -129,7 +129,7 @@ impl<'a> Ticket<'a> {
 
     /// True while the ticket may be scanned.
     fn scannable(&self, now: i64) -> bool {
-        now - self.issued < TICKET_TTL && self.issued <= now + 60
+        signed::fresh(self.issued, now, TICKET_TTL)
     }
 
     /// The nonce as a map key.
@@ -361,7 +361,7 @@ pub fn after_login(app: &mut App, login: &Checked, sid: &str, now: i64) {
     let Some(ticket) = Ticket::parse(app.logins.key(), text) else {
         return;
     };
-    if now - ticket.issued >= TICKET_TTL + LOGIN_GRACE {
+    if !signed::fresh(ticket.issued, now, SCAN_TTL) {
         return;
     }
     let id = ticket.id();
