@@ -330,16 +330,16 @@ fn qr_svg(url: &str) -> String {
 pub fn scan(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let text = req.query("t").unwrap_or("");
     let now = app.clock.now();
-    let Some(ticket) = Ticket::parse(app.logins.key(), text) else {
-        return phone_page(app, "expired", 410, Value::UNDEFINED);
-    };
-    if !ticket.scannable(now) {
-        return phone_page(app, "expired", 410, Value::UNDEFINED);
-    }
-    if let Some(scan) = app.scans.get(&ticket.id(), now) {
-        if !matches!(scan.status, Status::Scanned) {
-            return phone_page(app, "expired", 410, Value::UNDEFINED);
-        }
+    // In time, and not decided yet (a phone may scan again until then).
+    let open = Ticket::parse(app.logins.key(), text).is_some_and(|ticket| {
+        ticket.scannable(now)
+            && app
+                .scans
+                .get(&ticket.id(), now)
+                .is_none_or(|scan| matches!(scan.status, Status::Scanned))
+    });
+    if !open {
+        return phone_page(app, "expired", 410);
     }
     let confirm = format!("{}?t={text}", app.path(CONFIRM));
     Ok(begin(app, req, &confirm))
@@ -404,17 +404,17 @@ pub fn confirm_page(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     };
     let key = app.logins.key();
     let Some(ticket) = Ticket::parse(key, &text) else {
-        return phone_page(app, "expired", 410, Value::UNDEFINED);
+        return phone_page(app, "expired", 410);
     };
     let Some(scan) = app.scans.get(&ticket.id(), now) else {
         // Never scanned by a logged-in phone (a link sent round): scan it first.
         return match ticket.scannable(now) {
             true => Ok(start_over),
-            false => phone_page(app, "expired", 410, Value::UNDEFINED),
+            false => phone_page(app, "expired", 410),
         };
     };
     if scan.sid != sid {
-        return phone_page(app, "taken", 409, Value::UNDEFINED);
+        return phone_page(app, "taken", 409);
     }
     let outcome = match scan.status {
         Status::Scanned => None,
@@ -422,7 +422,7 @@ pub fn confirm_page(app: &mut App, req: &Req) -> Result<Reply, AppError> {
         Status::Cancelled => Some("cancelled"),
     };
     if let Some(state) = outcome {
-        return phone_page(app, state, 200, Value::UNDEFINED);
+        return phone_page(app, state, 200);
     }
     let user = &session.user;
     let issued = ticket.issued;
@@ -441,7 +441,7 @@ pub fn confirm_page(app: &mut App, req: &Req) -> Result<Reply, AppError> {
         openid => user.openid(),
         desktop,
     };
-    phone_page(app, "confirm", 200, ctx)
+    phone_page_with(app, "confirm", 200, ctx)
 }
 
 /// "HH:MM:SS" of a Unix time.
@@ -475,24 +475,24 @@ fn decide(app: &mut App, req: &Req, confirmed: bool) -> Result<Reply, AppError> 
     let (text, token) = (field("t"), field("token"));
     let now = app.clock.now();
     let Some((sid, session)) = app.current(req) else {
-        return phone_page(app, "denied", 403, Value::UNDEFINED);
+        return phone_page(app, "denied", 403);
     };
     // What the desktop will get, copied only when it is to get it.
     let session = confirmed.then(|| Box::new(session.clone()));
     let key = app.logins.key();
     let Some(ticket) = Ticket::parse(key, text) else {
-        return phone_page(app, "expired", 410, Value::UNDEFINED);
+        return phone_page(app, "expired", 410);
     };
     let id = ticket.id();
     let Some(scan) = app.scans.get_mut(&id, now) else {
-        return phone_page(app, "expired", 410, Value::UNDEFINED);
+        return phone_page(app, "expired", 410);
     };
     if scan.sid != sid || !key.verify("scan-confirm", &[ticket.nonce, &sid], token) {
-        return phone_page(app, "denied", 403, Value::UNDEFINED);
+        return phone_page(app, "denied", 403);
     }
     if !matches!(scan.status, Status::Scanned) {
         // Decided once already (a replayed post): nothing changes.
-        return phone_page(app, "decided", 409, Value::UNDEFINED);
+        return phone_page(app, "decided", 409);
     }
     scan.status = match session {
         Some(session) => Status::Confirmed(session),
@@ -548,7 +548,12 @@ pub fn status(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 
 /// The phone's page: `state` is confirm, confirmed, cancelled, expired,
 /// taken (another phone scanned it), denied or decided.
-fn phone_page(app: &App, state: &str, status: u16, extra: Value) -> Result<Reply, AppError> {
+fn phone_page(app: &App, state: &str, status: u16) -> Result<Reply, AppError> {
+    phone_page_with(app, state, status, Value::UNDEFINED)
+}
+
+/// `phone_page` with more for the template.
+fn phone_page_with(app: &App, state: &str, status: u16, extra: Value) -> Result<Reply, AppError> {
     let ctx = context! { state, ..extra };
     Ok(app.page("scan_done.html", ctx)?.with_status(status))
 }
