@@ -182,8 +182,13 @@ fn links_opened_by_a_logged_in_stranger_never_log_in_the_attackers_desktop() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("确认在电脑上登录"));
     for _ in 0..3 {
-        victim.get(&stack.url(&format!("/login/scan/confirm?t={ticket}")));
-        victim.get(&stack.url(&format!("/login/ticket?t={ticket}")));
+        let again = victim.get(&stack.url(&format!("/login/scan/confirm?t={ticket}")));
+        assert_eq!(again.status, 200);
+        assert!(again.body.contains("确认在电脑上登录"));
+        assert_eq!(
+            status(&stack, &mut victim, &ticket),
+            (403, "forbidden".into())
+        );
     }
     assert_eq!(
         status(&stack, &mut attacker, &ticket),
@@ -271,6 +276,14 @@ fn a_post_without_the_pages_token_or_from_another_site_is_refused() {
         assert_eq!(resp.status, 403, "{form:?}");
     }
     // The right form, sent by another site's page.
+    // Bytes no page of ours sends as the ticket.
+    for bad in ["", "<script>", &"A".repeat(wxauth::scan::TICKET_LEN), "é"] {
+        assert_eq!(
+            decided(&stack, &mut phone, "confirm", bad, &token),
+            410,
+            "{bad}"
+        );
+    }
     for headers in [
         vec![("Origin", "https://evil.example")],
         vec![("Origin", "null")],
