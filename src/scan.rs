@@ -20,13 +20,12 @@ use crate::app::App;
 use crate::auth::{begin, default_next};
 use crate::error::AppError;
 use crate::http::{encode_component, Reply, Req};
-use crate::login::{self, Checked, LoginCookie, NONCE_LEN};
+use crate::login::{self, ByNonce, Checked, LoginCookie, NONCE_LEN};
 use crate::random;
 use crate::session::Session;
 use crate::signed::{self, Key, TAG_LEN, TIME_LEN};
 use minijinja::{context, Value};
 use serde_json::json;
-use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 
 /// A ticket must be scanned within this many seconds of being shown.
@@ -217,53 +216,41 @@ struct Scan {
     expires: i64,
 }
 
-/// Scan records, by ticket nonce; bounded like the other stores.
-#[derive(Default)]
-pub struct Scans {
-    map: HashMap<[u8; NONCE_LEN], Scan>,
-    order: VecDeque<[u8; NONCE_LEN]>,
+/// Scan records, by ticket nonce.
+pub struct Scans(ByNonce<Scan>);
+
+impl Default for Scans {
+    fn default() -> Scans {
+        Scans(ByNonce::new(MAX_SCANS))
+    }
 }
 
 impl Scans {
     fn get(&self, id: &[u8; NONCE_LEN], now: i64) -> Option<&Scan> {
-        self.map.get(id).filter(|s| s.expires > now)
+        self.0.get(id).filter(|s| s.expires > now)
     }
 
     fn get_mut(&mut self, id: &[u8; NONCE_LEN], now: i64) -> Option<&mut Scan> {
-        self.map.get_mut(id).filter(|s| s.expires > now)
+        self.0.get_mut(id).filter(|s| s.expires > now)
     }
 
     fn insert(&mut self, id: [u8; NONCE_LEN], scan: Scan) {
-        while self.map.len() >= MAX_SCANS {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.map.remove(&oldest);
-                }
-                None => break,
-            }
-        }
-        if self.order.len() > 2 * self.map.len() + 64 {
-            let map = &self.map;
-            self.order.retain(|t| map.contains_key(t));
-        }
-        if self.map.insert(id, scan).is_none() {
-            self.order.push_back(id);
-        }
+        self.0.insert(id, scan);
     }
 
     /// Drops expired records.
     pub fn sweep(&mut self, now: i64) {
-        self.map.retain(|_, s| s.expires > now);
+        self.0.retain(|s| s.expires > now);
     }
 
     /// How many records there are.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.0.len()
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.0.is_empty()
     }
 }
 
