@@ -159,13 +159,93 @@ impl Spent {
     }
 }
 
+/// Records by nonce (spent states here, scans in scan.rs), at most `cap`:
+/// past it the oldest go first.
+pub struct ByNonce<V> {
+    map: HashMap<[u8; NONCE_LEN], V>,
+    /// Nonces in the order added, for the cap; may hold some already removed
+    /// (compacted once they outnumber the live ones).
+    order: VecDeque<[u8; NONCE_LEN]>,
+    cap: usize,
+}
+
+impl<V> ByNonce<V> {
+    /// None yet; at most `cap`.
+    pub fn new(cap: usize) -> ByNonce<V> {
+        ByNonce {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    /// Adds or replaces the record of `id`, the oldest giving way at the cap.
+    pub fn insert(&mut self, id: [u8; NONCE_LEN], value: V) {
+        while self.map.len() >= self.cap {
+            match self.order.pop_front() {
+                Some(oldest) => {
+                    self.map.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        self.compact();
+        if self.map.insert(id, value).is_none() {
+            self.order.push_back(id);
+        }
+    }
+
+    pub fn get(&self, id: &[u8; NONCE_LEN]) -> Option<&V> {
+        self.map.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &[u8; NONCE_LEN]) -> Option<&mut V> {
+        self.map.get_mut(id)
+    }
+
+    pub fn remove(&mut self, id: &[u8; NONCE_LEN]) {
+        self.map.remove(id);
+    }
+
+    /// Keeps only the records `keep` says yes to.
+    pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
+        self.map.retain(|_, v| keep(v));
+        self.compact();
+    }
+
+    fn compact(&mut self) {
+        if self.order.len() > 2 * self.map.len() + 64 {
+            let map = &self.map;
+            self.order.retain(|n| map.contains_key(n));
+        }
+    }
+
+    /// True when `cap` records are kept.
+    pub fn is_full(&self) -> bool {
+        self.map.len() >= self.cap
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Every record, oldest first, with its nonce.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.order.iter().filter_map(|n| {
+            let value = self.map.get(n)?;
+            Some((std::str::from_utf8(n).expect("nonces are ASCII"), value))
+        })
+    }
+}
+
 /// The key states are signed with, and the states already spent.
 pub struct Logins {
     key: Key,
-    spent: HashMap<[u8; NONCE_LEN], Spent>,
-    /// Nonces in the order spent, for expiry and the cap; may hold some
-    /// already swept (compacted once they outnumber the live ones).
-    order: VecDeque<[u8; NONCE_LEN]>,
+    spent: ByNonce<Spent>,
 }
 
 fn nonce_bytes(nonce: &str) -> Option<[u8; NONCE_LEN]> {
@@ -177,8 +257,7 @@ impl Logins {
     pub fn new(key: Key) -> Logins {
         Logins {
             key,
-            spent: HashMap::new(),
-            order: VecDeque::new(),
+            spent: ByNonce::new(MAX_SPENT),
         }
     }
 
@@ -214,8 +293,7 @@ impl Logins {
         let (nonce, rest) = state.split_at(NONCE_LEN);
         let (issued_text, tag) = rest.split_at(TIME_LEN);
         let issued = signed::untime(issued_text)?;
-        // A state from the future is forged or from a clock set back: refused either way.
-        if now - issued >= LOGIN_TTL || issued > now + 60 {
+        if !signed::fresh(issued, now, LOGIN_TTL) {
             return None;
         }
         cookies.into_iter().find_map(|value| {
@@ -243,23 +321,12 @@ impl Logins {
         let Some(nonce) = nonce_bytes(&login.nonce) else {
             return;
         };
-        while self.spent.len() >= MAX_SPENT {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.spent.remove(&oldest);
-                }
-                None => break,
-            }
-        }
-        self.compact();
         let spent = Spent {
             session: None,
             exchanging: true,
             expires: (login.issued + LOGIN_TTL).max(now),
         };
-        if self.spent.insert(nonce, spent).is_none() {
-            self.order.push_back(nonce);
-        }
+        self.spent.insert(nonce, spent);
     }
 
     /// Records the session a spent state's login made.
@@ -295,15 +362,7 @@ impl Logins {
 
     /// Drops records of expired states.
     pub fn sweep(&mut self, now: i64) {
-        self.spent.retain(|_, s| s.expires > now);
-        self.compact();
-    }
-
-    fn compact(&mut self) {
-        if self.order.len() > 2 * self.spent.len() + 64 {
-            let spent = &self.spent;
-            self.order.retain(|n| spent.contains_key(n));
-        }
+        self.spent.retain(|s| s.expires > now);
     }
 
     /// How many spent states are remembered.
@@ -318,11 +377,9 @@ impl Logins {
 
     /// Every record, oldest first (for the session file): nonce, session, expiry.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>, i64)> {
-        self.order.iter().filter_map(|n| {
-            let spent = self.spent.get(n)?;
-            let nonce = std::str::from_utf8(n).expect("nonces are ASCII");
-            Some((nonce, spent.session(), spent.expires))
-        })
+        self.spent
+            .iter()
+            .map(|(nonce, spent)| (nonce, spent.session(), spent.expires))
     }
 
     /// Puts back a saved record, unless it has expired.
@@ -335,16 +392,13 @@ impl Logins {
             Some(Err(_)) => return,
             None => None,
         };
-        if expires > now && self.spent.len() < MAX_SPENT && !self.spent.contains_key(&key) {
-            self.spent.insert(
-                key,
-                Spent {
-                    session,
-                    exchanging: false,
-                    expires,
-                },
-            );
-            self.order.push_back(key);
+        if expires > now && !self.spent.is_full() && self.spent.get(&key).is_none() {
+            let spent = Spent {
+                session,
+                exchanging: false,
+                expires,
+            };
+            self.spent.insert(key, spent);
         }
     }
 }
@@ -488,6 +542,6 @@ mod tests {
             "the oldest went first"
         );
         assert!(logins.spent(&checked(MAX_SPENT + 9), 1).is_some());
-        assert!(logins.order.len() <= MAX_SPENT + 64 + 1);
+        assert!(logins.spent.order.len() <= MAX_SPENT + 64 + 1);
     }
 }

@@ -20,13 +20,12 @@ use crate::app::App;
 use crate::auth::{begin, default_next};
 use crate::error::AppError;
 use crate::http::{encode_component, Reply, Req};
-use crate::login::{self, Checked, LoginCookie, NONCE_LEN};
+use crate::login::{self, ByNonce, Checked, LoginCookie, NONCE_LEN};
 use crate::random;
 use crate::session::Session;
 use crate::signed::{self, Key, TAG_LEN, TIME_LEN};
 use minijinja::{context, Value};
 use serde_json::json;
-use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr};
 
 /// A ticket must be scanned within this many seconds of being shown.
@@ -129,7 +128,7 @@ impl<'a> Ticket<'a> {
 
     /// True while the ticket may be scanned.
     fn scannable(&self, now: i64) -> bool {
-        now - self.issued < TICKET_TTL && self.issued <= now + 60
+        signed::fresh(self.issued, now, TICKET_TTL)
     }
 
     /// The nonce as a map key.
@@ -195,21 +194,6 @@ pub fn agent(ua: &str) -> [char; 2] {
     [browser, os]
 }
 
-/// The client's address: the peer, or behind our nginx (the peer on
-/// loopback) the last X-Forwarded-For entry, the one nginx itself added.
-/// Shown to the phone, never trusted for anything else.
-pub fn client_ip(req: &Req) -> Option<IpAddr> {
-    let peer = req.peer.map(|p| p.ip());
-    if !peer.is_some_and(|ip| ip.is_loopback()) {
-        return peer;
-    }
-    req.header("x-forwarded-for")
-        .and_then(|list| list.rsplit(',').next())
-        .and_then(|last| last.trim().parse().ok())
-        .or_else(|| req.header("x-real-ip")?.trim().parse().ok())
-        .or(peer)
-}
-
 /// What became of a scanned ticket.
 enum Status {
     /// The phone logged in and sees the confirmation page.
@@ -232,53 +216,41 @@ struct Scan {
     expires: i64,
 }
 
-/// Scan records, by ticket nonce; bounded like the other stores.
-#[derive(Default)]
-pub struct Scans {
-    map: HashMap<[u8; NONCE_LEN], Scan>,
-    order: VecDeque<[u8; NONCE_LEN]>,
+/// Scan records, by ticket nonce.
+pub struct Scans(ByNonce<Scan>);
+
+impl Default for Scans {
+    fn default() -> Scans {
+        Scans(ByNonce::new(MAX_SCANS))
+    }
 }
 
 impl Scans {
     fn get(&self, id: &[u8; NONCE_LEN], now: i64) -> Option<&Scan> {
-        self.map.get(id).filter(|s| s.expires > now)
+        self.0.get(id).filter(|s| s.expires > now)
     }
 
     fn get_mut(&mut self, id: &[u8; NONCE_LEN], now: i64) -> Option<&mut Scan> {
-        self.map.get_mut(id).filter(|s| s.expires > now)
+        self.0.get_mut(id).filter(|s| s.expires > now)
     }
 
     fn insert(&mut self, id: [u8; NONCE_LEN], scan: Scan) {
-        while self.map.len() >= MAX_SCANS {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.map.remove(&oldest);
-                }
-                None => break,
-            }
-        }
-        if self.order.len() > 2 * self.map.len() + 64 {
-            let map = &self.map;
-            self.order.retain(|t| map.contains_key(t));
-        }
-        if self.map.insert(id, scan).is_none() {
-            self.order.push_back(id);
-        }
+        self.0.insert(id, scan);
     }
 
     /// Drops expired records.
     pub fn sweep(&mut self, now: i64) {
-        self.map.retain(|_, s| s.expires > now);
+        self.0.retain(|s| s.expires > now);
     }
 
     /// How many records there are.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.0.len()
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.0.is_empty()
     }
 }
 
@@ -293,7 +265,7 @@ pub fn qr_page(app: &mut App, req: &Req, next: &str) -> Result<Reply, AppError> 
         &mut cookie,
         next,
         agent(ua),
-        client_ip(req),
+        req.client,
         app.clock.now(),
     );
     // The phone opens the site where this browser sees it; in a demo bound
@@ -345,16 +317,16 @@ fn qr_svg(url: &str) -> String {
 pub fn scan(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let text = req.query("t").unwrap_or("");
     let now = app.clock.now();
-    let Some(ticket) = Ticket::parse(app.logins.key(), text) else {
-        return phone_page(app, "expired", 410, Value::UNDEFINED);
-    };
-    if !ticket.scannable(now) {
-        return phone_page(app, "expired", 410, Value::UNDEFINED);
-    }
-    if let Some(scan) = app.scans.get(&ticket.id(), now) {
-        if !matches!(scan.status, Status::Scanned) {
-            return phone_page(app, "expired", 410, Value::UNDEFINED);
-        }
+    // In time, and not decided yet (a phone may scan again until then).
+    let open = Ticket::parse(app.logins.key(), text).is_some_and(|ticket| {
+        ticket.scannable(now)
+            && app
+                .scans
+                .get(&ticket.id(), now)
+                .is_none_or(|scan| matches!(scan.status, Status::Scanned))
+    });
+    if !open {
+        return phone_page(app, "expired", 410);
     }
     let confirm = format!("{}?t={text}", app.path(CONFIRM));
     Ok(begin(app, req, &confirm))
@@ -376,7 +348,7 @@ pub fn after_login(app: &mut App, login: &Checked, sid: &str, now: i64) {
     let Some(ticket) = Ticket::parse(app.logins.key(), text) else {
         return;
     };
-    if now - ticket.issued >= TICKET_TTL + LOGIN_GRACE {
+    if !signed::fresh(ticket.issued, now, SCAN_TTL) {
         return;
     }
     let id = ticket.id();
@@ -419,17 +391,17 @@ pub fn confirm_page(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     };
     let key = app.logins.key();
     let Some(ticket) = Ticket::parse(key, &text) else {
-        return phone_page(app, "expired", 410, Value::UNDEFINED);
+        return phone_page(app, "expired", 410);
     };
     let Some(scan) = app.scans.get(&ticket.id(), now) else {
         // Never scanned by a logged-in phone (a link sent round): scan it first.
         return match ticket.scannable(now) {
             true => Ok(start_over),
-            false => phone_page(app, "expired", 410, Value::UNDEFINED),
+            false => phone_page(app, "expired", 410),
         };
     };
     if scan.sid != sid {
-        return phone_page(app, "taken", 409, Value::UNDEFINED);
+        return phone_page(app, "taken", 409);
     }
     let outcome = match scan.status {
         Status::Scanned => None,
@@ -437,7 +409,7 @@ pub fn confirm_page(app: &mut App, req: &Req) -> Result<Reply, AppError> {
         Status::Cancelled => Some("cancelled"),
     };
     if let Some(state) = outcome {
-        return phone_page(app, state, 200, Value::UNDEFINED);
+        return phone_page(app, state, 200);
     }
     let user = &session.user;
     let issued = ticket.issued;
@@ -456,7 +428,7 @@ pub fn confirm_page(app: &mut App, req: &Req) -> Result<Reply, AppError> {
         openid => user.openid(),
         desktop,
     };
-    phone_page(app, "confirm", 200, ctx)
+    phone_page_with(app, "confirm", 200, ctx)
 }
 
 /// "HH:MM:SS" of a Unix time.
@@ -489,27 +461,29 @@ fn decide(app: &mut App, req: &Req, confirmed: bool) -> Result<Reply, AppError> 
     };
     let (text, token) = (field("t"), field("token"));
     let now = app.clock.now();
-    let Some((sid, session)) = app.current(req).map(|(sid, s)| (sid, s.clone())) else {
-        return phone_page(app, "denied", 403, Value::UNDEFINED);
+    let Some((sid, session)) = app.current(req) else {
+        return phone_page(app, "denied", 403);
     };
-    let key = app.logins.key().clone();
-    let Some(ticket) = Ticket::parse(&key, text) else {
-        return phone_page(app, "expired", 410, Value::UNDEFINED);
+    // What the desktop will get, copied only when it is to get it.
+    let session = confirmed.then(|| Box::new(session.clone()));
+    let key = app.logins.key();
+    let Some(ticket) = Ticket::parse(key, text) else {
+        return phone_page(app, "expired", 410);
     };
     let id = ticket.id();
     let Some(scan) = app.scans.get_mut(&id, now) else {
-        return phone_page(app, "expired", 410, Value::UNDEFINED);
+        return phone_page(app, "expired", 410);
     };
     if scan.sid != sid || !key.verify("scan-confirm", &[ticket.nonce, &sid], token) {
-        return phone_page(app, "denied", 403, Value::UNDEFINED);
+        return phone_page(app, "denied", 403);
     }
     if !matches!(scan.status, Status::Scanned) {
         // Decided once already (a replayed post): nothing changes.
-        return phone_page(app, "decided", 409, Value::UNDEFINED);
+        return phone_page(app, "decided", 409);
     }
-    scan.status = match confirmed {
-        true => Status::Confirmed(Box::new(session)),
-        false => Status::Cancelled,
+    scan.status = match session {
+        Some(session) => Status::Confirmed(session),
+        None => Status::Cancelled,
     };
     let back = format!("{}?t={}", app.path(CONFIRM), encode_component(text));
     Ok(Reply::redirect(303, &back))
@@ -522,11 +496,11 @@ pub fn status(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let now = app.clock.now();
     let answer =
         |status: &str, code: u16| Reply::json(&json!({ "status": status })).with_status(code);
-    let key = app.logins.key().clone();
-    let Some(ticket) = Ticket::parse(&key, text) else {
+    let key = app.logins.key();
+    let Some(ticket) = Ticket::parse(key, text) else {
         return Ok(answer("expired", 410));
     };
-    let Some(next) = ticket.bound_next(&key, req.cookies_named(app.login_cookie_name)) else {
+    let Some(next) = ticket.bound_next(key, req.cookies_named(app.login_cookie_name)) else {
         return Ok(answer("forbidden", 403));
     };
     let Some(scan) = app.scans.get_mut(&ticket.id(), now) else {
@@ -535,18 +509,19 @@ pub fn status(app: &mut App, req: &Req) -> Result<Reply, AppError> {
             false => answer("expired", 410),
         });
     };
+    // Taking the session claims the ticket; any other status is put back.
     let session = match std::mem::replace(&mut scan.status, Status::Claimed) {
         Status::Confirmed(session) => session,
-        other => {
-            let reply = match &other {
-                Status::Scanned => answer("scanned", 200),
-                Status::Cancelled => answer("cancelled", 200),
-                // Used once: asking again finds nothing.
-                Status::Claimed | Status::Confirmed(_) => answer("expired", 410),
-            };
-            scan.status = other;
-            return Ok(reply);
+        Status::Scanned => {
+            scan.status = Status::Scanned;
+            return Ok(answer("scanned", 200));
         }
+        Status::Cancelled => {
+            scan.status = Status::Cancelled;
+            return Ok(answer("cancelled", 200));
+        }
+        // Used once: asking again finds nothing.
+        Status::Claimed => return Ok(answer("expired", 410)),
     };
     // The desktop gets a session of its own; one it held before is ended.
     let old: Vec<String> = app.session_ids(req).map(str::to_string).collect();
@@ -560,7 +535,12 @@ pub fn status(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 
 /// The phone's page: `state` is confirm, confirmed, cancelled, expired,
 /// taken (another phone scanned it), denied or decided.
-fn phone_page(app: &App, state: &str, status: u16, extra: Value) -> Result<Reply, AppError> {
+fn phone_page(app: &App, state: &str, status: u16) -> Result<Reply, AppError> {
+    phone_page_with(app, state, status, Value::UNDEFINED)
+}
+
+/// `phone_page` with more for the template.
+fn phone_page_with(app: &App, state: &str, status: u16, extra: Value) -> Result<Reply, AppError> {
     let ctx = context! { state, ..extra };
     Ok(app.page("scan_done.html", ctx)?.with_status(status))
 }
@@ -615,23 +595,6 @@ mod tests {
         ] {
             assert_eq!(agent(ua), codes, "{ua}");
         }
-    }
-
-    #[test]
-    fn the_client_ip_behind_nginx_is_the_last_forwarded_one() {
-        let mut req = Req::fake(
-            "GET",
-            "/login",
-            &[("X-Forwarded-For", "10.9.9.9, 198.51.100.4")],
-        );
-        req.peer = Some("127.0.0.1:5000".parse().unwrap());
-        assert_eq!(client_ip(&req), Some("198.51.100.4".parse().unwrap()));
-        req.peer = Some("192.0.2.1:5000".parse().unwrap());
-        assert_eq!(
-            client_ip(&req),
-            Some("192.0.2.1".parse().unwrap()),
-            "not behind our nginx"
-        );
     }
 
     #[test]

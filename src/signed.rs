@@ -102,9 +102,23 @@ pub fn untime(text: &str) -> Option<i64> {
     i64::try_from(unbase62(text)?).ok()
 }
 
+/// True while `issued` (a time from `time`) is less than `ttl` seconds old.
+/// One more than a minute ahead is forged or from a clock set back: refused.
+pub fn fresh(issued: i64, now: i64, ttl: i64) -> bool {
+    now - issued < ttl && issued <= now + 60
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_is_fresh_until_its_ttl_and_never_from_well_ahead() {
+        assert!(fresh(1000, 1000, 120) && fresh(1000, 1119, 120));
+        assert!(!fresh(1000, 1120, 120));
+        assert!(fresh(1060, 1000, 120), "a minute ahead: clocks differ");
+        assert!(!fresh(1061, 1000, 120));
+    }
 
     #[test]
     fn base62_round_trips_at_fixed_width() {

@@ -34,14 +34,9 @@ fn qr(stack: &Stack, desktop: &mut Browser) -> (String, String) {
 
 /// The hidden token of the confirmation page's forms.
 fn token_of(page: &Resp) -> String {
-    page.body
-        .split("name=\"token\" value=\"")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no token in {}", page.body))
-        .split('"')
-        .next()
-        .unwrap()
-        .to_string()
+    let token = attribute(&page.body, "name=\"token\" value");
+    assert_eq!(token.len(), 22, "{token}");
+    token
 }
 
 fn status(stack: &Stack, browser: &mut Browser, ticket: &str) -> (u16, String) {
@@ -74,6 +69,37 @@ fn decide(stack: &Stack, phone: &mut Browser, what: &str, ticket: &str, token: &
         &stack.url(&format!("/login/scan/{what}")),
         &[("t", ticket), ("token", token)],
     )
+}
+
+/// The status of the phone's `decide`.
+fn decided(stack: &Stack, phone: &mut Browser, what: &str, ticket: &str, token: &str) -> u16 {
+    decide(stack, phone, what, ticket, token).status
+}
+
+/// A desktop showing a ticket, and a phone (test user 0) that scanned it and
+/// was shown the confirmation page with its token.
+struct Scanned {
+    pc: Browser,
+    ticket: String,
+    scan_url: String,
+    phone: Browser,
+    token: String,
+}
+
+fn scanned(stack: &Stack) -> Scanned {
+    let mut pc = desktop();
+    let (ticket, scan_url) = qr(stack, &mut pc);
+    let mut phone = Browser::new();
+    let page = phone_scans(stack, &mut phone, &scan_url, 0);
+    assert_eq!(page.status, 200, "{}", page.body);
+    let token = token_of(&page);
+    Scanned {
+        pc,
+        ticket,
+        scan_url,
+        phone,
+        token,
+    }
 }
 
 #[test]
@@ -156,8 +182,13 @@ fn links_opened_by_a_logged_in_stranger_never_log_in_the_attackers_desktop() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("确认在电脑上登录"));
     for _ in 0..3 {
-        victim.get(&stack.url(&format!("/login/scan/confirm?t={ticket}")));
-        victim.get(&stack.url(&format!("/login/ticket?t={ticket}")));
+        let again = victim.get(&stack.url(&format!("/login/scan/confirm?t={ticket}")));
+        assert_eq!(again.status, 200);
+        assert!(again.body.contains("确认在电脑上登录"));
+        assert_eq!(
+            status(&stack, &mut victim, &ticket),
+            (403, "forbidden".into())
+        );
     }
     assert_eq!(
         status(&stack, &mut attacker, &ticket),
@@ -167,10 +198,7 @@ fn links_opened_by_a_logged_in_stranger_never_log_in_the_attackers_desktop() {
     assert_eq!(attacker.get(&stack.url("/api/me")).status, 401);
     // The victim says no: the attacker's page learns just that.
     let token = token_of(&page);
-    assert_eq!(
-        decide(&stack, &mut victim, "cancel", &ticket, &token).status,
-        303
-    );
+    assert_eq!(decided(&stack, &mut victim, "cancel", &ticket, &token), 303);
     assert_eq!(
         status(&stack, &mut attacker, &ticket),
         (200, "cancelled".into())
@@ -179,7 +207,7 @@ fn links_opened_by_a_logged_in_stranger_never_log_in_the_attackers_desktop() {
     assert!(page.body.contains("已取消登录"), "{}", page.body);
     // Cancelled is final: confirming now, or scanning again, changes nothing.
     assert_eq!(
-        decide(&stack, &mut victim, "confirm", &ticket, &token).status,
+        decided(&stack, &mut victim, "confirm", &ticket, &token),
         409
     );
     assert_eq!(victim.get(&scan_url).status, 410);
@@ -193,11 +221,13 @@ fn links_opened_by_a_logged_in_stranger_never_log_in_the_attackers_desktop() {
 #[test]
 fn a_phone_that_did_not_scan_the_ticket_cannot_confirm_it() {
     let stack = start();
-    let mut pc = desktop();
-    let (ticket, scan_url) = qr(&stack, &mut pc);
-    let mut phone = Browser::new();
-    let page = phone_scans(&stack, &mut phone, &scan_url, 0);
-    let token = token_of(&page);
+    let Scanned {
+        mut pc,
+        ticket,
+        scan_url,
+        mut phone,
+        token,
+    } = scanned(&stack);
     // Another phone scans the same code: the first phone keeps it.
     let mut other = Browser::new();
     let taken = phone_scans(&stack, &mut other, &scan_url, 3);
@@ -218,10 +248,7 @@ fn a_phone_that_did_not_scan_the_ticket_cannot_confirm_it() {
     }
     assert_eq!(status(&stack, &mut pc, &ticket), (200, "scanned".into()));
     // The phone that scanned it still can.
-    assert_eq!(
-        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
-        303
-    );
+    assert_eq!(decided(&stack, &mut phone, "confirm", &ticket, &token), 303);
     assert_eq!(status(&stack, &mut pc, &ticket), (200, "done".into()));
     assert!(pc
         .get(&stack.url("/api/me"))
@@ -232,11 +259,13 @@ fn a_phone_that_did_not_scan_the_ticket_cannot_confirm_it() {
 #[test]
 fn a_post_without_the_pages_token_or_from_another_site_is_refused() {
     let stack = start();
-    let mut pc = desktop();
-    let (ticket, scan_url) = qr(&stack, &mut pc);
-    let mut phone = Browser::new();
-    let page = phone_scans(&stack, &mut phone, &scan_url, 0);
-    let token = token_of(&page);
+    let Scanned {
+        mut pc,
+        ticket,
+        scan_url: _,
+        mut phone,
+        token,
+    } = scanned(&stack);
     let url = stack.url("/login/scan/confirm");
     for form in [
         vec![("t", ticket.as_str())],
@@ -247,6 +276,14 @@ fn a_post_without_the_pages_token_or_from_another_site_is_refused() {
         assert_eq!(resp.status, 403, "{form:?}");
     }
     // The right form, sent by another site's page.
+    // Bytes no page of ours sends as the ticket.
+    for bad in ["", "<script>", &"A".repeat(wxauth::scan::TICKET_LEN), "é"] {
+        assert_eq!(
+            decided(&stack, &mut phone, "confirm", bad, &token),
+            410,
+            "{bad}"
+        );
+    }
     for headers in [
         vec![("Origin", "https://evil.example")],
         vec![("Origin", "null")],
@@ -270,28 +307,22 @@ fn a_post_without_the_pages_token_or_from_another_site_is_refused() {
 #[test]
 fn a_replayed_confirmation_gives_nothing_more() {
     let stack = start();
-    let mut pc = desktop();
-    let (ticket, scan_url) = qr(&stack, &mut pc);
-    let mut phone = Browser::new();
-    let token = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
-    assert_eq!(
-        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
-        303
-    );
+    let Scanned {
+        mut pc,
+        ticket,
+        scan_url,
+        mut phone,
+        token,
+    } = scanned(&stack);
+    assert_eq!(decided(&stack, &mut phone, "confirm", &ticket, &token), 303);
     let replay = decide(&stack, &mut phone, "confirm", &ticket, &token);
     assert_eq!(replay.status, 409);
     assert!(replay.body.contains("这次登录已处理过"), "{}", replay.body);
     assert_eq!(status(&stack, &mut pc, &ticket), (200, "done".into()));
     let sessions = stack.app.stats().sessions;
     // After the claim: the replay, a cancel, a rescan all change nothing.
-    assert_eq!(
-        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
-        409
-    );
-    assert_eq!(
-        decide(&stack, &mut phone, "cancel", &ticket, &token).status,
-        409
-    );
+    assert_eq!(decided(&stack, &mut phone, "confirm", &ticket, &token), 409);
+    assert_eq!(decided(&stack, &mut phone, "cancel", &ticket, &token), 409);
     assert_eq!(phone.get(&scan_url).status, 410);
     assert_eq!(status(&stack, &mut pc, &ticket).0, 410, "dead once claimed");
     assert_eq!(stack.app.stats().sessions, sessions, "no second session");
@@ -306,12 +337,9 @@ fn the_same_phone_may_scan_again_before_it_decides() {
     let first = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
     let second = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
     assert_ne!(first, second, "the token follows the phone's new session");
+    assert_eq!(decided(&stack, &mut phone, "confirm", &ticket, &first), 403);
     assert_eq!(
-        decide(&stack, &mut phone, "confirm", &ticket, &first).status,
-        403
-    );
-    assert_eq!(
-        decide(&stack, &mut phone, "confirm", &ticket, &second).status,
+        decided(&stack, &mut phone, "confirm", &ticket, &second),
         303
     );
     assert_eq!(status(&stack, &mut pc, &ticket), (200, "done".into()));
@@ -324,7 +352,10 @@ fn the_desktop_is_shown_by_name_and_address_never_as_it_wrote_itself() {
     pc.user_agent = "<script>alert(1)</script> Windows".into();
     let page = pc.get_with(
         &stack.url("/login"),
-        &[("X-Forwarded-For", "10.0.0.1, <b>198.51.100.9</b>")],
+        &[
+            ("X-Real-IP", "<b>198.51.100.9</b>"),
+            ("X-Forwarded-For", "10.0.0.1, 198.51.100.7"),
+        ],
     );
     let ticket = attribute(&page.body, "data-ticket");
     let mut phone = Browser::new();
@@ -338,12 +369,20 @@ fn the_desktop_is_shown_by_name_and_address_never_as_it_wrote_itself() {
     assert!(!shown.body.contains("script") && !shown.body.contains("<b>"));
     assert!(
         shown.body.contains(">127.0.0.1<"),
-        "an unparsable address falls back to the peer"
+        "an unparsable address falls back to the peer: {}",
+        shown.body
     );
-    // Behind our nginx, the address nginx added is the one shown.
+    assert!(
+        !shown.body.contains("198.51.100.7"),
+        "X-Forwarded-For is not read"
+    );
+    // Behind our nginx (a trusted proxy), the X-Real-IP it set is the one shown.
     let page = pc.get_with(
         &stack.url("/login"),
-        &[("X-Forwarded-For", "10.0.0.1, 198.51.100.9")],
+        &[
+            ("X-Real-IP", "198.51.100.9"),
+            ("X-Forwarded-For", "198.51.100.7"),
+        ],
     );
     let ticket = attribute(&page.body, "data-ticket");
     let scan_url = stack.url(&format!("/login/scan?t={ticket}"));
@@ -354,14 +393,14 @@ fn the_desktop_is_shown_by_name_and_address_never_as_it_wrote_itself() {
 #[test]
 fn a_ticket_cannot_be_claimed_by_another_browser() {
     let stack = start();
-    let mut pc = desktop();
-    let (ticket, scan_url) = qr(&stack, &mut pc);
-    let mut phone = Browser::new();
-    let token = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
-    assert_eq!(
-        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
-        303
-    );
+    let Scanned {
+        mut pc,
+        ticket,
+        scan_url: _,
+        mut phone,
+        token,
+    } = scanned(&stack);
+    assert_eq!(decided(&stack, &mut phone, "confirm", &ticket, &token), 303);
     let mut thief = desktop();
     thief.get(&stack.url("/login")); // a browser id of its own
     assert_eq!(
@@ -397,10 +436,7 @@ fn tickets_expire_after_two_minutes() {
     let token = token_of(&phone_scans(&stack, &mut phone, &scan_url, 0));
     stack.app.clock.advance(181);
     assert_eq!(status(&stack, &mut pc, &ticket), (410, "expired".into()));
-    assert_eq!(
-        decide(&stack, &mut phone, "confirm", &ticket, &token).status,
-        410
-    );
+    assert_eq!(decided(&stack, &mut phone, "confirm", &ticket, &token), 410);
 }
 
 #[test]
