@@ -446,16 +446,8 @@ impl Config {
             return Err(ConfigError(p));
         }
         let mut warnings = Vec::new();
-        let authority = public_url
-            .split_once("://")
-            .and_then(|(_, rest)| rest.split('/').next())
-            .unwrap_or("");
-        // After an IPv6 literal's `]`, or after the host name.
-        let port = match authority.rsplit_once(']') {
-            Some((_, after)) => after.strip_prefix(':'),
-            None => authority.rsplit_once(':').map(|(_, port)| port),
-        };
-        if let (false, Some(port)) = (demo, port.filter(|p| *p != "80" && *p != "443")) {
+        let port = crate::site::split_host(authority_of(&public_url)).and_then(|(_, port)| port);
+        if let (false, Some(port)) = (demo, port.filter(|p| *p != 80 && *p != 443)) {
             warnings.push(format!(
                 "WXAUTH_PUBLIC_URL: port {port}: WeChat calls back only on 80 (http) or 443 \
                  (https); put nginx in front and use a URL without a port"
@@ -730,8 +722,8 @@ fn base_url(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> String {
         .strip_prefix("https://")
         .or_else(|| value.strip_prefix("http://"));
     let ok = rest.is_some_and(|r| {
-        let host = r.split('/').next().unwrap_or("");
-        !host.is_empty()
+        let host = authority_of(r);
+        crate::site::split_host(host).is_some()
             && !r.contains(['?', '#', ' ', '\\'])
             && !host.contains('@')
             && r.chars().all(|c| c.is_ascii_graphic())
@@ -767,12 +759,19 @@ fn prefix_ok(prefix: &str) -> bool {
         })
 }
 
+/// The authority of an http(s) URL (host and port): what lies between
+/// `://` and the path.
+pub fn authority_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or("")
+}
+
 /// The origin of an http(s) URL: scheme and authority, lower-cased, the
 /// default port (80 for http, 443 for https) left out, as in `Origin`.
 pub fn origin_of(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let scheme = url.split_once("://").map_or("http", |(s, _)| s);
     let scheme = scheme.to_ascii_lowercase();
-    let authority = rest.split('/').next().unwrap_or("").to_ascii_lowercase();
+    let authority = authority_of(url).to_ascii_lowercase();
     let default = if scheme == "https" { ":443" } else { ":80" };
     let authority = authority.strip_suffix(default).unwrap_or(&authority);
     format!("{scheme}://{authority}")
@@ -780,8 +779,7 @@ pub fn origin_of(url: &str) -> String {
 
 /// The host of an http(s) URL, without port.
 pub fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or("");
+    let authority = authority_of(url);
     if let Some(v6) = authority.strip_prefix('[') {
         return v6.split(']').next().unwrap_or("").to_string();
     }
@@ -898,6 +896,18 @@ mod tests {
         }
         // Demo mode runs on 8080 on purpose.
         assert!(config(&[]).unwrap().warnings.is_empty());
+        // A port that is no port, or a host that is no host, is refused.
+        for bad in [
+            "https://wx.example.com:abc",
+            "https://wx.example.com:",
+            "https://wx.example.com:99999",
+            "https://[wx.example.com]",
+            "https://:443",
+        ] {
+            pairs[2] = ("WXAUTH_PUBLIC_URL", bad);
+            let p = problems(&pairs);
+            assert!(p[0].contains("is not a URL like"), "{bad}: {p:?}");
+        }
     }
 
     #[test]

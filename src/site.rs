@@ -143,7 +143,7 @@ pub fn listened(listen: SocketAddr, host_header: &str) -> Option<Listened> {
 
 /// `host` and the port, from `host`, `host:port`, `[v6]` or `[v6]:port`;
 /// None for anything malformed. A bracketed host must be an IPv6 address.
-fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
+pub(crate) fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if let Some(rest) = value.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
         host.parse::<Ipv6Addr>().ok()?;
