@@ -453,6 +453,13 @@ impl Config {
                  (https); put nginx in front and use a URL without a port"
             ));
         }
+        if follow_host && listen.ip().is_unspecified() && !sim_listen.ip().is_unspecified() {
+            warnings.push(format!(
+                "WXAUTH_SIM_LISTEN={sim_listen}: a phone cannot reach the simulator there; use \
+                 0.0.0.0:{} (as the app does) to log in from a phone",
+                sim_listen.port()
+            ));
+        }
         if demo {
             for var in ["WXAUTH_OPEN_BASE", "WXAUTH_API_BASE"] {
                 if raw.get(var).is_some() {
@@ -1019,6 +1026,21 @@ mod tests {
             !config(&REAL).unwrap().follow_host,
             "real mode never follows"
         );
+        // A simulator kept on loopback behind an app on every address: said
+        // by check-config as at start.
+        let c = config(&[
+            ("WXAUTH_LISTEN", "0.0.0.0:8080"),
+            ("WXAUTH_SIM_LISTEN", "127.0.0.1:8081"),
+        ])
+        .unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with("WXAUTH_SIM_LISTEN=127.0.0.1:8081: a phone cannot reach"),
+            "{:?}",
+            c.warnings
+        );
+        let c = config(&[("WXAUTH_LISTEN", "0.0.0.0:8080")]).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
     #[test]
