@@ -542,12 +542,6 @@ impl Config {
             .is_some_and(|rest| !rest.contains('/'))
     }
 
-    /// The origin of the public URL (`https://wx.example.com`, port only when
-    /// not the scheme's default), as browsers write it in an `Origin` header.
-    pub fn public_origin(&self) -> String {
-        origin_of(&self.public_url)
-    }
-
     /// In demo mode, points the app at the simulator and a defaulted public URL
     /// at the app as actually bound (either may have been asked for port 0).
     /// An address bound on every interface is reached here over loopback.
@@ -1126,7 +1120,10 @@ mod tests {
             !c.host_cookies(),
             "a path prefix keeps the plain cookie names"
         );
-        assert_eq!(c.public_origin(), "https://wx.example.com");
+        assert_eq!(
+            crate::site::Site::configured(&c).origin(),
+            "https://wx.example.com"
+        );
         assert_eq!(c.public_host(), "wx.example.com");
         let shown = c.to_string();
         assert!(
