@@ -169,9 +169,13 @@ pub(crate) fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// True when `ip` is an address of this machine: binding a UDP socket to it
-/// succeeds only then. Nothing is sent.
+/// succeeds only then. Nothing is sent. This runs per request (demo mode on
+/// 0.0.0.0 or ::), so the loopback address, which every machine with the
+/// family has and which most requests name, is taken without a socket.
 fn is_own_address(ip: IpAddr) -> bool {
-    UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+    ip == Ipv4Addr::LOCALHOST
+        || ip == Ipv6Addr::LOCALHOST
+        || UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// The simulator's address as a browser that reached the app at `ip` can
