@@ -537,9 +537,7 @@ impl Config {
     /// plant one. Under a path prefix the site shares its host with others,
     /// and the plain names are kept.
     pub fn host_cookies(&self) -> bool {
-        self.public_url
-            .strip_prefix("https://")
-            .is_some_and(|rest| !rest.contains('/'))
+        self.secure_cookies() && self.prefix.is_empty()
     }
 
     /// In demo mode, points the app at the simulator and a defaulted public URL
@@ -1120,6 +1118,8 @@ mod tests {
             !c.host_cookies(),
             "a path prefix keeps the plain cookie names"
         );
+        assert!(config(&REAL).unwrap().host_cookies(), "https at the root");
+        assert!(!config(&[]).unwrap().host_cookies(), "plain http");
         assert_eq!(
             crate::site::Site::configured(&c).origin(),
             "https://wx.example.com"
