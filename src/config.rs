@@ -68,19 +68,12 @@ const SYNONYMS: &[(&str, &str)] = &[
 /// "WXAUTH_PORT: unknown variable; did you mean WXAUTH_LISTEN?"
 fn unknown_variable(var: &str) -> String {
     let bare = var.trim_start_matches("WXAUTH_");
-    let closest = SYNONYMS
+    let meant = SYNONYMS
         .iter()
         .find(|(said, _)| *said == bare)
         .map(|(_, meant)| *meant)
-        .or_else(|| {
-            SETTINGS
-                .iter()
-                .map(|s| (edit_distance(var, s.0), s.0))
-                .filter(|(d, _)| *d <= 4)
-                .min()
-                .map(|(_, name)| name)
-        });
-    match closest {
+        .or_else(|| closest(var, SETTINGS.iter().map(|s| s.0), 4));
+    match meant {
         Some(name) => format!("{var}: unknown variable; did you mean {name}? (see --help)"),
         None => format!("{var}: unknown variable (see --help for the settings)"),
     }
@@ -94,17 +87,21 @@ fn unknown_flag(flag: &str) -> String {
                 WXAUTH_SECRET in the environment"
             .to_string();
     }
-    let closest = SETTINGS
-        .iter()
-        .filter(|s| !s.1.is_empty())
-        .map(|s| (edit_distance(flag, s.1), s.1))
-        .filter(|(d, _)| *d <= 3)
-        .min()
-        .map(|(_, f)| f);
-    match closest {
+    let flags = SETTINGS.iter().map(|s| s.1).filter(|f| !f.is_empty());
+    match closest(flag, flags, 3) {
         Some(f) => format!("{flag}: unknown option; did you mean {f}? (see --help)"),
         None => format!("{flag}: unknown option (see --help)"),
     }
+}
+
+/// The name nearest to `word` within `max` edits (the first of equals in
+/// alphabetical order), for "did you mean".
+fn closest<'a>(word: &str, names: impl Iterator<Item = &'a str>, max: usize) -> Option<&'a str> {
+    names
+        .map(|name| (edit_distance(word, name), name))
+        .filter(|(d, _)| *d <= max)
+        .min()
+        .map(|(_, name)| name)
 }
 
 /// Levenshtein distance, for "did you mean".
