@@ -17,8 +17,6 @@ pub struct Site {
     /// Where the browser goes for WeChat's authorize page: WXAUTH_OPEN_BASE,
     /// or the simulator as this browser can reach it (demo mode).
     pub open_base: String,
-    /// True when `url` came from the request's Host (demo mode only).
-    pub followed: bool,
 }
 
 impl Site {
@@ -27,7 +25,6 @@ impl Site {
         Site {
             url: config.public_url.clone(),
             open_base: config.open_base.clone(),
-            followed: false,
         }
     }
 
@@ -44,7 +41,6 @@ impl Site {
         Site {
             url: format!("http://{}", host.authority(config.listen.port())),
             open_base: format!("http://{}", sim_address(config.sim_listen, host.ip)),
-            followed: true,
         }
     }
 
