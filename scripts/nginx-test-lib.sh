@@ -1,7 +1,8 @@
-# Shared by scripts/test-nginx.sh and scripts/test-gateway.sh (sourced, not
+# Shared by scripts/test-{nginx,gateway,prefix,deploy}.sh (sourced, not
 # run): the checks before starting, a work directory cleaned up on exit, a
-# throwaway TLS certificate, and nginx run on loopback with a server block
-# file from scripts/. Expects NAME (for messages) and BIN set by the caller.
+# throwaway TLS certificate, nginx run on loopback with a server block file
+# from scripts/, wxauth in real mode against `wxauth sim`, and the curl
+# helpers for a login. Expects NAME (for messages) and BIN set by the caller.
 
 for tool in nginx openssl curl python3; do
     command -v "$tool" >/dev/null || { echo "$NAME: $tool is missing" >&2; exit 1; }
@@ -63,4 +64,35 @@ wait_for() {
         sleep 0.1
     done
     fail "$1 did not answer"
+}
+
+# header NAME: the first NAME header's value in the response headers on stdin.
+header() { grep -i "^$1:" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
+
+# query_param URL NAME: the value of NAME in URL's query.
+query_param() {
+    python3 -c 'import sys,urllib.parse as u; print(dict(u.parse_qsl(u.urlsplit(sys.argv[1]).query))[sys.argv[2]])' "$1" "$2"
+}
+
+# consent_form AUTHORIZE USER: the form the simulator's consent page posts
+# when USER (an index) presses 允许 for the authorize URL AUTHORIZE.
+consent_form() {
+    python3 -c '
+import sys, urllib.parse as u
+q = dict(u.parse_qsl(u.urlsplit(sys.argv[1].split("#")[0]).query))
+print(u.urlencode({k: q[k] for k in ("appid", "redirect_uri", "response_type", "scope", "state")} | {"user": sys.argv[2], "action": "allow"}))
+' "$1" "$2"
+}
+
+# start_real_wxauth: `wxauth sim` on 127.0.0.1:$sim_port and wxauth in real
+# mode on 127.0.0.1:$app_port against it, both with $appid, $secret and
+# $public; logs in $work/sim.log and $work/wxauth.log.
+start_real_wxauth() {
+    env -i PATH="$PATH" WXAUTH_APPID="$appid" WXAUTH_SECRET="$secret" WXAUTH_PUBLIC_URL="$public" \
+        WXAUTH_SIM_LISTEN="127.0.0.1:$sim_port" "$BIN" sim > "$work/sim.log" 2>&1 &
+    pids+=($!)
+    env -i PATH="$PATH" WXAUTH_APPID="$appid" WXAUTH_SECRET="$secret" WXAUTH_PUBLIC_URL="$public" \
+        WXAUTH_LISTEN="127.0.0.1:$app_port" WXAUTH_OPEN_BASE="http://127.0.0.1:$sim_port" \
+        WXAUTH_API_BASE="http://127.0.0.1:$sim_port" "$BIN" > "$work/wxauth.log" 2>&1 &
+    pids+=($!)
 }

@@ -314,13 +314,7 @@ SH
 chmod 755 "$work"/bin/*
 
 # --- wxauth, as step 3 leaves it: real mode on 127.0.0.1:8080 ----------------
-env -i PATH="$PATH" WXAUTH_APPID=$appid WXAUTH_SECRET=$secret WXAUTH_PUBLIC_URL="$public" \
-    WXAUTH_SIM_LISTEN="127.0.0.1:$sim_port" "$bin" sim > "$work/sim.log" 2>&1 &
-pids+=($!)
-env -i PATH="$PATH" WXAUTH_APPID=$appid WXAUTH_SECRET=$secret WXAUTH_PUBLIC_URL="$public" \
-    WXAUTH_LISTEN="127.0.0.1:$app_port" WXAUTH_OPEN_BASE="http://127.0.0.1:$sim_port" \
-    WXAUTH_API_BASE="http://127.0.0.1:$sim_port" "$bin" > "$work/wxauth.log" 2>&1 &
-pids+=($!)
+start_real_wxauth
 wait_for "http://127.0.0.1:$app_port/healthz"
 wait_for "http://127.0.0.1:$sim_port/sim/state"
 
@@ -379,7 +373,6 @@ ok "step 5's checks: healthz and the login's Location, over TLS through nginx"
 c() { "$real_curl" -sS --max-time 10 --cacert "$root/etc/letsencrypt/live/$domain/fullchain.pem" \
         --resolve "$domain:$https_port:127.0.0.1" --resolve "$domain:$http_port:127.0.0.1" \
         -A "Mozilla/5.0 (iPhone) MicroMessenger/8.0.50" -b "$work/jar" -c "$work/jar" "$@"; }
-header() { grep -i "^$1:" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
 
 # Debian's default site is gone; wxauth.conf's catch-all has its place.
 rc=0; page=$("$real_curl" -sS --max-time 5 -H "Host: other.test" "http://127.0.0.1:$http_port/" 2>&1) || rc=$?
@@ -414,15 +407,11 @@ ok "a renewal-style ACME request: 200 with the file over plain http on port 80 (
 # --- A login through nginx --------------------------------------------------------
 to=$(c -o /dev/null -D - "$public/login" | header location)
 case "$to" in "http://127.0.0.1:$sim_port/connect/oauth2/authorize?appid=$appid&"*) ;; *) fail "/login went to '$to'" ;; esac
-state=$(python3 -c 'import sys,urllib.parse as u; print(dict(u.parse_qsl(u.urlsplit(sys.argv[1]).query))["state"])' "${to%%#*}")
-form=$(python3 -c '
-import sys, urllib.parse as u
-q = dict(u.parse_qsl(u.urlsplit(sys.argv[1]).query))
-print(u.urlencode({k: q[k] for k in ("appid", "redirect_uri", "response_type", "scope", "state")} | {"user": "0", "action": "allow"}))
-' "${to%%#*}")
+state=$(query_param "$to" state)
+form=$(consent_form "$to" 0)
 callback=$(c -o /dev/null -D - --data "$form" "http://127.0.0.1:$sim_port/connect/oauth2/authorize/confirm" | header location)
 case "$callback" in "$public/callback?code="*) ;; *) fail "WeChat sent the phone back to '$callback'" ;; esac
-code=$(python3 -c 'import sys,urllib.parse as u; print(dict(u.parse_qsl(u.urlsplit(sys.argv[1]).query))["code"])' "$callback")
+code=$(query_param "$callback" code)
 landed=$(c -o /dev/null -D - "$callback" | header location)
 [ "$landed" = /profile ] || fail "the callback landed on '$landed'"
 c "$public/profile" | grep -q "熊猫🐼小明" || fail "the profile through nginx does not show the user"

@@ -78,7 +78,6 @@ d() { curl -sS --max-time 10 --cacert "$work/cacert" --resolve "$host:$https_por
         -A "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36" \
         -b "$1" -c "$1" "${@:2}"; }
 cp "$work/cert.pem" "$work/cacert"
-header() { grep -i "^$1:" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
 sim="http://127.0.0.1:$sim_port"
 
 # login JAR USER: from a page behind the gateway through WeChat's consent; prints where it lands.
@@ -88,11 +87,7 @@ login() {
     to=$(c "$jar" -o /dev/null -D - -H "X-WeChat-OpenID: forged" "$public$first" | header location)
     case "$to" in /login\?next=*) ;; *) fail "anonymous $first went to '$to', not to /login" ;; esac
     authorize=$(c "$jar" -o /dev/null -D - "$public$to" | header location)
-    form=$(python3 -c '
-import sys, urllib.parse as u
-q = dict(u.parse_qsl(u.urlsplit(sys.argv[1]).query))
-print(u.urlencode({k: q[k] for k in ("appid", "redirect_uri", "response_type", "scope", "state")} | {"user": sys.argv[2], "action": "allow"}))
-' "${authorize%%#*}" "$user")
+    form=$(consent_form "$authorize" "$user")
     callback=$(c "$jar" -o /dev/null -D - --data "$form" "$sim/connect/oauth2/authorize/confirm" | header location)
     c "$jar" -o /dev/null -D - "$callback" | header location
 }
@@ -145,11 +140,7 @@ grep -q "$public/login/scan?t=$ticket" "$work/qr.html" || fail "the QR code does
 poll() { d "$work/desk" "$public/login/ticket?t=$ticket"; }
 [ "$(poll)" = '{"status":"pending"}' ] || fail "poll before the scan: $(poll)"
 authorize=$(c "$work/phone" -o /dev/null -D - "$public/login/scan?t=$ticket" | header location)
-form=$(python3 -c '
-import sys, urllib.parse as u
-q = dict(u.parse_qsl(u.urlsplit(sys.argv[1]).query))
-print(u.urlencode({k: q[k] for k in ("appid", "redirect_uri", "response_type", "scope", "state")} | {"user": "3", "action": "allow"}))
-' "${authorize%%#*}")
+form=$(consent_form "$authorize" 3)
 callback=$(c "$work/phone" -o /dev/null -D - --data "$form" "$sim/connect/oauth2/authorize/confirm" | header location)
 confirm=$(c "$work/phone" -o /dev/null -D - "$callback" | header location)
 case "$confirm" in /login/scan/confirm\?t=*) ;; *) fail "the phone's login landed on '$confirm'" ;; esac

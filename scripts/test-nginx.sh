@@ -50,7 +50,6 @@ curl -sf "http://127.0.0.1:$app_port/healthz" >/dev/null || fail "wxauth did not
 
 c() { curl -sS --max-time 10 -A "Mozilla/5.0 (iPhone) MicroMessenger/8.0.50" --cacert "$work/cert.pem" --resolve "$host:$https_port:127.0.0.1" \
         --resolve "$host:$http_port:127.0.0.1" -b "$work/jar" -c "$work/jar" "$@"; }
-header() { grep -i "^$1:" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
 
 # Health through TLS.
 [ "$(c "$public/healthz")" = '{"status":"ok"}' ] || fail "healthz through nginx"
@@ -75,15 +74,11 @@ case "$authorize" in
     "http://127.0.0.1:$sim_port/connect/oauth2/authorize?appid="*"#wechat_redirect") ;;
     *) fail "login redirect: '$authorize'" ;;
 esac
-redirect_uri=$(python3 -c 'import sys,urllib.parse as u; print(dict(u.parse_qsl(u.urlsplit(sys.argv[1]).query))["redirect_uri"])' "$authorize")
+redirect_uri=$(query_param "$authorize" redirect_uri)
 [ "$redirect_uri" = "$public/callback" ] || fail "redirect_uri is '$redirect_uri', not from WXAUTH_PUBLIC_URL"
 c -o "$work/consent.html" "${authorize%%#*}"
 grep -q "允许" "$work/consent.html" || fail "consent page"
-form=$(python3 -c '
-import sys, urllib.parse as u
-q = dict(u.parse_qsl(u.urlsplit(sys.argv[1]).query))
-print(u.urlencode({k: q[k] for k in ("appid", "redirect_uri", "response_type", "scope", "state")} | {"user": "0", "action": "allow"}))
-' "$authorize")
+form=$(consent_form "$authorize" 0)
 callback=$(c -o /dev/null -D - --data "$form" "http://127.0.0.1:$sim_port/connect/oauth2/authorize/confirm" | header location)
 case "$callback" in "$public/callback?code="*) ;; *) fail "callback URL: '$callback'" ;; esac
 headers=$(c -o /dev/null -D - "$callback")

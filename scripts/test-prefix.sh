@@ -50,13 +50,7 @@ python3 -m http.server --bind 127.0.0.1 --directory "$work/other" "$other_port" 
     > "$work/other.log" 2>&1 &
 pids+=($!)
 
-env -i PATH="$PATH" WXAUTH_APPID=$appid WXAUTH_SECRET=$secret WXAUTH_PUBLIC_URL="$public" \
-    WXAUTH_SIM_LISTEN="127.0.0.1:$sim_port" "$bin" sim > "$work/sim.log" 2>&1 &
-pids+=($!)
-env -i PATH="$PATH" WXAUTH_APPID=$appid WXAUTH_SECRET=$secret WXAUTH_PUBLIC_URL="$public" \
-    WXAUTH_LISTEN="127.0.0.1:$app_port" WXAUTH_OPEN_BASE="http://127.0.0.1:$sim_port" \
-    WXAUTH_API_BASE="http://127.0.0.1:$sim_port" "$bin" > "$work/wxauth.log" 2>&1 &
-pids+=($!)
+start_real_wxauth
 
 sed -e "s|proxy_pass http://127.0.0.1:8080;|proxy_pass http://127.0.0.1:$app_port;|" \
     scripts/nginx-prefix.conf > "$work/wxauth-prefix.conf"
@@ -110,7 +104,6 @@ c() { curl -sS --max-time 10 --cacert "$work/cacert" --resolve "$host:$https_por
 d() { curl -sS --max-time 10 --cacert "$work/cacert" --resolve "$host:$https_port:127.0.0.1" \
         -A "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36" \
         -b "$1" -c "$1" "${@:2}"; }
-header() { grep -i "^$1:" | head -1 | cut -d' ' -f2- | tr -d '\r'; }
 sim="http://127.0.0.1:$sim_port"
 
 # under_wx FILE: every href, src, action and data-poll in the page stays under /wx/.
@@ -128,11 +121,7 @@ EOF
 # consent JAR AUTHORIZE USER: 允许 on the simulator's page; prints the callback URL.
 consent() {
     local form
-    form=$(python3 -c '
-import sys, urllib.parse as u
-q = dict(u.parse_qsl(u.urlsplit(sys.argv[1]).query))
-print(u.urlencode({k: q[k] for k in ("appid", "redirect_uri", "response_type", "scope", "state")} | {"user": sys.argv[2], "action": "allow"}))
-' "${2%%#*}" "$3")
+    form=$(consent_form "$2" "$3")
     c "$1" -o /dev/null -D - --data "$form" "$sim/connect/oauth2/authorize/confirm" | header location
 }
 

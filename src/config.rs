@@ -68,19 +68,12 @@ const SYNONYMS: &[(&str, &str)] = &[
 /// "WXAUTH_PORT: unknown variable; did you mean WXAUTH_LISTEN?"
 fn unknown_variable(var: &str) -> String {
     let bare = var.trim_start_matches("WXAUTH_");
-    let closest = SYNONYMS
+    let meant = SYNONYMS
         .iter()
         .find(|(said, _)| *said == bare)
         .map(|(_, meant)| *meant)
-        .or_else(|| {
-            SETTINGS
-                .iter()
-                .map(|s| (edit_distance(var, s.0), s.0))
-                .filter(|(d, _)| *d <= 4)
-                .min()
-                .map(|(_, name)| name)
-        });
-    match closest {
+        .or_else(|| closest(var, SETTINGS.iter().map(|s| s.0), 4));
+    match meant {
         Some(name) => format!("{var}: unknown variable; did you mean {name}? (see --help)"),
         None => format!("{var}: unknown variable (see --help for the settings)"),
     }
@@ -94,17 +87,21 @@ fn unknown_flag(flag: &str) -> String {
                 WXAUTH_SECRET in the environment"
             .to_string();
     }
-    let closest = SETTINGS
-        .iter()
-        .filter(|s| !s.1.is_empty())
-        .map(|s| (edit_distance(flag, s.1), s.1))
-        .filter(|(d, _)| *d <= 3)
-        .min()
-        .map(|(_, f)| f);
-    match closest {
+    let flags = SETTINGS.iter().map(|s| s.1).filter(|f| !f.is_empty());
+    match closest(flag, flags, 3) {
         Some(f) => format!("{flag}: unknown option; did you mean {f}? (see --help)"),
         None => format!("{flag}: unknown option (see --help)"),
     }
+}
+
+/// The name nearest to `word` within `max` edits (the first of equals in
+/// alphabetical order), for "did you mean".
+fn closest<'a>(word: &str, names: impl Iterator<Item = &'a str>, max: usize) -> Option<&'a str> {
+    names
+        .map(|name| (edit_distance(word, name), name))
+        .filter(|(d, _)| *d <= max)
+        .min()
+        .map(|(_, name)| name)
 }
 
 /// Levenshtein distance, for "did you mean".
@@ -446,19 +443,18 @@ impl Config {
             return Err(ConfigError(p));
         }
         let mut warnings = Vec::new();
-        let authority = public_url
-            .split_once("://")
-            .and_then(|(_, rest)| rest.split('/').next())
-            .unwrap_or("");
-        // After an IPv6 literal's `]`, or after the host name.
-        let port = match authority.rsplit_once(']') {
-            Some((_, after)) => after.strip_prefix(':'),
-            None => authority.rsplit_once(':').map(|(_, port)| port),
-        };
-        if let (false, Some(port)) = (demo, port.filter(|p| *p != "80" && *p != "443")) {
+        let port = crate::site::split_host(authority_of(&public_url)).and_then(|(_, port)| port);
+        if let (false, Some(port)) = (demo, port.filter(|p| *p != 80 && *p != 443)) {
             warnings.push(format!(
                 "WXAUTH_PUBLIC_URL: port {port}: WeChat calls back only on 80 (http) or 443 \
                  (https); put nginx in front and use a URL without a port"
+            ));
+        }
+        if follow_host && listen.ip().is_unspecified() && !sim_listen.ip().is_unspecified() {
+            warnings.push(format!(
+                "WXAUTH_SIM_LISTEN={sim_listen}: a phone cannot reach the simulator there; use \
+                 0.0.0.0:{} (as the app does) to log in from a phone",
+                sim_listen.port()
             ));
         }
         if demo {
@@ -538,15 +534,7 @@ impl Config {
     /// plant one. Under a path prefix the site shares its host with others,
     /// and the plain names are kept.
     pub fn host_cookies(&self) -> bool {
-        self.public_url
-            .strip_prefix("https://")
-            .is_some_and(|rest| !rest.contains('/'))
-    }
-
-    /// The origin of the public URL (`https://wx.example.com`, port only when
-    /// not the scheme's default), as browsers write it in an `Origin` header.
-    pub fn public_origin(&self) -> String {
-        origin_of(&self.public_url)
+        self.secure_cookies() && self.prefix.is_empty()
     }
 
     /// In demo mode, points the app at the simulator and a defaulted public URL
@@ -730,8 +718,8 @@ fn base_url(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> String {
         .strip_prefix("https://")
         .or_else(|| value.strip_prefix("http://"));
     let ok = rest.is_some_and(|r| {
-        let host = r.split('/').next().unwrap_or("");
-        !host.is_empty()
+        let host = authority_of(r);
+        crate::site::split_host(host).is_some()
             && !r.contains(['?', '#', ' ', '\\'])
             && !host.contains('@')
             && r.chars().all(|c| c.is_ascii_graphic())
@@ -767,12 +755,19 @@ fn prefix_ok(prefix: &str) -> bool {
         })
 }
 
+/// The authority of an http(s) URL (host and port): what lies between
+/// `://` and the path.
+pub fn authority_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or("")
+}
+
 /// The origin of an http(s) URL: scheme and authority, lower-cased, the
 /// default port (80 for http, 443 for https) left out, as in `Origin`.
 pub fn origin_of(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+    let scheme = url.split_once("://").map_or("http", |(s, _)| s);
     let scheme = scheme.to_ascii_lowercase();
-    let authority = rest.split('/').next().unwrap_or("").to_ascii_lowercase();
+    let authority = authority_of(url).to_ascii_lowercase();
     let default = if scheme == "https" { ":443" } else { ":80" };
     let authority = authority.strip_suffix(default).unwrap_or(&authority);
     format!("{scheme}://{authority}")
@@ -780,8 +775,7 @@ pub fn origin_of(url: &str) -> String {
 
 /// The host of an http(s) URL, without port.
 pub fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or("");
+    let authority = authority_of(url);
     if let Some(v6) = authority.strip_prefix('[') {
         return v6.split(']').next().unwrap_or("").to_string();
     }
@@ -898,6 +892,18 @@ mod tests {
         }
         // Demo mode runs on 8080 on purpose.
         assert!(config(&[]).unwrap().warnings.is_empty());
+        // A port that is no port, or a host that is no host, is refused.
+        for bad in [
+            "https://wx.example.com:abc",
+            "https://wx.example.com:",
+            "https://wx.example.com:99999",
+            "https://[wx.example.com]",
+            "https://:443",
+        ] {
+            pairs[2] = ("WXAUTH_PUBLIC_URL", bad);
+            let p = problems(&pairs);
+            assert!(p[0].contains("is not a URL like"), "{bad}: {p:?}");
+        }
     }
 
     #[test]
@@ -1009,6 +1015,21 @@ mod tests {
             !config(&REAL).unwrap().follow_host,
             "real mode never follows"
         );
+        // A simulator kept on loopback behind an app on every address: said
+        // by check-config as at start.
+        let c = config(&[
+            ("WXAUTH_LISTEN", "0.0.0.0:8080"),
+            ("WXAUTH_SIM_LISTEN", "127.0.0.1:8081"),
+        ])
+        .unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with("WXAUTH_SIM_LISTEN=127.0.0.1:8081: a phone cannot reach"),
+            "{:?}",
+            c.warnings
+        );
+        let c = config(&[("WXAUTH_LISTEN", "0.0.0.0:8080")]).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
     #[test]
@@ -1094,7 +1115,12 @@ mod tests {
             !c.host_cookies(),
             "a path prefix keeps the plain cookie names"
         );
-        assert_eq!(c.public_origin(), "https://wx.example.com");
+        assert!(config(&REAL).unwrap().host_cookies(), "https at the root");
+        assert!(!config(&[]).unwrap().host_cookies(), "plain http");
+        assert_eq!(
+            crate::site::Site::configured(&c).origin(),
+            "https://wx.example.com"
+        );
         assert_eq!(c.public_host(), "wx.example.com");
         let shown = c.to_string();
         assert!(

@@ -158,14 +158,6 @@ fn demo_lines(config: &Config, bound: std::net::SocketAddr) {
         if lan.is_empty() {
             out!("  phone:     (no network address found: this machine is on no network)");
         }
-        if !config.sim_listen.ip().is_unspecified() {
-            err!(
-                "wxauth: warning: WXAUTH_SIM_LISTEN={}: a phone cannot reach the simulator \
-                 there; use 0.0.0.0:{} (as the app does) to log in from a phone",
-                config.sim_listen,
-                config.sim_listen.port()
-            );
-        }
     } else if bound.ip().is_loopback() {
         out!(
             "             (from a phone on the same network: WXAUTH_LISTEN=0.0.0.0:{})",

@@ -17,8 +17,6 @@ pub struct Site {
     /// Where the browser goes for WeChat's authorize page: WXAUTH_OPEN_BASE,
     /// or the simulator as this browser can reach it (demo mode).
     pub open_base: String,
-    /// True when `url` came from the request's Host (demo mode only).
-    pub followed: bool,
 }
 
 impl Site {
@@ -27,7 +25,6 @@ impl Site {
         Site {
             url: config.public_url.clone(),
             open_base: config.open_base.clone(),
-            followed: false,
         }
     }
 
@@ -44,7 +41,6 @@ impl Site {
         Site {
             url: format!("http://{}", host.authority(config.listen.port())),
             open_base: format!("http://{}", sim_address(config.sim_listen, host.ip)),
-            followed: true,
         }
     }
 
@@ -143,7 +139,7 @@ pub fn listened(listen: SocketAddr, host_header: &str) -> Option<Listened> {
 
 /// `host` and the port, from `host`, `host:port`, `[v6]` or `[v6]:port`;
 /// None for anything malformed. A bracketed host must be an IPv6 address.
-fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
+pub(crate) fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if let Some(rest) = value.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
         host.parse::<Ipv6Addr>().ok()?;
@@ -169,9 +165,13 @@ fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
 }
 
 /// True when `ip` is an address of this machine: binding a UDP socket to it
-/// succeeds only then. Nothing is sent.
+/// succeeds only then. Nothing is sent. This runs per request (demo mode on
+/// 0.0.0.0 or ::), so the loopback address, which every machine with the
+/// family has and which most requests name, is taken without a socket.
 fn is_own_address(ip: IpAddr) -> bool {
-    UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+    ip == Ipv4Addr::LOCALHOST
+        || ip == Ipv6Addr::LOCALHOST
+        || UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// The simulator's address as a browser that reached the app at `ip` can

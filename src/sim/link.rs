@@ -174,7 +174,8 @@ fn raw_value<'a>(raw_query: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-/// The host of an http(s) URL, without port or userinfo, and its authority
+/// The host of an http(s) URL, without port or userinfo (an IPv6 address
+/// without its brackets, as `SimConfig::domain` has it), and its authority
 /// (host and port); None if malformed.
 fn redirect_host(uri: &str) -> Option<(&str, &str)> {
     let lower = uri.get(..8).unwrap_or(uri).to_ascii_lowercase();
@@ -191,18 +192,10 @@ fn redirect_host(uri: &str) -> Option<(&str, &str)> {
     if authority.contains('@') {
         return None;
     }
-    let (host, port) = if authority.starts_with('[') {
-        let end = authority.find(']')?;
-        (&authority[..=end], authority[end + 1..].strip_prefix(':'))
-    } else {
-        match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        }
-    };
-    let port_ok =
-        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
-    (!host.is_empty() && port_ok).then_some((host, authority))
+    // Host and port as a Host header has them: IPv6 in brackets, a port of
+    // digits that fits.
+    let (host, _) = crate::site::split_host(authority)?;
+    Some((host, authority))
 }
 
 /// The 网页授权域名 rule: the host must equal the configured domain exactly
@@ -361,6 +354,19 @@ mod tests {
         assert_eq!(ok("ftp://127.0.0.1/"), Err(BAD_REDIRECT_URI));
         assert_eq!(ok("http://127.0.0.1:80x/"), Err(BAD_REDIRECT_URI));
         assert_eq!(ok("http:///cb"), Err(BAD_REDIRECT_URI));
+        assert_eq!(ok("http://127.0.0.1:99999/"), Err(BAD_REDIRECT_URI));
+        assert_eq!(ok("http://[::1]x:8080/"), Err(BAD_REDIRECT_URI));
+        assert_eq!(ok("http://[127.0.0.1]/"), Err(BAD_REDIRECT_URI));
+        // An IPv6 domain is written without brackets (config::host_of).
+        let v6 = config("::1", None);
+        assert_eq!(
+            check_redirect_uri("http://[::1]:8080/callback", &v6),
+            Ok(())
+        );
+        assert_eq!(
+            check_redirect_uri("http://[::2]:8080/callback", &v6),
+            Err(DOMAIN_MISMATCH)
+        );
         let qq = config("www.qq.com", None);
         let www = |uri: &str| check_redirect_uri(uri, &qq);
         assert_eq!(www("https://www.qq.com/a/b"), Ok(()));
