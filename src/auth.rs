@@ -27,7 +27,7 @@ const MAX_CODE: usize = 256;
 /// browser, then 302 to WeChat. Elsewhere WeChat's authorize page only says
 /// 请在微信客户端打开链接, so the browser gets a QR code to scan with WeChat
 /// instead (scan.rs); `direct=1` skips it (the demo's "continue here").
-pub fn login(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+pub fn login(app: &mut App, req: &Req) -> Step {
     let next = req
         .query("next")
         .and_then(local_path)
@@ -35,7 +35,7 @@ pub fn login(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     if !scan::in_wechat(req) && req.query("direct") != Some("1") {
         return scan::qr_page(app, req, &next);
     }
-    Ok(begin(app, req, &next))
+    Ok(begin(app, req, &next).into())
 }
 
 /// Starts a login that lands on `next` (a checked local path): 302 to WeChat.

@@ -21,7 +21,7 @@ use Handler::{Calls, Now};
 /// The routes. `/static/...` is matched before this table.
 pub const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Get, "/", Now(pages::home)),
-    (Method::Get, "/login", Now(auth::login)),
+    (Method::Get, "/login", Calls(auth::login)),
     (Method::Get, "/login/scan", Now(scan::scan)),
     (Method::Get, "/login/scan/confirm", Now(scan::confirm_page)),
     (Method::Post, "/login/scan/confirm", Now(scan::confirm)),

@@ -16,12 +16,13 @@
 //!    scanned → done (a session of its own, once) or cancelled; told only to
 //!    the browser the ticket is bound to.
 
-use crate::app::App;
+use crate::app::{App, Step};
 use crate::auth::{begin, default_next};
 use crate::error::AppError;
 use crate::http::{encode_component, Reply, Req};
 use crate::login::{self, ByNonce, Checked, LoginCookie, NONCE_LEN};
 use crate::random;
+use crate::server::Outcome;
 use crate::session::Session;
 use crate::signed::{self, Key, TAG_LEN, TIME_LEN};
 use minijinja::{context, Value};
@@ -255,41 +256,56 @@ impl Scans {
 }
 
 /// The QR page for /login outside WeChat. Stores nothing.
-pub fn qr_page(app: &mut App, req: &Req, next: &str) -> Result<Reply, AppError> {
+pub fn qr_page(app: &mut App, req: &Req, next: &str) -> Step {
     let mut cookie = app.login_cookie_of(req);
     let ua = req.header("user-agent").unwrap_or("");
     let fallback = default_next(app);
-    let next = login::fit(next, &fallback);
+    let next = login::fit(next, &fallback).to_string();
     let ticket = Ticket::issue(
         app.logins.key(),
         &mut cookie,
-        next,
+        &next,
         agent(ua),
         req.client,
         app.clock.now(),
     );
-    // The phone opens the site where this browser sees it; in a demo bound
-    // to every address, a desktop on loopback shows the LAN address, which
-    // the phone can reach (the desktop's poll needs no shared host).
-    let phone_site = if app.config.follow_host {
-        let lan = crate::site::lan_addresses(app.config.listen.ip());
-        crate::site::for_phone(&app.site.url, app.config.listen, &lan)
-    } else {
-        app.site.url.clone()
+    let (site, follow, listen) = (
+        app.site.url.clone(),
+        app.config.follow_host,
+        app.config.listen,
+    );
+    // Drawing the code takes a millisecond or two of CPU, and finding the LAN
+    // address asks the system: a worker does both, so a flood of QR pages is
+    // bounded like any call (per client, and the queue), never on the loop.
+    let draw = move || {
+        // The phone opens the site where this browser sees it; in a demo
+        // bound to every address, a desktop on loopback shows the LAN
+        // address, which the phone can reach (the desktop's poll needs no
+        // shared host).
+        let phone_site = if follow {
+            let lan = crate::site::lan_addresses(listen.ip());
+            crate::site::for_phone(&site, listen, &lan)
+        } else {
+            site
+        };
+        let scan_url = format!("{phone_site}/login/scan?t={ticket}");
+        let svg = qr_svg(&scan_url);
+        (ticket, scan_url, svg)
     };
-    let scan_url = format!("{phone_site}/login/scan?t={ticket}");
-    let refresh_url = app.login_url(next);
-    let direct_url = format!("{refresh_url}&direct=1");
-    let poll_url = app.path("/login/ticket");
-    // Our own drawing of a URL we built: no user data, safe to inline.
-    let svg = Value::from_safe_string(qr_svg(&scan_url));
-    let ctx = context! {
-        ticket, scan_url, direct_url, refresh_url, poll_url, next,
-        ttl_minutes => TICKET_TTL / 60, qr_svg => svg,
+    let show = move |app: &mut App, (ticket, scan_url, svg): (String, String, String)| {
+        let refresh_url = app.login_url(&next);
+        let direct_url = format!("{refresh_url}&direct=1");
+        let poll_url = app.path("/login/ticket");
+        // Our own drawing of a URL we built: no user data, safe to inline.
+        let svg = Value::from_safe_string(svg);
+        let ctx = context! {
+            ticket, scan_url, direct_url, refresh_url, poll_url, next,
+            ttl_minutes => TICKET_TTL / 60, qr_svg => svg,
+        };
+        let page = app.page("scan.html", ctx)?;
+        Ok(page.with_cookie(&app.login_cookie(&cookie)).into())
     };
-    Ok(app
-        .page("scan.html", ctx)?
-        .with_cookie(&app.login_cookie(&cookie)))
+    Ok(Outcome::Wait(app.call(req, draw, show)))
 }
 
 /// The QR code as an inline SVG element.
