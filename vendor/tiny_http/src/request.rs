@@ -1,5 +1,5 @@
 use std::io::Error as IoError;
-use std::io::{self, Cursor, ErrorKind, Read, Write};
+use std::io::{self, BufRead, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -125,7 +125,7 @@ pub fn new_request<R, W>(
     mut writer: W,
 ) -> Result<Request, RequestCreationError>
 where
-    R: Read + Send + 'static,
+    R: BufRead + Send + 'static,
     W: Write + Send + 'static,
 {
     // wxauth patch: the body's framing, strictly (RFC 9112 6). The published
@@ -257,7 +257,7 @@ where
 /// in hex digits only (an extension after `;` ignored), each chunk followed by
 /// its line end, trailers read and dropped. Anything else is a bad request
 /// (400), more than MAX_BODY in all is 413.
-fn read_chunked<R: Read>(source: &mut R) -> Result<Vec<u8>, RequestCreationError> {
+fn read_chunked<R: BufRead>(source: &mut R) -> Result<Vec<u8>, RequestCreationError> {
     let bad = || RequestCreationError::Refused(400);
     let mut body = Vec::new();
     loop {
@@ -309,28 +309,15 @@ fn read_chunked<R: Read>(source: &mut R) -> Result<Vec<u8>, RequestCreationError
 
 /// wxauth patch: one line of a chunked body's framing, ended by LF with or
 /// without CR (as request lines are), without its end.
-fn read_body_line<R: Read>(source: &mut R) -> Result<Vec<u8>, RequestCreationError> {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        if source.read(&mut byte)? == 0 {
-            let info = "the chunked body was cut short";
-            return Err(IoError::new(ErrorKind::ConnectionAborted, info).into());
+fn read_body_line<R: BufRead>(source: &mut R) -> Result<Vec<u8>, RequestCreationError> {
+    use crate::client::{read_line, LineError};
+    read_line(source, MAX_CHUNK_LINE).map_err(|e| match e {
+        LineError::TooLong | LineError::Malformed => RequestCreationError::Refused(400),
+        LineError::Io(e) if e.kind() == ErrorKind::ConnectionAborted => {
+            IoError::new(ErrorKind::ConnectionAborted, "the chunked body was cut short").into()
         }
-        if byte[0] == b'\n' {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            if line.contains(&b'\r') {
-                return Err(RequestCreationError::Refused(400));
-            }
-            return Ok(line);
-        }
-        if line.len() >= MAX_CHUNK_LINE {
-            return Err(RequestCreationError::Refused(400));
-        }
-        line.push(byte[0]);
-    }
+        LineError::Io(e) => e.into(),
+    })
 }
 
 impl Request {
