@@ -13,6 +13,11 @@ use std::time::{Duration, Instant};
 /// The longest any one connect, read or write may take.
 const DEADLINE: Duration = Duration::from_secs(5);
 
+/// How soon a client must be served that a stalled or idle one would hold
+/// up until its timeout (10 s by default, 30 s where a test says so): far
+/// inside either, with room for a loaded 2-core CI.
+const PROMPTLY: Duration = Duration::from_secs(5);
+
 /// A raw client connection that keeps what it read past one answer, so
 /// pipelined answers are read one by one.
 struct Raw {
@@ -572,7 +577,7 @@ fn expect_100_continue_gets_a_100_and_the_body_is_read() {
         200,
         "a session made before"
     );
-    assert!(started.elapsed() < Duration::from_millis(2500));
+    assert!(started.elapsed() < PROMPTLY);
 
     // Nothing to continue for a body over the limit, and an expectation we
     // cannot meet.
@@ -607,7 +612,7 @@ fn an_upgrade_request_with_a_body_holds_up_no_one() {
     assert_eq!(status_line.as_deref(), Ok("HTTP/1.1 303 See Other"));
     assert!(upgrade.closed(), "nothing follows an upgrade request");
     assert_eq!(status(addr, HEALTHZ), "HTTP/1.1 200 OK");
-    assert!(started.elapsed() < Duration::from_millis(2500));
+    assert!(started.elapsed() < PROMPTLY);
     still_fine(&stack, &mut victim);
 }
 
@@ -645,7 +650,7 @@ fn lines_ending_in_a_bare_lf_are_answered() {
     raw.send(b"GET /healthz HTTP/1.1\nHost: x\nConnection: close\n\n");
     assert_eq!(raw.answer().unwrap().status, "HTTP/1.1 200 OK");
     assert!(raw.closed());
-    assert!(started.elapsed() < Duration::from_millis(2500));
+    assert!(started.elapsed() < PROMPTLY);
     // A CR not followed by LF ends nothing: 400.
     let reference = reference(addr);
     refused_and_closed(
@@ -683,7 +688,7 @@ fn idle_kept_alive_connections_give_way_to_a_new_one() {
     let started = Instant::now();
     assert_eq!(status(addr, HEALTHZ), "HTTP/1.1 200 OK");
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(1), "answered in {took:?}");
+    assert!(took < PROMPTLY, "answered in {took:?}");
     // The longest idle gave way (closed by the server); the newest was kept.
     assert!(idle[0].closed(), "the oldest idle connection was closed");
     let newest = idle.last_mut().unwrap();
@@ -720,7 +725,7 @@ fn half_sent_requests_get_new_connections_a_503_until_they_go() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_millis(2500),
+            started.elapsed() < PROMPTLY,
             "still {status} after the slow clients left"
         );
         std::thread::sleep(Duration::from_millis(50));
