@@ -1,6 +1,6 @@
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read, Write};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,7 +78,7 @@ enum ReadError {
 }
 
 /// wxauth patch: why a line could not be read.
-enum LineError {
+pub(crate) enum LineError {
     TooLong,
     Malformed,
     Io(IoError),
@@ -127,45 +127,6 @@ impl ClientConnection {
         self.secure
     }
 
-    /// wxauth patch: reads one line, as bytes. A line ends at LF, with or
-    /// without a CR before it (RFC 9112 2.2 lets a recipient take a bare LF
-    /// for a line end; the published version waited for CRLF and so never
-    /// answered a client that sent LF alone). A CR anywhere else is
-    /// malformed. At most `limit` bytes: the published version read lines
-    /// without bound (upstream issue 56), so a client sending bytes with no
-    /// newline could exhaust memory.
-    fn read_line(&mut self, limit: usize) -> Result<Vec<u8>, LineError> {
-        let mut buf = Vec::new();
-
-        loop {
-            let byte = match self.next_header_source.by_ref().bytes().next() {
-                Some(Ok(b)) => b,
-                Some(Err(e)) => return Err(LineError::Io(e)),
-                None => {
-                    return Err(LineError::Io(IoError::new(
-                        ErrorKind::ConnectionAborted,
-                        "Unexpected EOF",
-                    )))
-                }
-            };
-
-            if byte == b'\n' {
-                if buf.last() == Some(&b'\r') {
-                    buf.pop();
-                }
-                if buf.contains(&b'\r') {
-                    return Err(LineError::Malformed);
-                }
-                return Ok(buf);
-            }
-
-            if buf.len() >= limit {
-                return Err(LineError::TooLong);
-            }
-            buf.push(byte);
-        }
-    }
-
     /// wxauth patch: waits for the first byte of the next request. A
     /// kept-alive connection (one that has had a request) with nothing
     /// buffered waits as idle: when the server has no thread for a new
@@ -196,8 +157,7 @@ impl ClientConnection {
         // wxauth patch: the request line, after at most a few empty lines.
         let mut line = Vec::new();
         for _ in 0..=MAX_EMPTY_LINES {
-            line = self
-                .read_line(MAX_REQUEST_LINE)
+            line = read_line(&mut self.next_header_source, MAX_REQUEST_LINE)
                 .map_err(|e| e.refusal(414))?;
             if !line.is_empty() {
                 break;
@@ -210,8 +170,7 @@ impl ClientConnection {
         let mut headers = Vec::new();
         let mut header_bytes = 0;
         loop {
-            let line = self
-                .read_line(MAX_HEADER_LINE)
+            let line = read_line(&mut self.next_header_source, MAX_HEADER_LINE)
                 .map_err(|e| e.refusal(431))?;
             if line.is_empty() {
                 break;
@@ -347,6 +306,37 @@ impl Iterator for ClientConnection {
         // returning the request
         Some(rq)
     }
+}
+
+/// wxauth patch: reads one line, as bytes, straight from `source`'s
+/// buffer. A line ends at LF, with or without a CR before it (RFC 9112 2.2
+/// lets a recipient take a bare LF for a line end; the published version
+/// waited for CRLF and so never answered a client that sent LF alone). A CR
+/// anywhere else is malformed. At most `limit` bytes: the published version
+/// read lines without bound (upstream issue 56), so a client sending bytes
+/// with no newline could exhaust memory. For request and header lines, and
+/// a chunked body's framing.
+pub(crate) fn read_line<R: BufRead>(source: &mut R, limit: usize) -> Result<Vec<u8>, LineError> {
+    let mut line = Vec::new();
+    source
+        .by_ref()
+        .take(limit as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .map_err(LineError::Io)?;
+    if line.pop() != Some(b'\n') {
+        if line.len() >= limit {
+            return Err(LineError::TooLong);
+        }
+        let eof = IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF");
+        return Err(LineError::Io(eof));
+    }
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    if line.contains(&b'\r') {
+        return Err(LineError::Malformed);
+    }
+    Ok(line)
 }
 
 /// wxauth patch: a token character (RFC 9110 5.6.2): what methods and header

@@ -344,25 +344,23 @@ impl Server {
                         // to end the connection when it idles and the
                         // server needs its thread, or to answer it with a
                         // 503 when no thread can take it.
-                        let control = sock.try_clone().ok().map(Arc::new);
-                        let stream: Stream = match ssl {
-                            None => sock.into(),
+                        // (None over TLS: the socket is the TLS stream's.)
+                        let (stream, control): (Stream, _) = match ssl {
+                            None => {
+                                let control = sock.try_clone().ok().map(Arc::new);
+                                (sock.into(), control)
+                            }
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
                             Some(ref ssl) => {
                                 // trying to apply SSL over the connection
                                 // if an error occurs, we just close the socket and resume listening
                                 match ssl.accept(sock) {
-                                    Ok(s) => s.into(),
+                                    Ok(s) => (s.into(), None),
                                     Err(_) => continue,
                                 }
                             }
                             #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
                             Some(ref _ssl) => unreachable!(),
-                        };
-                        let control = if matches!(stream, Stream::Http(_)) {
-                            control
-                        } else {
-                            None
                         };
 
                         Ok((stream, control))

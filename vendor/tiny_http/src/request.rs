@@ -1,5 +1,5 @@
 use std::io::Error as IoError;
-use std::io::{self, Cursor, ErrorKind, Read, Write};
+use std::io::{self, BufRead, Cursor, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -75,12 +75,6 @@ pub struct Request {
 
     body_length: Option<usize>,
 
-    // true if a `100 Continue` response must be sent when `as_reader()` is called
-    must_send_continue: bool,
-
-    // If Some, a message must be sent after responding
-    notify_when_responded: Option<Sender<()>>,
-
     // wxauth patch: if Some, the response is not written by the thread that
     // calls `respond` but handed to the connection's own thread, which writes it.
     responder: Option<Sender<Responder>>,
@@ -88,30 +82,6 @@ pub struct Request {
 
 /// wxauth patch: a response ready to be written, run by the connection's thread.
 pub(crate) type Responder = Box<dyn FnOnce() + Send + 'static>;
-
-struct NotifyOnDrop<R> {
-    sender: Sender<()>,
-    inner: R,
-}
-
-impl<R: Read> Read for NotifyOnDrop<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
-    }
-}
-impl<R: Write> Write for NotifyOnDrop<R> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-impl<R> Drop for NotifyOnDrop<R> {
-    fn drop(&mut self) {
-        self.sender.send(()).unwrap();
-    }
-}
 
 /// Error that can happen when building a `Request` object.
 #[derive(Debug)]
@@ -155,7 +125,7 @@ pub fn new_request<R, W>(
     mut writer: W,
 ) -> Result<Request, RequestCreationError>
 where
-    R: Read + Send + 'static,
+    R: BufRead + Send + 'static,
     W: Write + Send + 'static,
 {
     // wxauth patch: the body's framing, strictly (RFC 9112 6). The published
@@ -279,8 +249,6 @@ where
         headers,
         body_length,
         // wxauth patch: sent above when needed.
-        must_send_continue: false,
-        notify_when_responded: None,
         responder: None,
     })
 }
@@ -289,7 +257,7 @@ where
 /// in hex digits only (an extension after `;` ignored), each chunk followed by
 /// its line end, trailers read and dropped. Anything else is a bad request
 /// (400), more than MAX_BODY in all is 413.
-fn read_chunked<R: Read>(source: &mut R) -> Result<Vec<u8>, RequestCreationError> {
+fn read_chunked<R: BufRead>(source: &mut R) -> Result<Vec<u8>, RequestCreationError> {
     let bad = || RequestCreationError::Refused(400);
     let mut body = Vec::new();
     loop {
@@ -341,28 +309,15 @@ fn read_chunked<R: Read>(source: &mut R) -> Result<Vec<u8>, RequestCreationError
 
 /// wxauth patch: one line of a chunked body's framing, ended by LF with or
 /// without CR (as request lines are), without its end.
-fn read_body_line<R: Read>(source: &mut R) -> Result<Vec<u8>, RequestCreationError> {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        if source.read(&mut byte)? == 0 {
-            let info = "the chunked body was cut short";
-            return Err(IoError::new(ErrorKind::ConnectionAborted, info).into());
+fn read_body_line<R: BufRead>(source: &mut R) -> Result<Vec<u8>, RequestCreationError> {
+    use crate::client::{read_line, LineError};
+    read_line(source, MAX_CHUNK_LINE).map_err(|e| match e {
+        LineError::TooLong | LineError::Malformed => RequestCreationError::Refused(400),
+        LineError::Io(e) if e.kind() == ErrorKind::ConnectionAborted => {
+            IoError::new(ErrorKind::ConnectionAborted, "the chunked body was cut short").into()
         }
-        if byte[0] == b'\n' {
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-            if line.contains(&b'\r') {
-                return Err(RequestCreationError::Refused(400));
-            }
-            return Ok(line);
-        }
-        if line.len() >= MAX_CHUNK_LINE {
-            return Err(RequestCreationError::Refused(400));
-        }
-        line.push(byte[0]);
-    }
+        LineError::Io(e) => e.into(),
+    })
 }
 
 impl Request {
@@ -445,16 +400,10 @@ impl Request {
 
         self.response_writer.as_mut().unwrap().flush().ok(); // TODO: unused result
 
-        let stream = CustomStream::new(self.extract_reader_impl(), self.extract_writer_impl());
-        if let Some(sender) = self.notify_when_responded.take() {
-            let stream = NotifyOnDrop {
-                sender,
-                inner: stream,
-            };
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        } else {
-            Box::new(stream) as Box<dyn ReadWrite + Send>
-        }
+        Box::new(CustomStream::new(
+            self.extract_reader_impl(),
+            self.extract_writer_impl(),
+        ))
     }
 
     /// Allows to read the body of the request.
@@ -479,24 +428,10 @@ impl Request {
     /// # }
     /// ```
     ///
-    /// If the client sent a `Expect: 100-continue` header with the request, calling this
-    ///  function will send back a `100 Continue` response.
+    /// wxauth patch: a `100 Continue` the client asked for has already been
+    /// sent, and the body read, on the connection's thread.
     #[inline]
     pub fn as_reader(&mut self) -> &mut dyn Read {
-        if self.must_send_continue {
-            let msg = Response::new_empty(StatusCode(100));
-            msg.raw_print(
-                self.response_writer.as_mut().unwrap().by_ref(),
-                self.http_version.clone(),
-                &self.headers,
-                true,
-                None,
-            )
-            .ok();
-            self.response_writer.as_mut().unwrap().flush().ok();
-            self.must_send_continue = false;
-        }
-
         self.data_reader.as_mut().unwrap()
     }
 
@@ -512,16 +447,7 @@ impl Request {
     /// Therefore you should always destroy the `Writer` as soon as possible.
     #[inline]
     pub fn into_writer(mut self) -> Box<dyn Write + Send + 'static> {
-        let writer = self.extract_writer_impl();
-        if let Some(sender) = self.notify_when_responded.take() {
-            let writer = NotifyOnDrop {
-                sender,
-                inner: writer,
-            };
-            Box::new(writer) as Box<dyn Write + Send + 'static>
-        } else {
-            writer
-        }
+        self.extract_writer_impl()
     }
 
     /// Extract the response `Writer` object from the Request, dropping this `Writer` has the same side effects
@@ -566,11 +492,7 @@ impl Request {
             self.hand_over(responder, response);
             return Ok(());
         }
-        let res = self.respond_impl(response);
-        if let Some(sender) = self.notify_when_responded.take() {
-            sender.send(()).unwrap();
-        }
-        res
+        self.respond_impl(response)
     }
 
     fn respond_impl<R>(&mut self, response: Response<R>) -> Result<(), IoError>
@@ -658,9 +580,6 @@ impl Drop for Request {
                 return;
             }
             let _ = self.respond_impl(response); // ignoring any potential error
-            if let Some(sender) = self.notify_when_responded.take() {
-                sender.send(()).unwrap();
-            }
         }
     }
 }

@@ -1,5 +1,5 @@
 use std::io::Result as IoResult;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 
 use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, Sender};
@@ -153,13 +153,26 @@ impl<R: Read + Send> SequentialReader<std::io::BufReader<R>> {
 
     /// Waits for its turn, then for data: Ok(false) at the end of the stream.
     pub fn wait_for_data(&mut self) -> IoResult<bool> {
-        use std::io::BufRead;
+        Ok(!self.fill_buf()?.is_empty())
+    }
+}
+
+/// wxauth patch: lines are read straight from the buffer (`read_until`),
+/// not a byte at a time through `Read`.
+impl<R: Read + Send> BufRead for SequentialReader<BufReader<R>> {
+    fn fill_buf(&mut self) -> IoResult<&[u8]> {
         if let SequentialReaderInner::Waiting(ref recv) = self.inner {
             self.inner = SequentialReaderInner::MyTurn(recv.recv().unwrap());
         }
         match self.inner {
-            SequentialReaderInner::MyTurn(ref mut reader) => Ok(!reader.fill_buf()?.is_empty()),
+            SequentialReaderInner::MyTurn(ref mut reader) => reader.fill_buf(),
             _ => unreachable!(),
+        }
+    }
+
+    fn consume(&mut self, amount: usize) {
+        if let SequentialReaderInner::MyTurn(ref mut reader) = self.inner {
+            reader.consume(amount);
         }
     }
 }
