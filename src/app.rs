@@ -233,6 +233,14 @@ impl App {
             .find_map(|id| Some((id.to_string(), self.sessions.get(id, now)?)))
     }
 
+    /// Ends every session the browser sent (logout; a login in that browser).
+    pub fn end_sessions(&mut self, req: &Req) {
+        let ids: Vec<String> = self.session_ids(req).map(str::to_string).collect();
+        for id in ids {
+            self.sessions.remove(&id);
+        }
+    }
+
     /// Every session id the browser sent (to end them all at logout or login).
     pub fn session_ids<'a>(&'a self, req: &'a Req) -> impl Iterator<Item = &'a str> + 'a {
         req.cookies_named(self.session_cookie_name)

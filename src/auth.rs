@@ -261,10 +261,7 @@ fn session_of(
 /// POST /logout: ends the session on the server (every session id the
 /// browser sent), clears the cookie, 303 home.
 pub fn logout(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    let ids: Vec<String> = app.session_ids(req).map(str::to_string).collect();
-    for id in ids {
-        app.sessions.remove(&id);
-    }
+    app.end_sessions(req);
     Ok(Reply::redirect(303, &app.path("/")).with_cookie(&app.session_cookie_cleared()))
 }
 

@@ -540,10 +540,7 @@ pub fn status(app: &mut App, req: &Req) -> Result<Reply, AppError> {
         Status::Claimed => return Ok(answer("expired", 410)),
     };
     // The desktop gets a session of its own; one it held before is ended.
-    let old: Vec<String> = app.session_ids(req).map(str::to_string).collect();
-    for id in old {
-        app.sessions.remove(&id);
-    }
+    app.end_sessions(req);
     let sid = app.sessions.create(*session, now);
     Ok(Reply::json(&json!({ "status": "done", "next": next }))
         .with_cookie(&app.session_cookie(&sid)))
