@@ -98,8 +98,29 @@ pub fn load(
     if let Some(key) = key {
         *logins = Logins::new(key);
     }
+    // Logins refuse an openid or unionid no header could carry
+    // (wechat::identity); a file from before that rule could hold one. Such
+    // a session is left behind here, once, rather than checked on every
+    // /auth/check.
+    let mut unusable = 0;
     for (id, session) in saved.sessions {
-        sessions.restore(&id, session, now);
+        let user = &session.user;
+        let usable = crate::wechat::identity("openid", user.openid()).is_ok()
+            && user
+                .unionid()
+                .is_none_or(|u| crate::wechat::identity("unionid", u).is_ok());
+        if usable {
+            sessions.restore(&id, session, now);
+        } else {
+            unusable += 1;
+        }
+    }
+    if unusable > 0 {
+        crate::log::warn(&format!(
+            "{}: {unusable} saved session(s) hold an openid or unionid no header can carry; \
+             left out (those users log in again)",
+            path.display()
+        ));
     }
     for (nonce, session, expires) in &saved.spent {
         logins.restore(nonce, session.as_deref(), *expires, now);

@@ -176,7 +176,7 @@ fn the_nginx_gateway_sends_every_route_of_wxauth_to_wxauth() {
 }
 
 #[test]
-fn a_stored_identity_a_header_cannot_carry_is_refused_not_dropped() {
+fn a_saved_identity_a_header_cannot_carry_is_left_behind_at_start() {
     use wxauth::session::{Session, SessionStore, StoredUser, Tokens};
     // Logins refuse such an openid; a session file from before could hold one.
     let dir = std::env::temp_dir().join(format!("wxauth-badid-{}", std::process::id()));
@@ -204,7 +204,13 @@ fn a_stored_identity_a_header_cannot_carry_is_refused_not_dropped() {
     let mut browser = Browser::new();
     browser.jar.insert("wxauth_session".into(), sid);
     let check = browser.get(&stack.url("/auth/check"));
-    assert_eq!(check.status, 500, "nginx must not let this through");
+    assert_eq!(check.status, 401, "nginx must not let this through");
+    // Published after each request: this reading follows the check.
+    assert_eq!(
+        stack.app.stats().sessions,
+        0,
+        "the session was not restored"
+    );
     assert_eq!(check.header("x-wechat-openid"), None);
     assert_eq!(check.header("x-injected"), None, "{:?}", check.headers);
     std::fs::remove_dir_all(&dir).ok();
