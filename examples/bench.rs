@@ -170,7 +170,7 @@ impl Client {
         let consent = self.get(&authorize, "");
         assert_eq!(consent.status().as_u16(), 200, "the consent page");
         let query = authorize.split_once('?').map(|(_, q)| q).unwrap_or("");
-        let params = wxauth::http::parse_query(query);
+        let params = wxauth_app::transport::http::parse_query(query);
         let param = |k: &str| {
             params
                 .iter()

@@ -21,10 +21,16 @@ fn main() {
         .expect("TCP_NODELAY");
     let server = tiny_http::Server::from_listener(listener, None).expect("serve");
     let mut env = Environment::new();
-    env.add_template("base.html", include_str!("../templates/base.html"))
-        .expect("base.html parses");
-    env.add_template("profile.html", include_str!("../templates/profile.html"))
-        .expect("profile.html parses");
+    env.add_template(
+        "base.html",
+        include_str!("../crates/app/templates/base.html"),
+    )
+    .expect("base.html parses");
+    env.add_template(
+        "profile.html",
+        include_str!("../crates/app/templates/profile.html"),
+    )
+    .expect("profile.html parses");
     let template = env
         .get_template("profile.html")
         .expect("profile.html exists");

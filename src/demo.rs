@@ -2,11 +2,11 @@
 //! the app at it. With `main.rs`, the only code that names the simulator, so
 //! it can never answer in production by accident.
 
-use crate::config::Config;
-use crate::server::{Listener, Running};
-use crate::sim::{self, SimConfig};
 use std::io;
 use std::net::SocketAddr;
+use wxauth_app::config::Config;
+use wxauth_app::transport::server::{Listener, Running};
+use wxauth_sim::{self as sim, SimConfig};
 
 /// The secret `wxauth sim` accepts when none is configured. It guards nothing:
 /// the simulator is a stand-in for WeChat on loopback.

@@ -4,21 +4,21 @@
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::process::ExitCode;
-use wxauth::app::App;
-use wxauth::clock::Clock;
-use wxauth::config::{Config, ConfigError, RawConfig, SETTINGS};
 use wxauth::demo::{self, SIM_DEFAULT_SECRET};
-use wxauth::server::{Listener, Stopper};
-use wxauth::sim::Sim;
+use wxauth_app::clock::Clock;
+use wxauth_app::config::{Config, ConfigError, RawConfig, SETTINGS};
+use wxauth_app::transport::server::{Listener, Stopper};
+use wxauth_app::web::app::App;
+use wxauth_sim::Sim;
 
 /// `println!` that never panics on a closed stdout (see `log::out`).
 macro_rules! out {
-    ($($arg:tt)*) => { wxauth::log::out(&format!($($arg)*)) };
+    ($($arg:tt)*) => { wxauth_app::log::out(&format!($($arg)*)) };
 }
 
 /// `eprintln!` that never panics on a closed stderr.
 macro_rules! err {
-    ($($arg:tt)*) => { wxauth::log::err(&format!($($arg)*)) };
+    ($($arg:tt)*) => { wxauth_app::log::err(&format!($($arg)*)) };
 }
 
 fn main() -> ExitCode {
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    wxauth::log::set_level(&config.log);
+    wxauth_app::log::set_level(&config.log);
     if matches!(command, "serve" | "check-config") {
         for warning in &config.warnings {
             err!("wxauth: warning: {warning}");
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     match command {
         "check-config" => {
             // Everything serve checks before binding, templates included.
-            if let Err(e) = wxauth::render::environment(config.templates.as_deref()) {
+            if let Err(e) = wxauth_app::web::render::environment(config.templates.as_deref()) {
                 err!("wxauth: WXAUTH_TEMPLATES: {e}");
                 return ExitCode::from(2);
             }
@@ -139,7 +139,7 @@ fn serve(mut config: Config) -> ExitCode {
 /// Where to open the demo: on this machine, and from a phone on the same
 /// network when the app listens on every address (0.0.0.0 or ::).
 fn demo_lines(config: &Config, bound: std::net::SocketAddr) {
-    use wxauth::site;
+    use wxauth_app::web::site;
     out!("demo mode: WeChat is simulated, no appid needed");
     out!(
         "  app:       {}   <- open this in a browser and log in",
@@ -215,12 +215,12 @@ fn sim(config: Config) -> ExitCode {
 
 /// `wxauth menu create [FILE] | show | delete`: the account's custom menu.
 fn menu(config: Config, words: &[String]) -> ExitCode {
-    use wxauth::account::{self, BaseToken};
+    use wxauth_app::wechat::account::{self, BaseToken};
     if config.demo {
         err!("wxauth: menu: needs WXAUTH_APPID and a secret (demo mode has no account; point WXAUTH_API_BASE at `wxauth sim` to try it)");
         return ExitCode::from(2);
     }
-    let client = wxauth::wechat::WechatClient::new(&config);
+    let client = wxauth_app::wechat::client::WechatClient::new(&config);
     let (mut cache, clock) = (BaseToken::default(), Clock::new());
     let result = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["create"] => {

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|next: &str| {
-    if let Some(kept) = wxauth::auth::local_path(next) {
+    if let Some(kept) = wxauth_app::web::handlers::login::local_path(next) {
         let bytes = kept.as_bytes();
         assert!(bytes[0] == b'/' && bytes.get(1) != Some(&b'/') && bytes.get(1) != Some(&b'\\'));
         assert!(kept.is_ascii() && !kept.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'\\'));

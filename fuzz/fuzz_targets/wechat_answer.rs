@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
-    if let Ok(value) = wxauth::wechat::parse_answer(body) {
-        let _ = wxauth::wechat::WechatUser::from_value(value);
+    if let Ok(value) = wxauth_app::wechat::client::parse_answer(body) {
+        let _ = wxauth_app::wechat::client::WechatUser::from_value(value);
     }
 });

@@ -363,7 +363,7 @@ fn a_location_built_from_input_never_carries_a_header_break() {
         let mut browser = Browser::new();
         let authorize = browser.start_login(
             &stack,
-            Some(&wxauth::http::parse_query(&format!("n={next}"))[0].1),
+            Some(&wxauth_app::transport::http::parse_query(&format!("n={next}"))[0].1),
         );
         let callback = browser.consent(&authorize, 0, true);
         let done = browser.get(&callback);

@@ -59,7 +59,7 @@ impl Chrome {
         let profile = std::env::temp_dir().join(format!(
             "wxauth-chrome-{}-{}",
             std::process::id(),
-            wxauth::random::token(8)
+            wxauth_app::random::token(8)
         ));
         std::fs::create_dir_all(&profile).unwrap();
         // The flags a machine without network needs: no background traffic at all.
@@ -415,11 +415,11 @@ fn the_simulator_shows_wechats_error_for_a_wrong_callback_domain() {
         return;
     };
     let stack = start();
-    let wrong = wxauth::http::encode_component("https://evil.example/callback");
+    let wrong = wxauth_app::transport::http::encode_component("https://evil.example/callback");
     chrome.navigate(&format!(
         "{}/connect/oauth2/authorize?appid={}&redirect_uri={wrong}&response_type=code&scope=snsapi_userinfo&state=abc#wechat_redirect",
         stack.sim_url,
-        wxauth::config::DEMO_APPID
+        wxauth_app::config::DEMO_APPID
     ));
     let text = chrome.text();
     assert!(

@@ -587,7 +587,7 @@ fn logs_carry_the_errcode_and_never_a_code_state_or_token() {
     );
     let (first_code, state) = {
         let q = callback.split_once('?').unwrap().1;
-        let pairs = wxauth::http::parse_query(q);
+        let pairs = wxauth_app::transport::http::parse_query(q);
         let get = |k: &str| pairs.iter().find(|(n, _)| n == k).unwrap().1.clone();
         (get("code"), get("state"))
     };
@@ -648,7 +648,7 @@ fn a_demo_on_every_address_prints_the_addresses_a_phone_can_use() {
     assert!(!text.contains("http://0.0.0.0"), "{text}");
     // Where a phone opens it: each address the machine has on the network
     // (here as the app finds them; the test never connects to one).
-    let lan = wxauth::site::lan_addresses("0.0.0.0".parse().unwrap());
+    let lan = wxauth_app::web::site::lan_addresses("0.0.0.0".parse().unwrap());
     for ip in &lan {
         let line = format!("phone:     http://{ip}:{port}");
         assert!(

@@ -22,7 +22,7 @@ fn auth_check_says_who_is_logged_in_and_nothing_otherwise() {
     );
     let nickname = check.header("x-wechat-nickname").unwrap();
     assert!(nickname.is_ascii(), "percent-encoded: {nickname}");
-    let decoded = wxauth::http::parse_query(&format!("n={nickname}"));
+    let decoded = wxauth_app::transport::http::parse_query(&format!("n={nickname}"));
     assert_eq!(decoded[0].1, "熊猫🐼小明");
     assert_eq!(check.header("cache-control"), Some("no-store"));
     // A user without a unionid gets no X-WeChat-UnionID header at all.
@@ -138,12 +138,12 @@ fn the_nginx_gateway_sends_every_route_of_wxauth_to_wxauth() {
         .split('|')
         .map(|p| format!("/{}", p.replace("\\.", ".")))
         .collect();
-    let mut wanted: Vec<String> = wxauth::routes::ROUTES
+    let mut wanted: Vec<String> = wxauth_app::web::routes::ROUTES
         .iter()
         .map(|(_, path, _)| path.to_string())
         .filter(|path| !NOT_ROUTED.contains(&path.as_str()))
         .collect();
-    wanted.extend(wxauth::assets::names().map(|name| format!("/static/{name}")));
+    wanted.extend(wxauth_app::web::assets::names().map(|name| format!("/static/{name}")));
     for path in &wanted {
         assert!(
             routed.contains(path),
@@ -177,18 +177,18 @@ fn the_nginx_gateway_sends_every_route_of_wxauth_to_wxauth() {
 
 #[test]
 fn a_saved_identity_a_header_cannot_carry_is_left_behind_at_start() {
-    use wxauth::session::{Session, SessionStore, StoredUser, Tokens};
+    use wxauth_app::store::sessions::{Session, SessionStore, StoredUser, Tokens};
     // Logins refuse such an openid; a session file from before could hold one.
     let dir = std::env::temp_dir().join(format!("wxauth-badid-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("sessions.json");
     let mut sessions = SessionStore::new(3600, 10);
-    let user = wxauth::wechat::WechatUser {
+    let user = wxauth_app::wechat::client::WechatUser {
         openid: "oBad\r\nX-Injected: 1".into(),
         ..Default::default()
     };
     let session = Session {
-        scope: wxauth::config::Scope::Base,
+        scope: wxauth_app::config::Scope::Base,
         user: StoredUser::from(user),
         tokens: Tokens::new("A", "R", i64::MAX, i64::MAX),
         expires: 0,
@@ -198,8 +198,8 @@ fn a_saved_identity_a_header_cannot_carry_is_left_behind_at_start() {
         .unwrap()
         .as_secs() as i64;
     let sid = sessions.create(session, now);
-    let logins = wxauth::login::Logins::new(wxauth::signed::Key::random());
-    wxauth::persist::save(&file, &sessions, &logins).unwrap();
+    let logins = wxauth_app::store::logins::Logins::new(wxauth_app::store::signed::Key::random());
+    wxauth_app::store::session_file::save(&file, &sessions, &logins).unwrap();
     let stack = start_with(&[("WXAUTH_SESSION_FILE", file.to_str().unwrap())]);
     let mut browser = Browser::new();
     browser.jar.insert("wxauth_session".into(), sid);

@@ -169,7 +169,7 @@ fn a_demo_on_every_address_logs_in_on_each_of_them() {
         // The desktop's QR code holds an address the phone can open: these
         // are all loopback, which on a phone is the phone itself, so the
         // machine's LAN address when it has one (the test never opens it).
-        let lan = wxauth::site::lan_addresses("0.0.0.0".parse().unwrap());
+        let lan = wxauth_app::web::site::lan_addresses("0.0.0.0".parse().unwrap());
         let phone = match lan.first() {
             Some(ip) => format!("http://{}", std::net::SocketAddr::new(*ip, port(&stack))),
             None => site.clone(),
@@ -234,11 +234,12 @@ fn a_foreign_host_is_never_followed_in_demo_mode() {
         "still logged in"
     );
     // The simulator sends no browser to a host the demo does not listen on.
-    let wrong = wxauth::http::encode_component(&format!("http://127.0.0.2:{app}/callback"));
+    let wrong =
+        wxauth_app::transport::http::encode_component(&format!("http://127.0.0.2:{app}/callback"));
     let link = format!(
         "{}/connect/oauth2/authorize?appid={}&redirect_uri={wrong}&response_type=code&scope=snsapi_userinfo&state=abc",
         stack.sim_url,
-        wxauth::config::DEMO_APPID
+        wxauth_app::config::DEMO_APPID
     );
     let page = Browser::new().get(&link);
     assert!(page.body.contains("10003"), "{}", page.body);

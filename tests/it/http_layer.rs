@@ -365,7 +365,7 @@ fn consent_form(stack: &Stack, browser: &mut Browser) -> (SocketAddr, String) {
     ];
     let form: Vec<String> = fields
         .iter()
-        .map(|(k, v)| format!("{k}={}", wxauth::http::encode_component(v)))
+        .map(|(k, v)| format!("{k}={}", wxauth_app::transport::http::encode_component(v)))
         .collect();
     let sim = stack.sim_url.trim_start_matches("http://").parse().unwrap();
     (sim, form.join("&"))

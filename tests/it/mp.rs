@@ -107,8 +107,8 @@ fn a_subscribe_is_answered_with_the_login_link_to_the_right_user() {
         let resp = push(&stack, &event("subscribe", key, now() - (key.len() as i64)));
         assert_eq!(resp.status, 200, "{}", resp.body);
         assert!(resp.header("content-type").unwrap().contains("xml"));
-        let reply =
-            wxauth::mp::Message::parse(resp.body.as_bytes()).expect("a valid passive reply");
+        let reply = wxauth_app::wechat::message::Message::parse(resp.body.as_bytes())
+            .expect("a valid passive reply");
         assert_eq!(
             reply.to, "oSim0PandaXiaoMingEmoji00001",
             "back to the subscriber"
@@ -303,7 +303,7 @@ fn an_invalid_menu_file_is_refused_before_any_call_to_wechat() {
 
 #[test]
 fn the_base_token_is_fetched_once_for_many_calls_and_again_after_expiry() {
-    use wxauth::account::{menu_show, BaseToken};
+    use wxauth_app::wechat::account::{menu_show, BaseToken};
     let stack = start_real(&[]);
     let env = [
         ("WXAUTH_APPID", "wx000000000000test"),
@@ -312,12 +312,12 @@ fn the_base_token_is_fetched_once_for_many_calls_and_again_after_expiry() {
         ("WXAUTH_API_BASE", stack.sim_url.as_str()),
     ]
     .map(|(k, v)| (k.to_string(), v.to_string()));
-    let config = wxauth::config::Config::from_raw(
-        &wxauth::config::RawConfig::from_env_and_args(env, &[]).unwrap(),
+    let config = wxauth_app::config::Config::from_raw(
+        &wxauth_app::config::RawConfig::from_env_and_args(env, &[]).unwrap(),
     )
     .unwrap();
-    let client = wxauth::wechat::WechatClient::new(&config);
-    let clock = wxauth::clock::Clock::new();
+    let client = wxauth_app::wechat::client::WechatClient::new(&config);
+    let clock = wxauth_app::clock::Clock::new();
     let mut cache = BaseToken::default();
     for _ in 0..10 {
         // 46003 (no menu yet) is fine: the call was made with a token.

@@ -2,7 +2,7 @@
 //! static assets, 404 and 405, and the repaired and escaped nicknames.
 
 use crate::support::{start, Browser};
-use wxauth::routes::ROUTES;
+use wxauth_app::web::routes::ROUTES;
 
 #[test]
 fn a_guest_sees_the_login_link() {
@@ -265,7 +265,7 @@ fn unknown_paths_are_a_404_page_and_wrong_methods_a_405_with_allow() {
         }
         // Every route refuses the other method with an Allow naming its own.
         let resp = match method {
-            wxauth::http::Method::Get => browser.post(&stack.url(path), &[]),
+            wxauth_app::transport::http::Method::Get => browser.post(&stack.url(path), &[]),
             _ => browser.get(&stack.url(path)),
         };
         assert_eq!(resp.status, 405, "{path}");

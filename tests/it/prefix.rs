@@ -167,7 +167,10 @@ fn next_under_a_prefix_lands_where_it_says_and_only_on_this_host() {
         ("https://evil.example/", "/wx/profile"),
     ] {
         let mut browser = Browser::new();
-        let path = format!("/wx/login?next={}", wxauth::http::encode_component(next));
+        let path = format!(
+            "/wx/login?next={}",
+            wxauth_app::transport::http::encode_component(next)
+        );
         let login = browser.get(&stack.url(&path));
         let done = consent_and_callback(&stack, &mut browser, login.location(), 0);
         assert_eq!(done.location(), lands, "next={next}");

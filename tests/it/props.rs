@@ -6,12 +6,14 @@
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use wxauth::auth::local_path;
-use wxauth::http::{encode_component, encode_query, parse_cookies, parse_query, Req};
-use wxauth::login::Logins;
-use wxauth::session::SessionStore;
-use wxauth::signed::Key;
-use wxauth::wechat::{parse_answer, repair, WechatUser};
+use wxauth_app::store::logins::Logins;
+use wxauth_app::store::sessions::SessionStore;
+use wxauth_app::store::signed::Key;
+use wxauth_app::transport::http::{
+    encode_component, encode_query, parse_cookies, parse_query, Req,
+};
+use wxauth_app::web::handlers::login::local_path;
+use wxauth_app::wechat::client::{parse_answer, repair, WechatUser};
 
 /// Where a kept `next` must lead: judged by the WHATWG URL parser that
 /// browsers implement, not by our own idea of a path.
@@ -257,7 +259,7 @@ proptest! {
             SessionStore::new(100, 10),
             Logins::new(Key::random()),
         );
-        let _ = wxauth::persist::load(&path, &mut sessions, &mut logins, 0);
+        let _ = wxauth_app::store::session_file::load(&path, &mut sessions, &mut logins, 0);
         let _ = std::fs::remove_file(&path);
     }
 }

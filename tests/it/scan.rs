@@ -26,7 +26,11 @@ fn qr(stack: &Stack, desktop: &mut Browser) -> (String, String) {
     );
     assert!(desktop.jar.contains_key("wxauth_login"));
     let ticket = attribute(&page.body, "data-ticket");
-    assert_eq!(ticket.len(), wxauth::scan::TICKET_LEN, "{ticket}");
+    assert_eq!(
+        ticket.len(),
+        wxauth_app::web::handlers::scan::TICKET_LEN,
+        "{ticket}"
+    );
     assert!(ticket.bytes().all(|b| b.is_ascii_alphanumeric()));
     let scan_url = format!("{}/login/scan?t={ticket}", stack.app_url);
     (ticket, scan_url)
@@ -277,7 +281,12 @@ fn a_post_without_the_pages_token_or_from_another_site_is_refused() {
     }
     // The right form, sent by another site's page.
     // Bytes no page of ours sends as the ticket.
-    for bad in ["", "<script>", &"A".repeat(wxauth::scan::TICKET_LEN), "é"] {
+    for bad in [
+        "",
+        "<script>",
+        &"A".repeat(wxauth_app::web::handlers::scan::TICKET_LEN),
+        "é",
+    ] {
         assert_eq!(
             decided(&stack, &mut phone, "confirm", bad, &token),
             410,

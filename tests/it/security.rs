@@ -47,7 +47,8 @@ fn a_spoofed_host_header_changes_nothing_in_the_authorize_redirect() {
         ],
     );
     assert_eq!(resp.status, 302);
-    let expected = wxauth::http::encode_component(&format!("{}/callback", stack.app_url));
+    let expected =
+        wxauth_app::transport::http::encode_component(&format!("{}/callback", stack.app_url));
     assert!(
         resp.location()
             .contains(&format!("redirect_uri={expected}&")),

@@ -4,7 +4,7 @@
 
 use crate::sim_harness::{start, Resp, TestSim, APPID, OPENID_0, SECRET};
 use std::time::{Duration, Instant};
-use wxauth::http::encode_component;
+use wxauth_app::transport::http::encode_component;
 
 const CALLBACK: &str = "http://127.0.0.1:8080/callback";
 
@@ -18,7 +18,7 @@ impl TestSim {
         let resp = self.confirm(user, scope, "st4te", "allow");
         assert_eq!(resp.status, 302, "{}", resp.text());
         let query = resp.location().split_once('?').expect("a query").1;
-        let pairs = wxauth::http::parse_query(query);
+        let pairs = wxauth_app::transport::http::parse_query(query);
         let code = pairs.iter().find(|(k, _)| k == "code").expect("a code");
         code.1.clone()
     }

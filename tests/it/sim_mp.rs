@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use wxauth::http::parse_query;
+use wxauth_app::transport::http::parse_query;
 
 /// The app's WXAUTH_TOKEN in these tests.
 const TOKEN: &str = "wxauthMessageToken42";

@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
-use wxauth::app::{self, AppHandle};
-use wxauth::config::{Config, RawConfig};
 use wxauth::demo;
-use wxauth::server::{Listener, Running};
+use wxauth_app::config::{Config, RawConfig};
+use wxauth_app::transport::server::{Listener, Running};
+use wxauth_app::web::app::{self, AppHandle};
 
 /// The app and its simulator, as demo mode wires them. Dropping stops both.
 pub struct Stack {
@@ -28,7 +28,7 @@ pub fn start_with(settings: &[(&str, &str)]) -> Stack {
     let env = settings_with(settings);
     let raw = RawConfig::from_env_and_args(env, &[]).expect("test settings parse");
     let mut config = Config::from_raw(&raw).expect("test settings are valid");
-    wxauth::log::set_level(&config.log);
+    wxauth_app::log::set_level(&config.log);
     // WXAUTH_LISTEN: 127.0.0.1:0 unless a test asks for 0.0.0.0:0.
     let listener = Listener::bind_with_timeout(&config.listen.to_string(), config.client_timeout)
         .expect("bind the app");
@@ -68,7 +68,7 @@ pub fn start_real(settings: &[(&str, &str)]) -> Stack {
     }
     let raw = RawConfig::from_env_and_args(env, &[]).expect("test settings parse");
     let config = Config::from_raw(&raw).expect("test settings are valid");
-    let sim = wxauth::sim::start(sim_listener, demo::sim_config(&config, secret));
+    let sim = wxauth_sim::start(sim_listener, demo::sim_config(&config, secret));
     let app = app::start(listener, config).expect("start the app");
     Stack {
         app_url,
@@ -309,7 +309,10 @@ impl Browser {
     /// GET /login and return WeChat's (the simulator's) authorize URL.
     pub fn start_login(&mut self, stack: &Stack, next: Option<&str>) -> String {
         let path = match next {
-            Some(next) => format!("/login?next={}", wxauth::http::encode_component(next)),
+            Some(next) => format!(
+                "/login?next={}",
+                wxauth_app::transport::http::encode_component(next)
+            ),
             None => "/login".to_string(),
         };
         let resp = self.get(&stack.url(&path));
@@ -392,7 +395,7 @@ pub fn url_params(url: &str) -> Vec<(String, String)> {
         .next()
         .and_then(|u| u.split_once('?'))
         .map_or("", |(_, q)| q);
-    wxauth::http::parse_query(query)
+    wxauth_app::transport::http::parse_query(query)
 }
 
 /// One parameter of `url_params`, or "" when it is absent.

@@ -512,10 +512,11 @@ impl Server {
     /// its own saves a thread hop per request. Requests already queued are
     /// handed over first. `recv` then returns only on `unblock`.
     pub fn deliver_to(&self, mut deliver: impl FnMut(IoResult<Request>) + Send + 'static) {
-        self.messages.deliver_to(Box::new(move |message| match message {
-            Message::NewRequest(rq) => deliver(Ok(rq)),
-            Message::Error(err) => deliver(Err(err)),
-        }));
+        self.messages
+            .deliver_to(Box::new(move |message| match message {
+                Message::NewRequest(rq) => deliver(Ok(rq)),
+                Message::Error(err) => deliver(Err(err)),
+            }));
     }
 
     /// Unblock thread stuck in recv() or incoming_requests().

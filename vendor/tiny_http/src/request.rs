@@ -313,9 +313,11 @@ fn read_body_line<R: BufRead>(source: &mut R) -> Result<Vec<u8>, RequestCreation
     use crate::client::{read_line, LineError};
     read_line(source, MAX_CHUNK_LINE).map_err(|e| match e {
         LineError::TooLong | LineError::Malformed => RequestCreationError::Refused(400),
-        LineError::Io(e) if e.kind() == ErrorKind::ConnectionAborted => {
-            IoError::new(ErrorKind::ConnectionAborted, "the chunked body was cut short").into()
-        }
+        LineError::Io(e) if e.kind() == ErrorKind::ConnectionAborted => IoError::new(
+            ErrorKind::ConnectionAborted,
+            "the chunked body was cut short",
+        )
+        .into(),
         LineError::Io(e) => e.into(),
     })
 }
@@ -527,13 +529,7 @@ impl Request {
         let headers = std::mem::take(&mut self.headers);
         let do_not_send_body = self.method == Method::Head;
         let write = move || {
-            let _ = response.raw_print(
-                writer.by_ref(),
-                version,
-                &headers,
-                do_not_send_body,
-                None,
-            );
+            let _ = response.raw_print(writer.by_ref(), version, &headers, do_not_send_body, None);
             let _ = writer.flush();
             // The writer first: dropping it lets a later response go out.
             drop(writer);
@@ -557,7 +553,6 @@ impl Request {
             _ => Err(err),
         })
     }
-
 }
 
 impl fmt::Debug for Request {

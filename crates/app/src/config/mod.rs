@@ -1,0 +1,1188 @@
+//! Configuration: `RawConfig` collects strings from the environment and the
+//! command line (a flag overrides its WXAUTH_* twin); `Config::from_raw`
+//! validates all of it at once and derives what follows (demo mode,
+//! redirect_uri, Secure cookies). Nothing here binds a socket.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Every setting: (environment variable, flag, default, help line). The one
+/// place defaults live; `--help` is printed from it.
+#[rustfmt::skip]
+pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
+    ("WXAUTH_LISTEN", "--listen", "127.0.0.1:8080", "address the app binds"),
+    ("WXAUTH_APPID", "--appid", "", "Official Account appid (unset: demo mode)"),
+    ("WXAUTH_SECRET", "", "", "appsecret (environment only)"),
+    ("WXAUTH_SECRET_FILE", "--secret-file", "", "file holding the appsecret"),
+    ("WXAUTH_PUBLIC_URL", "--public-url", "", "external base URL; callback = URL/callback"),
+    ("WXAUTH_SCOPE", "--scope", "snsapi_userinfo", "snsapi_userinfo or snsapi_base"),
+    ("WXAUTH_LANG", "--lang", "zh_CN", "sns/userinfo lang: zh_CN, zh_TW, en"),
+    ("WXAUTH_OPEN_BASE", "--open-base", "https://open.weixin.qq.com", "authorize page base"),
+    ("WXAUTH_API_BASE", "--api-base", "https://api.weixin.qq.com", "server API base"),
+    ("WXAUTH_SESSION_TTL", "--session-ttl", "604800", "session lifetime, seconds"),
+    ("WXAUTH_MAX_SESSIONS", "--max-sessions", "100000", "sessions kept; oldest evicted"),
+    ("WXAUTH_SESSION_FILE", "--session-file", "", "sessions saved here at shutdown"),
+    ("WXAUTH_DEMO", "--demo", "0", "1: run the built-in WeChat simulator"),
+    ("WXAUTH_SIM_LISTEN", "--sim-listen", "LISTEN's IP:8081", "simulator address (demo)"),
+    ("WXAUTH_TEMPLATES", "--templates", "", "directory overriding the templates"),
+    ("WXAUTH_UPSTREAM_TIMEOUT", "--upstream-timeout", "8", "whole WeChat call, seconds"),
+    ("WXAUTH_CONNECT_TIMEOUT", "--connect-timeout", "3", "connecting to WeChat, seconds"),
+    ("WXAUTH_CLIENT_TIMEOUT", "--client-timeout", "10", "idle or slow client cut off, seconds"),
+    ("WXAUTH_UPSTREAM_WORKERS", "--upstream-workers", "64", "WeChat calls made at once, at most"),
+    ("WXAUTH_UPSTREAM_PER_CLIENT", "--upstream-per-client", "8", "one client's requests waiting on WeChat"),
+    ("WXAUTH_TRUSTED_PROXIES", "--trusted-proxies", "127.0.0.1,::1", "peers whose X-Real-IP is the client"),
+    ("WXAUTH_LOG", "--log", "info", "off, error, warn, info, debug"),
+    ("WXAUTH_TOKEN", "", "", "服务器配置 Token: enables /wechat (env only)"),
+    ("WXAUTH_ALLOW", "--allow", "", "file of allowed openids/unionids (/auth/check)"),
+];
+
+/// Variables outside WXAUTH_* that configuration reads: systemd's
+/// credentials directory, and its marks of a service start (non-interactive).
+const FROM_THE_ENVIRONMENT: [&str; 3] =
+    ["CREDENTIALS_DIRECTORY", "INVOCATION_ID", "JOURNAL_STREAM"];
+
+/// WXAUTH_* variables that are not settings but may be set around wxauth:
+/// the test suite's switch for its real-browser tests.
+const IGNORED: [&str; 1] = ["WXAUTH_E2E"];
+
+/// What people write for a setting that has another name here.
+const SYNONYMS: &[(&str, &str)] = &[
+    ("PORT", "WXAUTH_LISTEN"),
+    ("HOST", "WXAUTH_LISTEN"),
+    ("BIND", "WXAUTH_LISTEN"),
+    ("ADDR", "WXAUTH_LISTEN"),
+    ("ADDRESS", "WXAUTH_LISTEN"),
+    ("APP_ID", "WXAUTH_APPID"),
+    ("APPSECRET", "WXAUTH_SECRET"),
+    ("APP_SECRET", "WXAUTH_SECRET"),
+    ("URL", "WXAUTH_PUBLIC_URL"),
+    ("BASE_URL", "WXAUTH_PUBLIC_URL"),
+    ("DOMAIN", "WXAUTH_PUBLIC_URL"),
+    ("LOG_LEVEL", "WXAUTH_LOG"),
+    ("SESSION_FILE_PATH", "WXAUTH_SESSION_FILE"),
+];
+
+/// "WXAUTH_PORT: unknown variable; did you mean WXAUTH_LISTEN?"
+fn unknown_variable(var: &str) -> String {
+    let bare = var.trim_start_matches("WXAUTH_");
+    let meant = SYNONYMS
+        .iter()
+        .find(|(said, _)| *said == bare)
+        .map(|(_, meant)| *meant)
+        .or_else(|| closest(var, SETTINGS.iter().map(|s| s.0), 4));
+    match meant {
+        Some(name) => format!("{var}: unknown variable; did you mean {name}? (see --help)"),
+        None => format!("{var}: unknown variable (see --help for the settings)"),
+    }
+}
+
+/// "--secret: ...": an unknown flag, and why the one people look for is absent.
+fn unknown_flag(flag: &str) -> String {
+    if flag == "--secret" {
+        return "--secret: there is no such flag, on purpose: a command line is visible to \
+                every user of the machine (ps). Use WXAUTH_SECRET_FILE (--secret-file) or \
+                WXAUTH_SECRET in the environment"
+            .to_string();
+    }
+    let flags = SETTINGS.iter().map(|s| s.1).filter(|f| !f.is_empty());
+    match closest(flag, flags, 3) {
+        Some(f) => format!("{flag}: unknown option; did you mean {f}? (see --help)"),
+        None => format!("{flag}: unknown option (see --help)"),
+    }
+}
+
+/// The name nearest to `word` within `max` edits (the first of equals in
+/// alphabetical order), for "did you mean".
+fn closest<'a>(word: &str, names: impl Iterator<Item = &'a str>, max: usize) -> Option<&'a str> {
+    names
+        .map(|name| (edit_distance(word, name), name))
+        .filter(|(d, _)| *d <= max)
+        .min()
+        .map(|(_, name)| name)
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// A yes/no setting: 1/0, true/false, yes/no, on/off, in any case.
+pub fn parse_switch(value: &str) -> Option<bool> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// The appid the simulator answers to in demo mode.
+pub const DEMO_APPID: &str = "wx0000000000demo";
+
+/// A secret that never prints itself.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value, for the one place that must send it (wechat.rs).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("****")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "(unset)" } else { "****" })
+    }
+}
+
+/// Every problem found in the configuration, one line each. main exits 2.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError(pub Vec<String>);
+
+/// Which OAuth scope the login asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Scope {
+    /// Silent: only the openid.
+    #[serde(rename = "snsapi_base")]
+    Base,
+    /// Consent page; the profile comes from sns/userinfo.
+    #[serde(rename = "snsapi_userinfo")]
+    Userinfo,
+}
+
+impl Scope {
+    /// WeChat's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Base => "snsapi_base",
+            Scope::Userinfo => "snsapi_userinfo",
+        }
+    }
+}
+
+/// Settings as strings, before validation. Keys are the WXAUTH_* names.
+#[derive(Debug, Default, Clone)]
+pub struct RawConfig(pub HashMap<String, String>);
+
+impl RawConfig {
+    /// Takes WXAUTH_* variables from `env`, then flags from `args` (without the
+    /// program name and subcommand). Both `--flag value` and `--flag=value` work.
+    pub fn from_env_and_args(
+        env: impl IntoIterator<Item = (String, String)>,
+        args: &[String],
+    ) -> Result<RawConfig, ConfigError> {
+        let mut map: HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("WXAUTH_") || FROM_THE_ENVIRONMENT.contains(&k.as_str()))
+            .collect();
+        // A typo in an env file (WXAUTH_PORT=9000) would otherwise be ignored
+        // without a word, and the server would run with the default.
+        let mut problems: Vec<String> = map
+            .keys()
+            .filter(|k| k.starts_with("WXAUTH_") && !SETTINGS.iter().any(|s| s.0 == k.as_str()))
+            .filter(|k| !IGNORED.contains(&k.as_str()))
+            .map(|k| unknown_variable(k))
+            .collect();
+        problems.sort();
+        let mut args = args.iter().peekable();
+        while let Some(arg) = args.next() {
+            let (flag, inline) = match arg.split_once('=') {
+                Some((f, v)) => (f, Some(v.to_string())),
+                None => (arg.as_str(), None),
+            };
+            let Some((var, ..)) = SETTINGS.iter().find(|s| !s.1.is_empty() && s.1 == flag) else {
+                problems.push(unknown_flag(flag));
+                continue;
+            };
+            let value = if flag == "--demo" {
+                inline.or(Some("1".to_string()))
+            } else {
+                // `--public-url --listen 0.0.0.0:80`: the URL was forgotten,
+                // and the next flag is not a value.
+                inline.or_else(|| args.next_if(|v| !v.starts_with("--")).cloned())
+            };
+            match value {
+                Some(v) => {
+                    map.insert(var.to_string(), v);
+                }
+                None => problems.push(format!("{flag}: needs a value")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(RawConfig(map))
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    fn get(&self, var: &str) -> Option<&str> {
+        self.0
+            .get(var)
+            .map(|s| s.as_str())
+            .filter(|s| !s.is_empty())
+    }
+
+    fn get_or_default(&self, var: &str) -> &str {
+        self.get(var).unwrap_or_else(|| {
+            SETTINGS
+                .iter()
+                .find(|s| s.0 == var)
+                .map(|s| s.2)
+                .expect("every variable read has a row in SETTINGS")
+        })
+    }
+}
+
+/// The validated configuration the server runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub appid: String,
+    pub secret: Secret,
+    /// Without a trailing slash. In real mode never derived from a request's
+    /// Host header; in demo mode without WXAUTH_PUBLIC_URL a request may
+    /// replace it with the host it was sent to (site.rs, `follow_host`).
+    pub public_url: String,
+    /// PUBLIC_URL's path: "" at the root, else like "/wx". wxauth serves its
+    /// routes under it, and every link, redirect and cookie path carries it.
+    pub prefix: String,
+    /// Demo mode with no WXAUTH_PUBLIC_URL: pages follow the host the
+    /// browser used when the demo listens there (site.rs).
+    pub follow_host: bool,
+    pub scope: Scope,
+    pub lang: String,
+    pub open_base: String,
+    pub api_base: String,
+    pub session_ttl: u64,
+    pub max_sessions: usize,
+    /// Where sessions are saved at shutdown and loaded at start; None keeps them in memory only.
+    pub session_file: Option<PathBuf>,
+    pub demo: bool,
+    pub sim_listen: SocketAddr,
+    pub templates: Option<PathBuf>,
+    pub upstream_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// A browser's connection is closed after this long without a byte either way.
+    pub client_timeout: Duration,
+    /// Worker threads for WeChat calls, at most (the loop never makes one itself).
+    pub upstream_workers: usize,
+    /// Requests of one client address waiting on WeChat at once, at most.
+    pub upstream_per_client: usize,
+    /// Peers (nginx) whose X-Real-IP header names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The 服务器配置 Token WeChat signs its pushes with; None: no /wechat.
+    pub token: Option<Secret>,
+    /// WXAUTH_ALLOW: who /auth/check lets through; None lets every logged-in user.
+    pub allow: Option<std::collections::HashSet<String>>,
+    pub log: String,
+    /// Settings that work but are probably wrong: printed at start and by check-config.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Validates `raw`, collecting every problem rather than stopping at the first.
+    pub fn from_raw(raw: &RawConfig) -> Result<Config, ConfigError> {
+        let mut p = Vec::new();
+        let listen = socket_addr(&mut p, raw, "WXAUTH_LISTEN");
+        // Beside the app by default, on the same address: a demo bound to
+        // 0.0.0.0 for a phone on the network must have its WeChat there too.
+        let sim_listen = match raw.get("WXAUTH_SIM_LISTEN") {
+            Some(_) => socket_addr(&mut p, raw, "WXAUTH_SIM_LISTEN"),
+            None => SocketAddr::new(listen.ip(), 8081),
+        };
+        let secret = read_secret(&mut p, raw);
+        let appid = raw.get("WXAUTH_APPID").map(str::to_string);
+        let demo_switch = raw.get("WXAUTH_DEMO").map(|v| {
+            parse_switch(v).unwrap_or_else(|| {
+                p.push(format!(
+                    "WXAUTH_DEMO: {v:?} is not 1 or 0 (true/false, yes/no, on/off)"
+                ));
+                false
+            })
+        });
+        let unconfigured = appid.is_none() && secret.is_none();
+        let demo = demo_switch.unwrap_or(unconfigured);
+        if unconfigured && demo_switch == Some(false) {
+            p.push("WXAUTH_DEMO=0 (real WeChat) needs WXAUTH_APPID and a secret".into());
+        }
+        // Under systemd, a missing account most likely means the env file
+        // was not loaded: a public server must not quietly start the demo.
+        let service = raw.get("INVOCATION_ID").is_some() || raw.get("JOURNAL_STREAM").is_some();
+        if unconfigured && demo_switch.is_none() && service {
+            p.push(
+                "WXAUTH_APPID: not set, and this is a service start (systemd): is \
+                 EnvironmentFile= loaded? Set WXAUTH_DEMO=1 to run the demo as a service"
+                    .into(),
+            );
+        }
+        if !demo {
+            match (&appid, &secret) {
+                (None, _) => p.push("WXAUTH_APPID: required when a secret is set".into()),
+                (_, None) => p.push(
+                    "WXAUTH_SECRET: required when WXAUTH_APPID is set (or WXAUTH_SECRET_FILE)"
+                        .into(),
+                ),
+                _ => {}
+            }
+        }
+        if let Some(id) = &appid {
+            // WeChat's appids (test accounts' too) are "wx" and 16 letters or digits.
+            let shaped = id.len() == 18
+                && id.starts_with("wx")
+                && id.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !shaped {
+                p.push(format!(
+                    "WXAUTH_APPID: {id:?} does not look like an appid (wx and 16 letters or \
+                     digits, e.g. wx1234567890abcdef; the console's 开发 → 基本配置 shows it)"
+                ));
+            }
+        }
+        let sim_url = format!("http://{}", crate::web::site::reachable(sim_listen));
+        let (open_base, api_base) = if demo {
+            (sim_url.clone(), sim_url)
+        } else {
+            (
+                base_url(&mut p, raw, "WXAUTH_OPEN_BASE"),
+                base_url(&mut p, raw, "WXAUTH_API_BASE"),
+            )
+        };
+        let public_url = match raw.get("WXAUTH_PUBLIC_URL") {
+            Some(_) => base_url(&mut p, raw, "WXAUTH_PUBLIC_URL"),
+            None if demo => format!("http://{}", crate::web::site::reachable(listen)),
+            None => {
+                p.push("WXAUTH_PUBLIC_URL: required when WXAUTH_APPID is set (e.g. https://wx.example.com)".into());
+                String::new()
+            }
+        };
+        let prefix = url_path(&public_url).to_string();
+        if !prefix_ok(&prefix) {
+            p.push(format!(
+                "WXAUTH_PUBLIC_URL: path {prefix:?}: a prefix is segments of letters, digits \
+                 and - . _ ~ (e.g. https://example.com/wx)"
+            ));
+        }
+        let follow_host = demo && raw.get("WXAUTH_PUBLIC_URL").is_none();
+        let scope = match raw.get_or_default("WXAUTH_SCOPE") {
+            "snsapi_userinfo" => Scope::Userinfo,
+            "snsapi_base" => Scope::Base,
+            other => {
+                p.push(format!(
+                    "WXAUTH_SCOPE: {other:?} is not snsapi_userinfo or snsapi_base"
+                ));
+                Scope::Userinfo
+            }
+        };
+        let lang = raw.get_or_default("WXAUTH_LANG").to_string();
+        if !["zh_CN", "zh_TW", "en"].contains(&lang.as_str()) {
+            p.push(format!("WXAUTH_LANG: {lang:?} is not zh_CN, zh_TW or en"));
+        }
+        let session_ttl = number(&mut p, raw, "WXAUTH_SESSION_TTL", 60.0, 366.0 * 86400.0) as u64;
+        let max_sessions = number(&mut p, raw, "WXAUTH_MAX_SESSIONS", 1.0, 1e8) as usize;
+        let upstream = number(&mut p, raw, "WXAUTH_UPSTREAM_TIMEOUT", 0.05, 60.0);
+        let connect = number(&mut p, raw, "WXAUTH_CONNECT_TIMEOUT", 0.05, 60.0);
+        let client = number(&mut p, raw, "WXAUTH_CLIENT_TIMEOUT", 0.1, 3600.0);
+        let upstream_workers = number(&mut p, raw, "WXAUTH_UPSTREAM_WORKERS", 1.0, 1024.0) as usize;
+        let upstream_per_client =
+            number(&mut p, raw, "WXAUTH_UPSTREAM_PER_CLIENT", 1.0, 100_000.0) as usize;
+        let trusted_proxies = ip_list(&mut p, raw, "WXAUTH_TRUSTED_PROXIES");
+        let session_file = raw.get("WXAUTH_SESSION_FILE").map(PathBuf::from);
+        if let Some(file) = &session_file {
+            let dir = file
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !dir.is_dir() {
+                p.push(format!(
+                    "WXAUTH_SESSION_FILE: directory {} does not exist",
+                    dir.display()
+                ));
+            }
+        }
+        let token = raw.get("WXAUTH_TOKEN").map(|t| Secret::new(t.to_string()));
+        if let Some(t) = &token {
+            let t = t.expose();
+            if !(3..=32).contains(&t.len()) || !t.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                p.push("WXAUTH_TOKEN: 3 to 32 letters and digits, as WeChat requires".into());
+            }
+        }
+        let allow = raw.get("WXAUTH_ALLOW").and_then(|file| {
+            crate::web::handlers::gateway::read_allow_list(Path::new(file))
+                .map_err(|e| p.push(format!("WXAUTH_ALLOW: {e}")))
+                .ok()
+        });
+        let log = raw.get_or_default("WXAUTH_LOG").to_string();
+        if let Err(e) = crate::log::parse_level(&log) {
+            p.push(format!("WXAUTH_LOG: {e}"));
+        }
+        if !p.is_empty() {
+            return Err(ConfigError(p));
+        }
+        let mut warnings = Vec::new();
+        let port =
+            crate::web::site::split_host(authority_of(&public_url)).and_then(|(_, port)| port);
+        if let (false, Some(port)) = (demo, port.filter(|p| *p != 80 && *p != 443)) {
+            warnings.push(format!(
+                "WXAUTH_PUBLIC_URL: port {port}: WeChat calls back only on 80 (http) or 443 \
+                 (https); put nginx in front and use a URL without a port"
+            ));
+        }
+        if follow_host && listen.ip().is_unspecified() && !sim_listen.ip().is_unspecified() {
+            warnings.push(format!(
+                "WXAUTH_SIM_LISTEN={sim_listen}: a phone cannot reach the simulator there; use \
+                 0.0.0.0:{} (as the app does) to log in from a phone",
+                sim_listen.port()
+            ));
+        }
+        if demo {
+            for var in ["WXAUTH_OPEN_BASE", "WXAUTH_API_BASE"] {
+                if raw.get(var).is_some() {
+                    warnings.push(format!(
+                        "{var}: ignored in demo mode: the built-in simulator stands in for \
+                         WeChat (at WXAUTH_SIM_LISTEN); to use another, set WXAUTH_APPID and \
+                         a secret"
+                    ));
+                }
+            }
+        }
+        Ok(Config {
+            listen,
+            appid: appid
+                .filter(|_| !demo)
+                .unwrap_or_else(|| DEMO_APPID.to_string()),
+            // Demo mode makes up a secret shared only with the in-process simulator.
+            secret: secret
+                .filter(|_| !demo)
+                .unwrap_or_else(|| Secret::new(crate::random::token(32))),
+            public_url,
+            prefix,
+            follow_host,
+            scope,
+            lang,
+            open_base,
+            api_base,
+            session_ttl,
+            max_sessions,
+            session_file,
+            demo,
+            sim_listen,
+            templates: raw.get("WXAUTH_TEMPLATES").map(PathBuf::from),
+            upstream_timeout: Duration::from_secs_f64(upstream),
+            connect_timeout: Duration::from_secs_f64(connect.min(upstream)),
+            client_timeout: Duration::from_secs_f64(client),
+            upstream_workers,
+            upstream_per_client,
+            trusted_proxies,
+            token,
+            allow,
+            log,
+            warnings,
+        })
+    }
+
+    /// The loop's bounds on WeChat calls. The queue holds four calls per
+    /// worker (past that: 503). A stop gives calls under way time for a
+    /// login's two calls, at most 15 s: under the unit's TimeoutStopSec=20s.
+    pub fn limits(&self) -> crate::transport::server::Limits {
+        let grace =
+            (self.upstream_timeout * 2 + Duration::from_secs(1)).min(Duration::from_secs(15));
+        crate::transport::server::Limits {
+            workers: self.upstream_workers,
+            queue: 4 * self.upstream_workers,
+            per_client: self.upstream_per_client,
+            trusted_proxies: self.trusted_proxies.clone(),
+            grace,
+        }
+    }
+
+    /// WeChat sends the browser back here: PUBLIC_URL + `/callback`.
+    pub fn redirect_uri(&self) -> String {
+        format!("{}/callback", self.public_url)
+    }
+
+    /// Cookies carry Secure exactly when the public URL is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+
+    /// Cookie names take the `__Host-` prefix with an https public URL at the
+    /// root path: browsers then refuse the name from anything but this host,
+    /// over https, with Path=/ and no Domain, so a sibling subdomain cannot
+    /// plant one. Under a path prefix the site shares its host with others,
+    /// and the plain names are kept.
+    pub fn host_cookies(&self) -> bool {
+        self.secure_cookies() && self.prefix.is_empty()
+    }
+
+    /// In demo mode, points the app at the simulator and a defaulted public URL
+    /// at the app as actually bound (either may have been asked for port 0).
+    /// An address bound on every interface is reached here over loopback.
+    pub fn bind_demo(&mut self, app: SocketAddr, sim: SocketAddr) {
+        if self.follow_host {
+            self.public_url = format!("http://{}", crate::web::site::reachable(app));
+        }
+        self.listen = app;
+        self.sim_listen = sim;
+        self.open_base = format!("http://{}", crate::web::site::reachable(sim));
+        self.api_base = self.open_base.clone();
+    }
+
+    /// The effective configuration on one line (the start-up log line), secret masked.
+    pub fn summary(&self) -> String {
+        let file = self.session_file.as_ref().map(|p| p.display().to_string());
+        format!(
+            "mode={} appid={} secret={} public_url={} scope={} lang={} open_base={} api_base={} \
+             session_ttl={} max_sessions={} session_file={} upstream_timeout={}s connect_timeout={}s \
+             client_timeout={}s log={}",
+            if self.demo { "demo" } else { "real" },
+            self.appid,
+            self.secret,
+            self.public_url,
+            self.scope.as_str(),
+            self.lang,
+            self.open_base,
+            self.api_base,
+            self.session_ttl,
+            self.max_sessions,
+            file.as_deref().unwrap_or("none"),
+            self.upstream_timeout.as_secs_f64(),
+            self.connect_timeout.as_secs_f64(),
+            self.client_timeout.as_secs_f64(),
+            self.log,
+        )
+    }
+
+    /// The host part of PUBLIC_URL: the 网页授权域名 WeChat must be told.
+    pub fn public_host(&self) -> String {
+        host_of(&self.public_url)
+    }
+}
+
+impl fmt::Display for Config {
+    /// Every setting, one per line, aligned: what check-config prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = |d: Duration| format!("{}s", d.as_secs_f64());
+        let or = |v: Option<String>, none: &str| v.unwrap_or_else(|| none.to_string());
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        let proxies: Vec<String> = self
+            .trusted_proxies
+            .iter()
+            .map(|ip| ip.to_string())
+            .collect();
+        let mode = if self.demo {
+            "demo (built-in WeChat simulator)"
+        } else {
+            "real WeChat"
+        };
+        let mut rows: Vec<(&str, String)> = vec![
+            ("mode", mode.to_string()),
+            ("WXAUTH_LISTEN", self.listen.to_string()),
+            ("WXAUTH_APPID", self.appid.clone()),
+            ("WXAUTH_SECRET", self.secret.to_string()),
+            (
+                "WXAUTH_PUBLIC_URL",
+                if self.follow_host {
+                    format!(
+                        "{} (or the host the browser used, where the demo listens)",
+                        self.public_url
+                    )
+                } else {
+                    self.public_url.clone()
+                },
+            ),
+            ("redirect_uri", self.redirect_uri()),
+            ("WXAUTH_SCOPE", self.scope.as_str().to_string()),
+            ("WXAUTH_LANG", self.lang.clone()),
+            ("WXAUTH_OPEN_BASE", self.open_base.clone()),
+            ("WXAUTH_API_BASE", self.api_base.clone()),
+            ("WXAUTH_SESSION_TTL", format!("{}s", self.session_ttl)),
+            ("WXAUTH_MAX_SESSIONS", self.max_sessions.to_string()),
+            (
+                "WXAUTH_SESSION_FILE",
+                or(path(&self.session_file), "(memory only)"),
+            ),
+        ];
+        if self.demo {
+            rows.push(("WXAUTH_SIM_LISTEN", self.sim_listen.to_string()));
+        }
+        rows.extend([
+            ("WXAUTH_TEMPLATES", or(path(&self.templates), "(embedded)")),
+            ("WXAUTH_UPSTREAM_TIMEOUT", secs(self.upstream_timeout)),
+            ("WXAUTH_CONNECT_TIMEOUT", secs(self.connect_timeout)),
+            ("WXAUTH_CLIENT_TIMEOUT", secs(self.client_timeout)),
+            ("WXAUTH_UPSTREAM_WORKERS", self.upstream_workers.to_string()),
+            (
+                "WXAUTH_UPSTREAM_PER_CLIENT",
+                self.upstream_per_client.to_string(),
+            ),
+            ("WXAUTH_TRUSTED_PROXIES", proxies.join(",")),
+            (
+                "WXAUTH_TOKEN",
+                self.token
+                    .as_ref()
+                    .map_or("(unset: no /wechat)".into(), |t| t.to_string()),
+            ),
+            (
+                "WXAUTH_ALLOW",
+                self.allow
+                    .as_ref()
+                    .map_or("(unset: every logged-in user)".into(), |a| {
+                        format!("{} entries", a.len())
+                    }),
+            ),
+            ("WXAUTH_LOG", self.log.clone()),
+        ]);
+        let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        for (i, (name, value)) in rows.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{name:<width$} = {value}")?;
+        }
+        Ok(())
+    }
+}
+
+fn socket_addr(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> SocketAddr {
+    let value = raw.get_or_default(var);
+    // `localhost:8080` is what people write; it means loopback, no lookup.
+    if let Some(port) = value
+        .strip_prefix("localhost:")
+        .and_then(|p| p.parse().ok())
+    {
+        return SocketAddr::from(([127, 0, 0, 1], port));
+    }
+    value.parse().unwrap_or_else(|_| {
+        p.push(format!(
+            "{var}: {value:?} is not an address like 127.0.0.1:8080"
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    })
+}
+
+/// A comma-separated list of IP addresses (an empty value is an empty list).
+fn ip_list(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> Vec<std::net::IpAddr> {
+    let mut ips = Vec::new();
+    for item in raw.get_or_default(var).split(',').map(str::trim) {
+        if item.is_empty() {
+            continue;
+        }
+        match item.parse() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => p.push(format!("{var}: {item:?} is not an IP address")),
+        }
+    }
+    ips
+}
+
+fn number(p: &mut Vec<String>, raw: &RawConfig, var: &str, min: f64, max: f64) -> f64 {
+    let value = raw.get_or_default(var);
+    match value.parse::<f64>() {
+        Ok(n) if (min..=max).contains(&n) => n,
+        _ => {
+            p.push(format!(
+                "{var}: {value:?} is not a number from {min} to {max}"
+            ));
+            min
+        }
+    }
+}
+
+/// An http(s) base URL: scheme, host, optional port and path prefix; no query.
+fn base_url(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> String {
+    let value = raw.get_or_default(var).trim_end_matches('/');
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"));
+    let ok = rest.is_some_and(|r| {
+        let host = authority_of(r);
+        crate::web::site::split_host(host).is_some()
+            && !r.contains(['?', '#', ' ', '\\'])
+            && !host.contains('@')
+            && r.chars().all(|c| c.is_ascii_graphic())
+    });
+    if !ok {
+        p.push(format!(
+            "{var}: {value:?} is not a URL like https://wx.example.com"
+        ));
+    }
+    value.to_string()
+}
+
+/// The path of an http(s) URL (no trailing slash): "" at the root.
+pub fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.find('/').map_or("", |i| &rest[i..])
+}
+
+/// A path prefix goes into links, Location headers, cookie paths and
+/// nginx's location: segments of unreserved characters only, none empty,
+/// none `.` or `..` (an empty one would make `//host` links).
+fn prefix_ok(prefix: &str) -> bool {
+    prefix.is_empty()
+        || prefix.strip_prefix('/').is_some_and(|path| {
+            path.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            })
+        })
+}
+
+/// The authority of an http(s) URL (host and port): what lies between
+/// `://` and the path.
+pub fn authority_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split('/').next().unwrap_or("")
+}
+
+/// The origin of an http(s) URL: scheme and authority, lower-cased, the
+/// default port (80 for http, 443 for https) left out, as in `Origin`.
+pub fn origin_of(url: &str) -> String {
+    let scheme = url.split_once("://").map_or("http", |(s, _)| s);
+    let scheme = scheme.to_ascii_lowercase();
+    let authority = authority_of(url).to_ascii_lowercase();
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    let authority = authority.strip_suffix(default).unwrap_or(&authority);
+    format!("{scheme}://{authority}")
+}
+
+/// The host of an http(s) URL, without port.
+pub fn host_of(url: &str) -> String {
+    let authority = authority_of(url);
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("").to_string();
+    }
+    authority.split(':').next().unwrap_or("").to_string()
+}
+
+/// WXAUTH_SECRET, else WXAUTH_SECRET_FILE, else `$CREDENTIALS_DIRECTORY/wxauth_secret`
+/// (systemd LoadCredential=). A trailing newline in a file is not part of the secret.
+fn read_secret(p: &mut Vec<String>, raw: &RawConfig) -> Option<Secret> {
+    let inline = raw.get("WXAUTH_SECRET");
+    let file = raw
+        .get("WXAUTH_SECRET_FILE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let dir = raw.get("CREDENTIALS_DIRECTORY")?;
+            let path = PathBuf::from(dir).join("wxauth_secret");
+            path.exists().then_some(path)
+        });
+    match (inline, file) {
+        (Some(_), Some(_)) if raw.get("WXAUTH_SECRET_FILE").is_some() => {
+            p.push("WXAUTH_SECRET_FILE: set either it or WXAUTH_SECRET, not both".into());
+            None
+        }
+        (Some(s), _) => Some(Secret::new(s.trim().to_string())),
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(s) if !s.trim().is_empty() => Some(Secret::new(s.trim().to_string())),
+            Ok(_) => {
+                p.push(format!("WXAUTH_SECRET_FILE: {} is empty", path.display()));
+                None
+            }
+            Err(e) => {
+                p.push(format!(
+                    "WXAUTH_SECRET_FILE: cannot read {}: {e}",
+                    path.display()
+                ));
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::from_raw(&RawConfig::from_env_and_args(env, &[])?)
+    }
+
+    fn problems(pairs: &[(&str, &str)]) -> Vec<String> {
+        config(pairs).expect_err("a configuration error").0
+    }
+
+    const REAL: [(&str, &str); 3] = [
+        ("WXAUTH_APPID", "wx1234567890abcdef"),
+        ("WXAUTH_SECRET", "s3cret"),
+        ("WXAUTH_PUBLIC_URL", "https://wx.example.com"),
+    ];
+
+    #[test]
+    fn an_unknown_variable_is_refused_with_the_closest_name() {
+        let p = problems(&[("WXAUTH_PORT", "9000")]);
+        assert_eq!(
+            p,
+            ["WXAUTH_PORT: unknown variable; did you mean WXAUTH_LISTEN? (see --help)"]
+        );
+        let p = problems(&[("WXAUTH_SESION_TTL", "60")]);
+        assert!(p[0].contains("did you mean WXAUTH_SESSION_TTL?"), "{p:?}");
+        let p = problems(&[("WXAUTH_QQQQQQQQQQQQ", "1")]);
+        assert_eq!(
+            p,
+            ["WXAUTH_QQQQQQQQQQQQ: unknown variable (see --help for the settings)"]
+        );
+        // Not a setting, but the test suite's own switch: left alone.
+        assert!(config(&[("WXAUTH_E2E", "1")]).is_ok());
+    }
+
+    #[test]
+    fn an_appid_must_look_like_one() {
+        for bad in [
+            "wx123",
+            "gh_1234567890abcd",
+            "wx1234567890abcdef0",
+            "wx12345678-0abcdef",
+        ] {
+            let mut pairs = REAL.to_vec();
+            pairs[0] = ("WXAUTH_APPID", bad);
+            let p = problems(&pairs);
+            assert!(
+                p.iter()
+                    .any(|l| l.starts_with("WXAUTH_APPID:") && l.contains("wx and 16")),
+                "{bad}: {p:?}"
+            );
+        }
+        assert!(config(&REAL).is_ok());
+    }
+
+    #[test]
+    fn a_public_url_on_a_port_wechat_does_not_call_is_a_warning() {
+        let mut pairs = REAL.to_vec();
+        pairs[2] = ("WXAUTH_PUBLIC_URL", "https://wx.example.com:8443/wx");
+        let c = config(&pairs).unwrap();
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("port 8443"), "{:?}", c.warnings);
+        for fine in [
+            "https://wx.example.com:443",
+            "http://wx.example.com:80/x",
+            "https://[::1]",
+        ] {
+            pairs[2] = ("WXAUTH_PUBLIC_URL", fine);
+            assert!(config(&pairs).unwrap().warnings.is_empty(), "{fine}");
+        }
+        // Demo mode runs on 8080 on purpose.
+        assert!(config(&[]).unwrap().warnings.is_empty());
+        // A port that is no port, or a host that is no host, is refused.
+        for bad in [
+            "https://wx.example.com:abc",
+            "https://wx.example.com:",
+            "https://wx.example.com:99999",
+            "https://[wx.example.com]",
+            "https://:443",
+        ] {
+            pairs[2] = ("WXAUTH_PUBLIC_URL", bad);
+            let p = problems(&pairs);
+            assert!(p[0].contains("is not a URL like"), "{bad}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn localhost_means_loopback() {
+        let c = config(&[("WXAUTH_LISTEN", "localhost:9090")]).unwrap();
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 9090)));
+        assert!(!problems(&[("WXAUTH_LISTEN", "example.com:80")]).is_empty());
+    }
+
+    #[test]
+    fn switches_read_the_same_everywhere() {
+        for on in ["1", "true", "TRUE", "yes", "on", "On"] {
+            assert_eq!(parse_switch(on), Some(true), "{on}");
+            assert!(config(&[("WXAUTH_DEMO", on)]).unwrap().demo, "{on}");
+        }
+        for off in ["0", "false", "no", "off", "OFF"] {
+            assert_eq!(parse_switch(off), Some(false), "{off}");
+        }
+        assert_eq!(parse_switch("2"), None);
+        assert!(problems(&[("WXAUTH_DEMO", "maybe")])[0].starts_with("WXAUTH_DEMO:"));
+    }
+
+    #[test]
+    fn demo_off_or_a_service_start_without_an_account_is_refused() {
+        let p = problems(&[("WXAUTH_DEMO", "0")]);
+        assert!(p[0].contains("WXAUTH_DEMO=0"), "{p:?}");
+        let p = problems(&[("INVOCATION_ID", "4e1d2a")]);
+        assert!(p[0].contains("EnvironmentFile"), "{p:?}");
+        // The demo as a service, on purpose.
+        assert!(
+            config(&[("INVOCATION_ID", "4e1d2a"), ("WXAUTH_DEMO", "1")])
+                .unwrap()
+                .demo
+        );
+        // Interactively, no configuration is the demo.
+        assert!(config(&[]).unwrap().demo);
+    }
+
+    #[test]
+    fn a_flag_is_never_taken_as_another_flags_value() {
+        let args = ["--public-url", "--listen", "0.0.0.0:80"].map(String::from);
+        let e = RawConfig::from_env_and_args(Vec::new(), &args).unwrap_err();
+        assert_eq!(e.0, ["--public-url: needs a value"]);
+        let e =
+            RawConfig::from_env_and_args(Vec::new(), &["--secret".into(), "x".into()]).unwrap_err();
+        assert!(e.0[0].contains("visible to every user"), "{:?}", e.0);
+        let e =
+            RawConfig::from_env_and_args(Vec::new(), &["--lisen".into(), "x".into()]).unwrap_err();
+        assert!(e.0[0].contains("did you mean --listen?"), "{:?}", e.0);
+    }
+
+    #[test]
+    fn check_config_prints_every_setting_aligned() {
+        let text = config(&REAL).unwrap().to_string();
+        let columns: Vec<usize> = text
+            .lines()
+            .map(|l| l.find(" = ").expect("name = value"))
+            .collect();
+        assert!(columns.windows(2).all(|w| w[0] == w[1]), "{text}");
+        for (var, ..) in SETTINGS {
+            let shown = text.lines().any(|l| l.starts_with(var));
+            // The secret's file, the demo switch and the simulator's address
+            // are shown through what they lead to.
+            let through_another =
+                ["WXAUTH_SECRET_FILE", "WXAUTH_DEMO", "WXAUTH_SIM_LISTEN"].contains(var);
+            assert!(shown || through_another, "{var} missing from:\n{text}");
+        }
+        assert!(!text.contains("s3cret"));
+    }
+
+    #[test]
+    fn nothing_set_means_demo_mode_on_loopback() {
+        let c = config(&[]).unwrap();
+        assert!(c.demo);
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.api_base, "http://127.0.0.1:8081");
+        assert_eq!(c.redirect_uri(), "http://127.0.0.1:8080/callback");
+        assert!(!c.secure_cookies());
+    }
+
+    #[test]
+    fn a_demo_on_every_address_is_opened_over_loopback_with_its_simulator_beside_it() {
+        let c = config(&[("WXAUTH_LISTEN", "0.0.0.0:8080")]).unwrap();
+        assert_eq!(
+            c.public_url, "http://127.0.0.1:8080",
+            "never http://0.0.0.0"
+        );
+        assert_eq!(
+            c.sim_listen.to_string(),
+            "0.0.0.0:8081",
+            "a phone reaches it too"
+        );
+        assert_eq!(c.open_base, "http://127.0.0.1:8081");
+        assert!(c.follow_host);
+        let c = config(&[("WXAUTH_LISTEN", "[::]:9000")]).unwrap();
+        assert_eq!(c.public_url, "http://[::1]:9000");
+        assert_eq!(c.sim_listen.to_string(), "[::]:8081");
+        // Set, the simulator's address is taken as it is; and a public URL
+        // set in demo mode is the truth: no host is followed.
+        let c = config(&[
+            ("WXAUTH_LISTEN", "0.0.0.0:8080"),
+            ("WXAUTH_SIM_LISTEN", "127.0.0.1:9999"),
+            ("WXAUTH_PUBLIC_URL", "http://192.0.2.7:8080"),
+        ])
+        .unwrap();
+        assert_eq!(c.sim_listen.to_string(), "127.0.0.1:9999");
+        assert!(!c.follow_host);
+        assert!(
+            !config(&REAL).unwrap().follow_host,
+            "real mode never follows"
+        );
+        // A simulator kept on loopback behind an app on every address: said
+        // by check-config as at start.
+        let c = config(&[
+            ("WXAUTH_LISTEN", "0.0.0.0:8080"),
+            ("WXAUTH_SIM_LISTEN", "127.0.0.1:8081"),
+        ])
+        .unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with("WXAUTH_SIM_LISTEN=127.0.0.1:8081: a phone cannot reach"),
+            "{:?}",
+            c.warnings
+        );
+        let c = config(&[("WXAUTH_LISTEN", "0.0.0.0:8080")]).unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn open_and_api_bases_set_in_demo_mode_are_a_warning_not_silently_dropped() {
+        let c = config(&[("WXAUTH_OPEN_BASE", "http://127.0.0.1:9")]).unwrap();
+        assert_eq!(c.open_base, "http://127.0.0.1:8081", "the simulator");
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].starts_with("WXAUTH_OPEN_BASE: ignored in demo mode"),
+            "{:?}",
+            c.warnings
+        );
+        let mut pairs = REAL.to_vec();
+        pairs.push(("WXAUTH_OPEN_BASE", "http://127.0.0.1:9"));
+        assert!(config(&pairs).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn a_path_prefix_is_read_from_the_public_url_and_checked() {
+        let mut pairs = REAL.to_vec();
+        for (url, prefix) in [
+            ("https://example.com", ""),
+            ("https://example.com/", ""),
+            ("https://example.com/wx", "/wx"),
+            ("https://example.com/wx/", "/wx"),
+            ("https://example.com/a/b-c_d.e~f", "/a/b-c_d.e~f"),
+        ] {
+            pairs[2] = ("WXAUTH_PUBLIC_URL", url);
+            assert_eq!(config(&pairs).unwrap().prefix, prefix, "{url}");
+        }
+        // Anything that would make a link leave the site or split a header.
+        for url in [
+            "https://example.com//wx",
+            "https://example.com/wx//x",
+            "https://example.com/./wx",
+            "https://example.com/wx/..",
+            "https://example.com/w%78",
+            "https://example.com/wx;Path=/",
+            "https://example.com/wx,x",
+            "https://example.com/微信",
+        ] {
+            pairs[2] = ("WXAUTH_PUBLIC_URL", url);
+            let p = problems(&pairs);
+            assert!(
+                p.iter().any(|l| l.starts_with("WXAUTH_PUBLIC_URL:")),
+                "{url}: {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn appid_without_secret_and_secret_without_appid_are_errors() {
+        let e = config(&[("WXAUTH_APPID", "wx1234567890abcdef")]).unwrap_err();
+        assert!(e.0.iter().any(|l| l.starts_with("WXAUTH_SECRET:")), "{e:?}");
+        let e = config(&[("WXAUTH_SECRET", "s")]).unwrap_err();
+        assert!(e.0.iter().any(|l| l.starts_with("WXAUTH_APPID:")), "{e:?}");
+    }
+
+    #[test]
+    fn real_mode_needs_a_public_url_and_reports_every_problem() {
+        let e = config(&[
+            ("WXAUTH_APPID", "wx1234567890abcdef"),
+            ("WXAUTH_SECRET", "s"),
+            ("WXAUTH_SCOPE", "snsapi_everything"),
+            ("WXAUTH_LISTEN", "nowhere"),
+        ])
+        .unwrap_err();
+        assert_eq!(e.0.len(), 3, "{e:?}");
+    }
+
+    #[test]
+    fn real_mode_with_https_public_url() {
+        let c = config(&[
+            ("WXAUTH_APPID", "wx1234567890abcdef"),
+            ("WXAUTH_SECRET", "s3cret"),
+            ("WXAUTH_PUBLIC_URL", "https://wx.example.com/app/"),
+        ])
+        .unwrap();
+        assert!(!c.demo);
+        assert_eq!(c.redirect_uri(), "https://wx.example.com/app/callback");
+        assert!(c.secure_cookies());
+        assert!(
+            !c.host_cookies(),
+            "a path prefix keeps the plain cookie names"
+        );
+        assert!(config(&REAL).unwrap().host_cookies(), "https at the root");
+        assert!(!config(&[]).unwrap().host_cookies(), "plain http");
+        assert_eq!(
+            crate::web::site::Site::configured(&c).origin(),
+            "https://wx.example.com"
+        );
+        assert_eq!(c.public_host(), "wx.example.com");
+        let shown = c.to_string();
+        assert!(
+            !shown.contains("s3cret") && shown.contains("****"),
+            "{shown}"
+        );
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn flags_override_the_environment() {
+        let env = vec![("WXAUTH_LISTEN".to_string(), "127.0.0.1:1".to_string())];
+        let args: Vec<String> = ["--listen", "127.0.0.1:2", "--scope=snsapi_base", "--demo"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let c = Config::from_raw(&RawConfig::from_env_and_args(env, &args).unwrap()).unwrap();
+        assert_eq!(c.listen.port(), 2);
+        assert_eq!(c.scope, Scope::Base);
+        assert!(c.demo);
+        let bad = RawConfig::from_env_and_args(vec![], &["--bogus".to_string()]);
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn the_secret_comes_from_systemd_credentials_when_nothing_else_is_set() {
+        let dir = std::env::temp_dir().join(format!("wxauth-cred-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("wxauth_secret"), "cred-secret\n").unwrap();
+        let c = config(&[
+            ("WXAUTH_APPID", "wx1234567890abcdef"),
+            ("WXAUTH_PUBLIC_URL", "https://wx.example.com"),
+            ("CREDENTIALS_DIRECTORY", dir.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert!(!c.demo);
+        assert_eq!(c.secret.expose(), "cred-secret");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_session_file_in_a_missing_directory_is_an_error() {
+        let e = config(&[("WXAUTH_SESSION_FILE", "/nonexistent-dir/s.json")]).unwrap_err();
+        assert!(e.0[0].starts_with("WXAUTH_SESSION_FILE:"), "{e:?}");
+    }
+
+    #[test]
+    fn origin_drops_the_path_and_the_default_port() {
+        assert_eq!(
+            origin_of("https://WX.example.com:443/app"),
+            "https://wx.example.com"
+        );
+        assert_eq!(origin_of("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(origin_of("http://h:80"), "http://h");
+        assert_eq!(origin_of("https://h:8443"), "https://h:8443");
+    }
+
+    #[test]
+    fn host_of_strips_scheme_port_and_path() {
+        assert_eq!(host_of("https://a.b.c:8443/x"), "a.b.c");
+        assert_eq!(host_of("http://[::1]:80/"), "::1");
+        assert_eq!(host_of("http://h"), "h");
+    }
+}

@@ -1,0 +1,9 @@
+//! What the app remembers between requests: sessions, login states spent,
+//! scan tickets, pushes seen, and the file sessions survive a restart in.
+//! Owned by the request loop; nothing here locks, blocks or names a request.
+
+pub mod compact;
+pub mod logins;
+pub mod session_file;
+pub mod sessions;
+pub mod signed;

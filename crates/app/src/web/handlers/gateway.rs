@@ -1,0 +1,79 @@
+//! wxauth as a login gateway in front of another web app, through nginx's
+//! `auth_request`: `/auth/check` answers whether the browser is logged in
+//! (and allowed), with the identity in headers nginx passes upstream;
+//! `/auth/start` begins a login that returns to the page first asked for;
+//! `/auth/denied` tells a user outside the allow-list their openid.
+//! Cheap on purpose: nginx calls /auth/check on every upstream request.
+
+use crate::transport::http::{encode_component, Reply, Req};
+use crate::web::app::App;
+use crate::web::error::AppError;
+use crate::web::handlers::login::local_path;
+use std::collections::HashSet;
+use std::path::Path;
+
+/// GET /auth/check: 204 with X-WeChat-OpenID, X-WeChat-UnionID (when known)
+/// and X-WeChat-Nickname (percent-encoded UTF-8) for a live session of an
+/// allowed user; 403 for a user outside WXAUTH_ALLOW; 401 otherwise.
+pub fn check(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+    let Some((_, session)) = app.current(req) else {
+        return Ok(Reply::empty(401));
+    };
+    // Every stored identity fits a header: logins refuse any other
+    // (wechat::identity), and so does loading a session file (persist.rs).
+    let user = &session.user;
+    if !allowed(app, user.openid(), user.unionid()) {
+        return Ok(Reply::empty(403));
+    }
+    let mut reply = Reply::empty(204)
+        .with_header("X-WeChat-OpenID", user.openid())
+        .with_header("X-WeChat-Nickname", &encode_component(user.nickname()));
+    if let Some(unionid) = user.unionid() {
+        reply = reply.with_header("X-WeChat-UnionID", unionid);
+    }
+    Ok(reply)
+}
+
+/// GET /auth/start: nginx sends an anonymous visitor here (its 401 handler),
+/// with the page they asked for in X-Original-URI; they go to the site's
+/// /login, and come back there. The value is checked like any `next`: a
+/// path on this host, which under a prefix is the protected app's, beside
+/// wxauth's.
+pub fn start(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+    let next = req
+        .header("x-original-uri")
+        .and_then(local_path)
+        .unwrap_or_else(|| "/".to_string());
+    Ok(Reply::redirect(302, &app.login_url(&next)))
+}
+
+/// GET /auth/denied: the page nginx shows (its 403 handler) to a logged-in
+/// user outside the allow-list, with the openid an admin needs to add them.
+pub fn denied(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+    let Some((_, session)) = app.current(req) else {
+        return Ok(Reply::redirect(302, &app.path("/login")));
+    };
+    Err(AppError::NotAllowed {
+        openid: session.user.openid().to_string(),
+    })
+}
+
+fn allowed(app: &App, openid: &str, unionid: Option<&str>) -> bool {
+    match &app.config.allow {
+        None => true,
+        Some(list) => list.contains(openid) || unionid.is_some_and(|u| list.contains(u)),
+    }
+}
+
+/// Reads WXAUTH_ALLOW: one openid or unionid per line; blank lines and
+/// lines starting with `#` are skipped.
+pub fn read_allow_list(path: &Path) -> Result<HashSet<String>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}

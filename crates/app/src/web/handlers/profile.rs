@@ -1,0 +1,225 @@
+//! HTML handlers: home, profile, and the profile refresh that re-fetches the
+//! user from WeChat with the stored token (refreshing the token when needed).
+
+use crate::config::Scope;
+use crate::store::sessions::{Session, StoredUser, Tokens};
+use crate::transport::http::{Reply, Req};
+use crate::transport::server::Outcome;
+use crate::web::app::{App, Step};
+use crate::web::error::AppError;
+use crate::wechat::client::{WechatClient, WechatError, WechatUser};
+use minijinja::{context, Value};
+use std::sync::Arc;
+
+/// GET /: a welcome for the logged-in user, "游客" and a login link otherwise.
+/// Inside WeChat the page does not ask to be opened in WeChat.
+pub fn home(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+    let user = app.current(req).map(|(_, s)| user_view(s));
+    let in_wechat = crate::web::handlers::scan::in_wechat(req);
+    app.page("home.html", context! { user, in_wechat })
+}
+
+/// GET /profile: the stored profile; not logged in → /login?next=/profile.
+pub fn profile(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+    let Some((_, session)) = app.current(req) else {
+        return Ok(Reply::redirect(302, &app.login_url(&app.path("/profile"))));
+    };
+    let ctx = context! { user => user_view(session), scope => session.scope.as_str() };
+    app.page("profile.html", ctx)
+}
+
+/// POST /profile/refresh: asks WeChat again (sns/userinfo, or sns/auth with
+/// snsapi_base), then 303 back to /profile. A grant WeChat no longer honours
+/// ends the session and sends the user to log in again. The calls (up to
+/// four: refresh, call, refresh, retry) run on a worker as one job with a
+/// copy of the session's tokens; `refreshed` writes the outcome back.
+pub fn profile_refresh(app: &mut App, req: &Req) -> Step {
+    let Some((sid, session)) = app.current(req) else {
+        return Ok(Reply::redirect(303, &app.login_url(&app.path("/profile"))).into());
+    };
+    let held = Held {
+        access_token: session.tokens.access_token().to_string(),
+        refresh_token: session.tokens.refresh_token().to_string(),
+        access_expires: session.tokens.access_expires,
+        refresh_expires: session.tokens.refresh_expires,
+    };
+    let (openid, scope) = (session.openid().to_string(), session.scope);
+    let (wechat, now) = (Arc::clone(&app.wechat), app.clock.now());
+    let started_with = held.refresh_token.clone();
+    let job = app.call(
+        req,
+        move || ask_again(&wechat, scope, &openid, held, now),
+        move |app, fresh| refreshed(app, &sid, &started_with, fresh),
+    );
+    Ok(Outcome::Wait(job))
+}
+
+/// A session's tokens as copied out for a worker.
+#[derive(Clone)]
+struct Held {
+    access_token: String,
+    refresh_token: String,
+    access_expires: i64,
+    refresh_expires: i64,
+}
+
+/// What the worker brings back: tokens it renewed on the way, and the answer.
+struct Fresh {
+    renewed: Option<Held>,
+    answer: Result<Option<WechatUser>, WechatError>,
+}
+
+/// Runs on a worker. Calls WeChat with the access_token: refreshed first
+/// when the clock says it expired, and refreshed and retried once when
+/// WeChat says it is stale (42001, 40001, 40014).
+fn ask_again(wechat: &WechatClient, scope: Scope, openid: &str, mut held: Held, now: i64) -> Fresh {
+    let mut renewed = None;
+    let call = |token: &str| match scope {
+        Scope::Userinfo => wechat.userinfo(token, openid).map(Some),
+        Scope::Base => wechat.check(token, openid).map(|_| None),
+    };
+    let mut refresh = |held: &mut Held| -> Result<(), WechatError> {
+        renew(wechat, openid, held, now)?;
+        renewed = Some(held.clone());
+        Ok(())
+    };
+    let answer = (|| {
+        if held.access_expires <= now {
+            refresh(&mut held)?;
+        }
+        match call(&held.access_token) {
+            Err(e) if e.is_stale_token() => {
+                refresh(&mut held)?;
+                call(&held.access_token)
+            }
+            other => other,
+        }
+    })();
+    Fresh { renewed, answer }
+}
+
+/// Swaps the access_token for a new one via the refresh_token.
+fn renew(
+    wechat: &WechatClient,
+    openid: &str,
+    held: &mut Held,
+    now: i64,
+) -> Result<(), WechatError> {
+    if held.refresh_expires <= now {
+        // Our own clock says WeChat would answer 42002; spare the call.
+        return Err(WechatError::Api {
+            errcode: 42002,
+            errmsg: "refresh_token expired".into(),
+        });
+    }
+    let grant = wechat.refresh(&held.refresh_token)?;
+    if grant.openid != openid {
+        return Err(WechatError::BadAnswer(
+            "refresh answer is for another openid".into(),
+        ));
+    }
+    held.access_token = grant.access_token;
+    // WeChat's refresh keeps the refresh_token and its 30 days from the first grant.
+    if !grant.refresh_token.is_empty() {
+        held.refresh_token = grant.refresh_token;
+    }
+    held.access_expires = now + (grant.expires_in - 60).max(0);
+    Ok(())
+}
+
+/// Back on the loop. The session may have ended (logout) or been given
+/// other tokens while the calls were out: nothing is written into a session
+/// that is gone, and tokens are written only over the ones the calls began
+/// with.
+fn refreshed(app: &mut App, sid: &str, started_with: &str, fresh: Fresh) -> Step {
+    let now = app.clock.now();
+    let (profile, again) = (app.path("/profile"), app.login_url(&app.path("/profile")));
+    let Some(session) = app.sessions.get_mut(sid, now) else {
+        return Ok(Reply::redirect(303, &again).into());
+    };
+    let unchanged = session.tokens.refresh_token() == started_with;
+    if let (Some(held), true) = (&fresh.renewed, unchanged) {
+        session.tokens = Tokens::new(
+            &held.access_token,
+            &held.refresh_token,
+            held.access_expires,
+            held.refresh_expires,
+        );
+    }
+    match fresh.answer {
+        Ok(Some(user)) => {
+            let old_unionid = session.user.unionid().map(str::to_string);
+            session.user = StoredUser::from(user);
+            session.user.keep_unionid(old_unionid.as_deref());
+            Ok(Reply::redirect(303, &profile).into())
+        }
+        Ok(None) => Ok(Reply::redirect(303, &profile).into()),
+        Err(error) if error.is_dead_grant() && unchanged => {
+            app.sessions.remove(sid);
+            let cleared = app.session_cookie_cleared();
+            Ok(Reply::redirect(303, &again).with_cookie(&cleared).into())
+        }
+        Err(error) => Err(AppError::Upstream {
+            error,
+            next: profile,
+        }),
+    }
+}
+
+/// What the templates see of a session. No token ever goes in here.
+fn user_view(session: &Session) -> Value {
+    let u = &session.user;
+    // Since late 2021 WeChat gives web pages no sex or region: the page
+    // explains the blanks only when there are some.
+    let withheld = u.sex() == 0 || u.province().is_empty() || u.city().is_empty();
+    context! {
+        withheld,
+        openid => u.openid(),
+        nickname => u.nickname(),
+        sex_label => match u.sex() { 1 => "男", 2 => "女", _ => "未知" },
+        province => u.province(),
+        city => u.city(),
+        country => u.country(),
+        privilege => u.privilege().map(Value::from).collect::<Vec<_>>(),
+        unionid => u.unionid().unwrap_or(""),
+        avatar => avatar(u.headimgurl()),
+    }
+}
+
+/// The avatar to render: only https on WeChat's avatar hosts (the CSP allows
+/// just those); anything else gets the placeholder ("").
+fn avatar(url: &str) -> String {
+    let host = url
+        .strip_prefix("https://")
+        .and_then(|rest| rest.split(['/', '?', '#']).next())
+        .unwrap_or("");
+    if host.ends_with(".qlogo.cn") && !host.contains(['@', ':']) {
+        url.to_string()
+    } else {
+        String::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::avatar;
+
+    #[test]
+    fn only_https_qlogo_avatars_are_rendered() {
+        assert_eq!(
+            avatar("https://thirdwx.qlogo.cn/mmopen/x/132"),
+            "https://thirdwx.qlogo.cn/mmopen/x/132"
+        );
+        for url in [
+            "",
+            "http://thirdwx.qlogo.cn/x",
+            "https://evil.com/x",
+            "https://qlogo.cn.evil.com/x",
+            "https://user@evil.com/.qlogo.cn",
+            "https://x.qlogo.cn:8443/x",
+            "javascript:alert(1)",
+        ] {
+            assert_eq!(avatar(url), "", "{url}");
+        }
+    }
+}

@@ -1,0 +1,413 @@
+//! What makes an authorize link acceptable, checked as strictly as WeChat
+//! does: parameter order, encoding, the 网页授权域名, state. Pure functions;
+//! the handlers in authorize.rs turn a `Refusal` into WeChat's error page.
+
+use super::state::Scope;
+use super::SimConfig;
+use wxauth_app::transport::http::Req;
+
+/// Why a link is refused: WeChat's errcode where it has one, and its text.
+/// Texts with an errcode are WeChat's own (docs/wechat.md §6), so they
+/// live here next to their codes, not in the template.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Refusal {
+    pub errcode: Option<i64>,
+    pub message: &'static str,
+}
+
+const fn refusal(errcode: i64, message: &'static str) -> Refusal {
+    Refusal {
+        errcode: Some(errcode),
+        message,
+    }
+}
+
+const NO_APPID: Refusal = refusal(10012, "appid不能为空");
+const BAD_APPID: Refusal = refusal(40013, "appid 无效 (invalid appid)");
+const NO_REDIRECT_URI: Refusal = refusal(10011, "redirect_uri不能为空");
+const NO_SCOPE: Refusal = refusal(10010, "scope不能为空");
+const BAD_SCOPE: Refusal = refusal(10005, "此公众号并没有这些scope的权限");
+const DOMAIN_MISMATCH: Refusal = refusal(10003, "redirect_uri域名与后台配置不一致");
+const NO_STATE: Refusal = refusal(10013, "state不能为空");
+// WeChat has no errcode for these: it just refuses to open the link.
+const BAD_ORDER: Refusal = Refusal {
+    errcode: None,
+    message: "链接参数顺序错误：必须依次为 appid、redirect_uri、response_type、scope、state",
+};
+const BAD_RESPONSE_TYPE: Refusal = Refusal {
+    errcode: None,
+    message: "response_type 参数错误：必须为 code",
+};
+const BAD_REDIRECT_URI: Refusal = Refusal {
+    errcode: None,
+    message: "redirect_uri 参数错误",
+};
+const NOT_ENCODED: Refusal = Refusal {
+    errcode: None,
+    message: "redirect_uri 参数错误：必须经过 urlEncode 编码",
+};
+const BAD_STATE: Refusal = Refusal {
+    errcode: None,
+    message: "state 参数错误：只能包含 a-zA-Z0-9，最多 128 字节",
+};
+pub(super) const BAD_USER: Refusal = Refusal {
+    errcode: None,
+    message: "请选择一个测试用户",
+};
+pub(super) const BAD_ACTION: Refusal = Refusal {
+    errcode: None,
+    message: "请点击“允许”或“拒绝”",
+};
+
+/// The parameters WeChat's strict link pattern wants, in this order.
+const REQUIRED_ORDER: [&str; 5] = ["appid", "redirect_uri", "response_type", "scope", "state"];
+/// What may follow `state` (docs/wechat.md §1), each at most once.
+const OPTIONAL: [&str; 3] = ["connect_redirect", "forcePopup", "forceSnapShot"];
+
+/// A link (or a consent form) that passed every check.
+#[derive(Debug)]
+pub(super) struct Link {
+    /// Percent-decoded.
+    pub redirect_uri: String,
+    pub scope: Scope,
+    pub state: String,
+    /// `forcePopup=true`: show the consent page even for snsapi_base.
+    pub force_popup: bool,
+    /// `forceSnapShot=true`: a snapshot-page grant.
+    pub snapshot: bool,
+}
+
+/// Checks an authorize link in the order WeChat reports problems.
+pub(super) fn check_link(config: &SimConfig, req: &Req) -> Result<Link, Refusal> {
+    check_appid(config, req.query("appid"))?;
+    let redirect_uri = non_empty(req.query("redirect_uri")).ok_or(NO_REDIRECT_URI)?;
+    let scope = non_empty(req.query("scope")).ok_or(NO_SCOPE)?;
+    if !order_ok(&req.raw_query) {
+        return Err(BAD_ORDER);
+    }
+    if req.query("response_type") != Some("code") {
+        return Err(BAD_RESPONSE_TYPE);
+    }
+    let scope = Scope::parse(scope).ok_or(BAD_SCOPE)?;
+    // A raw `:` or `/` means the app forgot to encode redirect_uri, which
+    // WeChat refuses even when the decoded value would be fine.
+    if raw_value(&req.raw_query, "redirect_uri").is_some_and(|v| v.contains([':', '/', '?'])) {
+        return Err(NOT_ENCODED);
+    }
+    check_redirect_uri(redirect_uri, config)?;
+    let state = check_state(req.query("state"))?;
+    Ok(Link {
+        redirect_uri: redirect_uri.to_string(),
+        scope,
+        state: state.to_string(),
+        force_popup: req.query("forcePopup") == Some("true"),
+        snapshot: req.query("forceSnapShot") == Some("true"),
+    })
+}
+
+/// The same checks for the consent form (which has no order to keep).
+pub(super) fn check_form(config: &SimConfig, form: &[(String, String)]) -> Result<Link, Refusal> {
+    check_appid(config, field(form, "appid"))?;
+    let redirect_uri = non_empty(field(form, "redirect_uri")).ok_or(NO_REDIRECT_URI)?;
+    let scope = non_empty(field(form, "scope")).ok_or(NO_SCOPE)?;
+    let scope = Scope::parse(scope).ok_or(BAD_SCOPE)?;
+    check_redirect_uri(redirect_uri, config)?;
+    let state = check_state(field(form, "state"))?;
+    Ok(Link {
+        redirect_uri: redirect_uri.to_string(),
+        scope,
+        state: state.to_string(),
+        force_popup: false,
+        snapshot: field(form, "snapshot") == Some("1"),
+    })
+}
+
+fn check_appid(config: &SimConfig, appid: Option<&str>) -> Result<(), Refusal> {
+    match non_empty(appid) {
+        None => Err(NO_APPID),
+        Some(appid) if appid == config.appid => Ok(()),
+        Some(_) => Err(BAD_APPID),
+    }
+}
+
+fn check_state(state: Option<&str>) -> Result<&str, Refusal> {
+    let state = non_empty(state).ok_or(NO_STATE)?;
+    if state.len() > 128 || !state.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(BAD_STATE);
+    }
+    Ok(state)
+}
+
+/// True when the raw query has exactly appid, redirect_uri, response_type,
+/// scope, state in that order, then only optional keys, each at most once.
+///
+/// A link with no `state` at all passes here and is refused by the state
+/// check with 10013 (state不能为空), the same answer as `state=`: WeChat's
+/// document calls state optional, but its error table has 10013, and that
+/// is what SDKs that leave out an empty state get.
+fn order_ok(raw_query: &str) -> bool {
+    let keys: Vec<&str> = raw_query
+        .split('&')
+        .map(|part| part.split_once('=').map_or(part, |(k, _)| k))
+        .collect();
+    let without_state = REQUIRED_ORDER.len() - 1;
+    let required = if keys.get(without_state) == Some(&"state") {
+        REQUIRED_ORDER.len()
+    } else {
+        without_state
+    };
+    if keys.len() < required || keys[..required] != REQUIRED_ORDER[..required] {
+        return false;
+    }
+    let rest = &keys[required..];
+    rest.iter()
+        .enumerate()
+        .all(|(i, k)| OPTIONAL.contains(k) && !rest[..i].contains(k))
+}
+
+/// The value of `key` as sent, before percent-decoding.
+fn raw_value<'a>(raw_query: &'a str, key: &str) -> Option<&'a str> {
+    raw_query.split('&').find_map(|part| {
+        part.split_once('=')
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    })
+}
+
+/// The host of an http(s) URL, without port or userinfo (an IPv6 address
+/// without its brackets, as `SimConfig::domain` has it), and its authority
+/// (host and port); None if malformed.
+fn redirect_host(uri: &str) -> Option<(&str, &str)> {
+    let lower = uri.get(..8).unwrap_or(uri).to_ascii_lowercase();
+    let rest = if lower.starts_with("http://") {
+        &uri[7..]
+    } else if lower.starts_with("https://") {
+        &uri[8..]
+    } else {
+        return None;
+    };
+    // Browsers treat `\` like `/`, so it ends the authority too.
+    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or("");
+    // `http://127.0.0.1@evil.example/` is a classic way to fake the host.
+    if authority.contains('@') {
+        return None;
+    }
+    // Host and port as a Host header has them: IPv6 in brackets, a port of
+    // digits that fits.
+    let (host, _) = wxauth_app::web::site::split_host(authority)?;
+    Some((host, authority))
+}
+
+/// The 网页授权域名 rule: the host must equal the configured domain exactly
+/// (no subdomains, no parent domain). WeChat also calls back only on ports
+/// 80 and 443; the sim ignores the port because the demo runs on 8080.
+/// In demo mode the app answers on every host it listens on (localhost, a
+/// LAN address), following the browser: a plain http callback to one of
+/// those, on the app's port, is the demo's own and is accepted too. Nothing
+/// else is: the simulator never sends a browser to a host of the link's
+/// choosing.
+fn check_redirect_uri(uri: &str, config: &SimConfig) -> Result<(), Refusal> {
+    let (host, authority) = redirect_host(uri).ok_or(BAD_REDIRECT_URI)?;
+    if host.eq_ignore_ascii_case(&config.domain) {
+        return Ok(());
+    }
+    let plain = uri
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+    let demo_host = config
+        .demo_app
+        .is_some_and(|app| plain && wxauth_app::web::site::listened(app, authority).is_some());
+    if demo_host {
+        Ok(())
+    } else {
+        Err(DOMAIN_MISMATCH)
+    }
+}
+
+pub(super) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn non_empty(value: Option<&str>) -> Option<&str> {
+    value.filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CB: &str = "http%3A%2F%2F127.0.0.1%3A8080%2Fcallback";
+
+    fn check(query: &str) -> Result<Link, Refusal> {
+        let config = crate::tests::sim().config;
+        check_link(
+            &config,
+            &Req::fake("GET", &format!("/connect/oauth2/authorize?{query}"), &[]),
+        )
+    }
+
+    fn link(tail: &str) -> String {
+        format!("appid=wxSIMAPPID0000001&redirect_uri={CB}&response_type=code&scope=snsapi_userinfo&state=abc{tail}")
+    }
+
+    #[test]
+    fn parameter_order_is_strict() {
+        assert!(order_ok(
+            "appid=a&redirect_uri=b&response_type=code&scope=s&state=t"
+        ));
+        assert!(order_ok("appid=a&redirect_uri=b&response_type=code&scope=s&state=t&forcePopup=true&connect_redirect=1"));
+        // No state: in order; the state check then answers 10013.
+        assert!(order_ok(
+            "appid=a&redirect_uri=b&response_type=code&scope=s"
+        ));
+        for bad in [
+            "redirect_uri=b&appid=a&response_type=code&scope=s&state=t",
+            "appid=a&redirect_uri=b&response_type=code&state=t&scope=s",
+            "appid=a&redirect_uri=b&response_type=code&scope=s&x=1",
+            "appid=a&redirect_uri=b&response_type=code&scope=s&state=t&x=1",
+            "appid=a&redirect_uri=b&response_type=code&scope=s&state=t&state=u",
+            "appid=a&redirect_uri=b&response_type=code&scope=s&state=t&forcePopup=true&forcePopup=true",
+            "",
+        ] {
+            assert!(!order_ok(bad), "{bad}");
+        }
+        assert_eq!(
+            check(&format!("scope=snsapi_base&{}", link(""))).err(),
+            Some(BAD_ORDER)
+        );
+    }
+
+    #[test]
+    fn links_are_checked_in_wechat_order() {
+        assert!(check(&link("")).is_ok());
+        assert!(check(&link("&connect_redirect=1&forcePopup=true")).is_ok_and(|l| l.force_popup));
+        assert_eq!(check("redirect_uri=x").err(), Some(NO_APPID));
+        assert_eq!(check("appid=wxOTHER").err(), Some(BAD_APPID));
+        assert_eq!(
+            check("appid=wxSIMAPPID0000001&scope=x").err(),
+            Some(NO_REDIRECT_URI)
+        );
+        assert_eq!(
+            check(&link("").replace("snsapi_userinfo", "")).err(),
+            Some(NO_SCOPE)
+        );
+        assert_eq!(
+            check(&link("").replace("=code", "=token")).err(),
+            Some(BAD_RESPONSE_TYPE)
+        );
+        assert_eq!(
+            check(&link("").replace("snsapi_userinfo", "snsapi_login")).err(),
+            Some(BAD_SCOPE)
+        );
+        let raw = link("").replace(CB, "http://127.0.0.1:8080/callback");
+        assert_eq!(check(&raw).err(), Some(NOT_ENCODED));
+        let other = link("").replace("127.0.0.1", "localhost");
+        assert_eq!(check(&other).err(), Some(DOMAIN_MISMATCH));
+        assert_eq!(
+            check(&link("").replace("state=abc", "state=")).err(),
+            Some(NO_STATE)
+        );
+        // No state at all: the same answer, not a parameter-order error.
+        assert_eq!(
+            check(&link("").replace("&state=abc", "")).err(),
+            Some(NO_STATE)
+        );
+        assert_eq!(
+            check(&link("&connect_redirect=1").replace("&state=abc", "")).err(),
+            Some(NO_STATE)
+        );
+        assert_eq!(
+            check(&link("").replace("state=abc", "state=a-b")).err(),
+            Some(BAD_STATE)
+        );
+        let long = "a".repeat(129);
+        assert_eq!(
+            check(&link("").replace("abc", &long)).err(),
+            Some(BAD_STATE)
+        );
+        assert!(check(&link("").replace("abc", &long[..128])).is_ok());
+    }
+
+    fn config(domain: &str, demo_app: Option<&str>) -> SimConfig {
+        SimConfig {
+            domain: domain.into(),
+            demo_app: demo_app.map(|a| a.parse().unwrap()),
+            ..crate::tests::sim().config
+        }
+    }
+
+    #[test]
+    fn redirect_uri_host_must_equal_the_domain() {
+        let sim = config("127.0.0.1", None);
+        let ok = |uri: &str| check_redirect_uri(uri, &sim);
+        assert_eq!(ok("http://127.0.0.1:8080/callback"), Ok(()));
+        assert_eq!(ok("HTTPS://127.0.0.1/cb?x=1"), Ok(()));
+        assert_eq!(ok("http://127.0.0.1"), Ok(()));
+        assert_eq!(ok("http://127.0.0.2/cb"), Err(DOMAIN_MISMATCH));
+        assert_eq!(ok("http://127.0.0.1.evil.example/cb"), Err(DOMAIN_MISMATCH));
+        assert_eq!(ok("http://evil.example\\@127.0.0.1/"), Err(DOMAIN_MISMATCH));
+        assert_eq!(ok("http://127.0.0.1@evil.example/"), Err(BAD_REDIRECT_URI));
+        assert_eq!(ok("127.0.0.1/callback"), Err(BAD_REDIRECT_URI));
+        assert_eq!(ok("ftp://127.0.0.1/"), Err(BAD_REDIRECT_URI));
+        assert_eq!(ok("http://127.0.0.1:80x/"), Err(BAD_REDIRECT_URI));
+        assert_eq!(ok("http:///cb"), Err(BAD_REDIRECT_URI));
+        assert_eq!(ok("http://127.0.0.1:99999/"), Err(BAD_REDIRECT_URI));
+        assert_eq!(ok("http://[::1]x:8080/"), Err(BAD_REDIRECT_URI));
+        assert_eq!(ok("http://[127.0.0.1]/"), Err(BAD_REDIRECT_URI));
+        // An IPv6 domain is written without brackets (config::host_of).
+        let v6 = config("::1", None);
+        assert_eq!(
+            check_redirect_uri("http://[::1]:8080/callback", &v6),
+            Ok(())
+        );
+        assert_eq!(
+            check_redirect_uri("http://[::2]:8080/callback", &v6),
+            Err(DOMAIN_MISMATCH)
+        );
+        let qq = config("www.qq.com", None);
+        let www = |uri: &str| check_redirect_uri(uri, &qq);
+        assert_eq!(www("https://www.qq.com/a/b"), Ok(()));
+        assert_eq!(www("https://pay.qq.com/"), Err(DOMAIN_MISMATCH));
+        assert_eq!(www("https://qq.com/"), Err(DOMAIN_MISMATCH));
+    }
+
+    #[test]
+    fn in_demo_mode_a_callback_to_any_host_the_app_listens_on_is_accepted() {
+        // The app on every address, port 8080; the configured domain 127.0.0.1.
+        let sim = config("127.0.0.1", Some("0.0.0.0:8080"));
+        let ok = |uri: &str| check_redirect_uri(uri, &sim);
+        assert_eq!(ok("http://localhost:8080/callback"), Ok(()));
+        assert_eq!(ok("http://127.0.0.2:8080/callback"), Ok(()));
+        assert_eq!(
+            ok("http://127.0.0.1:9999/callback"),
+            Ok(()),
+            "the domain, any port"
+        );
+        for foreign in [
+            "http://localhost:9999/callback",
+            "http://127.0.0.2:9999/callback",
+            "https://localhost:8080/callback",
+            "http://evil.example:8080/callback",
+            "http://203.0.113.9:8080/callback",
+            "http://localhost:8080@evil.example/callback",
+        ] {
+            assert_ne!(ok(foreign), Ok(()), "{foreign}");
+        }
+        // The app on loopback only: a LAN address is not the demo's.
+        let lo = config("127.0.0.1", Some("127.0.0.1:8080"));
+        assert_eq!(
+            check_redirect_uri("http://127.0.0.2:8080/", &lo),
+            Err(DOMAIN_MISMATCH)
+        );
+        assert_eq!(check_redirect_uri("http://localhost:8080/", &lo), Ok(()));
+        // `wxauth sim` (not demo mode): the domain and nothing else.
+        let strict = config("127.0.0.1", None);
+        assert_eq!(
+            check_redirect_uri("http://localhost:8080/", &strict),
+            Err(DOMAIN_MISMATCH)
+        );
+    }
+}
