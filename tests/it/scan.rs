@@ -28,7 +28,7 @@ fn qr(stack: &Stack, desktop: &mut Browser) -> (String, String) {
     let ticket = attribute(&page.body, "data-ticket");
     assert_eq!(
         ticket.len(),
-        wxauth_app::web::handlers::scan::TICKET_LEN,
+        wxauth_app::store::tickets::TICKET_LEN,
         "{ticket}"
     );
     assert!(ticket.bytes().all(|b| b.is_ascii_alphanumeric()));
@@ -284,7 +284,7 @@ fn a_post_without_the_pages_token_or_from_another_site_is_refused() {
     for bad in [
         "",
         "<script>",
-        &"A".repeat(wxauth_app::web::handlers::scan::TICKET_LEN),
+        &"A".repeat(wxauth_app::store::tickets::TICKET_LEN),
         "é",
     ] {
         assert_eq!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use wxauth::demo;
 use wxauth_app::config::{Config, RawConfig};
 use wxauth_app::transport::server::{Listener, Running};
-use wxauth_app::web::app::{self, AppHandle};
+use wxauth_app::web::service::{self as app, AppHandle};
 
 /// The app and its simulator, as demo mode wires them. Dropping stops both.
 pub struct Stack {

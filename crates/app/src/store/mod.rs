@@ -4,6 +4,8 @@
 
 pub mod compact;
 pub mod logins;
+pub mod pushes;
 pub mod session_file;
 pub mod sessions;
 pub mod signed;
+pub mod tickets;

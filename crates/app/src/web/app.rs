@@ -5,21 +5,22 @@
 
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::store::logins::{LoginCookie, Logins, LOGIN_TTL};
+use crate::log;
+use crate::store::logins::{self, LoginCookie, Logins, LOGIN_TTL};
+use crate::store::pushes::SeenPushes;
+use crate::store::session_file;
 use crate::store::sessions::{Session, SessionStore};
 use crate::store::signed::Key;
+use crate::store::tickets::Scans;
 use crate::transport::http::{Cookie, Reply, Req, SECURITY_HEADERS};
-use crate::transport::server::{Job, Listener, Outcome, Running, Service};
+use crate::transport::server::{Job, Outcome};
 use crate::web::error::AppError;
-use crate::web::handlers::scan::Scans;
+use crate::web::render;
 use crate::web::site::Site;
 use crate::wechat::client::{WechatClient, WechatError};
-use crate::wechat::message::SeenPushes;
-use crate::{log, store::session_file, web::render, web::routes};
 use minijinja::context;
 use minijinja::Environment;
 use serde_json::json;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -69,11 +70,23 @@ pub struct App {
 /// How much the app holds, published by the loop after every request so
 /// that other threads can read it without a lock.
 #[derive(Debug, Default)]
-struct Counters {
+pub(crate) struct Counters {
     sessions: AtomicUsize,
     spent: AtomicUsize,
     scans: AtomicUsize,
     pushes: AtomicUsize,
+}
+
+impl Counters {
+    /// A reading.
+    pub(crate) fn read(&self) -> Stats {
+        Stats {
+            sessions: self.sessions.load(Ordering::Relaxed),
+            spent: self.spent.load(Ordering::Relaxed),
+            scans: self.scans.load(Ordering::Relaxed),
+            pushes: self.pushes.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// A reading of `Counters`.
@@ -143,6 +156,11 @@ impl App {
         Ok(app)
     }
 
+    /// What the app holds, as other threads may read it.
+    pub(crate) fn counters(&self) -> Arc<Counters> {
+        Arc::clone(&self.counters)
+    }
+
     /// Writes the sessions to WXAUTH_SESSION_FILE, if one is configured.
     /// Called once, after the loop has stopped.
     pub fn save_sessions(&self) {
@@ -179,6 +197,31 @@ impl App {
         format!("{}{p}", self.config.prefix)
     }
 
+    /// Where a login lands when it was not asked to go anywhere else: the
+    /// profile, under the site's path prefix.
+    pub fn default_next(&self) -> String {
+        self.path("/profile")
+    }
+
+    /// Starts a login that lands on `next` (a checked local path): 302 to WeChat.
+    /// Stores nothing: the state is signed, and `next` rides in the login cookie.
+    /// WeChat (or the simulator, as this browser reaches it) is asked to send
+    /// the browser back to the site it is on (`App::site`).
+    pub fn authorize_redirect(&mut self, req: &Req, next: &str) -> Reply {
+        let mut cookie = self.login_cookie_of(req);
+        let fallback = self.default_next();
+        let next = logins::fit(next, &fallback);
+        let state = self.logins.begin(&mut cookie, next, self.clock.now());
+        let site = &self.site;
+        let url = self.wechat.authorize_url(
+            &site.open_base,
+            &site.redirect_uri(),
+            self.config.scope,
+            &state,
+        );
+        Reply::redirect(302, &url).with_cookie(&self.login_cookie(&cookie))
+    }
+
     /// The site's /login, carrying `next` (a path on the site's host).
     pub fn login_url(&self, next: &str) -> String {
         crate::web::error::login_url(&self.config.prefix, next)
@@ -198,6 +241,19 @@ impl App {
         }
     }
 
+    /// Before a request's handler: expired records go (now and then), and
+    /// the site is the one this request reaches.
+    pub(crate) fn start(&mut self, req: &Req) {
+        self.sweep();
+        self.site = self.site_of(req);
+    }
+
+    /// Before an error page for a request that was never read (or broke a
+    /// limit): there is no Host to follow, so the configured site.
+    pub(crate) fn start_without_request(&mut self) {
+        self.site = Arc::clone(&self.configured);
+    }
+
     /// `path` without the site's path prefix ("" for the prefix itself);
     /// None when it lies outside.
     pub fn local_path<'a>(&self, path: &'a str) -> Option<&'a str> {
@@ -209,19 +265,10 @@ impl App {
             .filter(|rest| rest.is_empty() || rest.starts_with('/'))
     }
 
-    /// Logs, once, a request for one of our routes without the prefix: the
-    /// proxy in front most likely strips it (`proxy_pass` with a URI part).
-    pub fn outside_prefix(&mut self, path: &str) {
-        if self.told_outside_prefix || !routes::is_route(path) {
-            return;
-        }
-        self.told_outside_prefix = true;
-        log::warn(&format!(
-            "{path}: outside {prefix}, the path of WXAUTH_PUBLIC_URL, where wxauth serves \
-             its pages; a proxy in front must pass the path as it is (nginx: `proxy_pass \
-             http://127.0.0.1:8080;` with no path after the address)",
-            prefix = self.config.prefix
-        ));
+    /// True the first time it is asked: a request outside the path prefix
+    /// is logged once (routes.rs).
+    pub fn first_outside_prefix(&mut self) -> bool {
+        !std::mem::replace(&mut self.told_outside_prefix, true)
     }
 
     /// The session cookie's id and its live session, if the browser has one.
@@ -293,7 +340,7 @@ impl App {
         self.cookie(self.session_cookie_name, "", 0)
     }
 
-    fn error_reply_for(&self, req_path: &str, err: &AppError) -> Reply {
+    pub(crate) fn error_reply_for(&self, req_path: &str, err: &AppError) -> Reply {
         let status = err.status();
         let reply = if self
             .local_path(req_path)
@@ -371,7 +418,7 @@ impl App {
     /// Turns a handler's step into what the loop carries out: an error
     /// becomes its page (logged once, here), a reply gets the security
     /// headers, a call goes out as it is.
-    fn finish(&mut self, path: &str, step: Step) -> Outcome<App> {
+    pub(crate) fn finish(&mut self, path: &str, step: Step) -> Outcome<App> {
         let outcome = match step {
             Ok(Outcome::Reply(reply)) => {
                 let local = self.local_path(path).unwrap_or(path);
@@ -403,31 +450,6 @@ impl App {
     }
 }
 
-impl Service for App {
-    fn name(&self) -> &'static str {
-        "app"
-    }
-
-    fn handle(&mut self, req: &Req) -> Outcome<App> {
-        self.sweep();
-        self.site = self.site_of(req);
-        let step = routes::dispatch(self, req);
-        self.finish(&req.path, step)
-    }
-
-    fn error_reply(&mut self, status: u16) -> Reply {
-        let err = match status {
-            400 => AppError::BadRequest,
-            413 | 414 | 431 => AppError::TooLarge(status),
-            503 => AppError::Busy,
-            _ => AppError::Internal(format!("status {status}")),
-        };
-        // No request was read (or it broke a limit): nothing to follow.
-        self.site = Arc::clone(&self.configured);
-        with_security_headers(self.error_reply_for("", &err), false)
-    }
-}
-
 /// "1 session", "2 sessions".
 fn count(n: usize, noun: &str) -> String {
     if n == 1 {
@@ -438,7 +460,7 @@ fn count(n: usize, noun: &str) -> String {
 }
 
 /// Headers on every reply (`http::SECURITY_HEADERS`), and how long it may be cached.
-fn with_security_headers(reply: Reply, is_static: bool) -> Reply {
+pub(crate) fn with_security_headers(reply: Reply, is_static: bool) -> Reply {
     let cache = if is_static {
         "public, max-age=3600"
     } else {
@@ -448,41 +470,4 @@ fn with_security_headers(reply: Reply, is_static: bool) -> Reply {
         .iter()
         .fold(reply, |reply, (name, value)| reply.with_header(name, value))
         .with_header("Cache-Control", cache)
-}
-
-/// The app serving on its own thread (tests, embedding). Dropping it stops it.
-pub struct AppHandle {
-    _running: Running,
-    /// Where the app listens.
-    pub addr: SocketAddr,
-    /// The app's clock; `advance` it to expire tokens and sessions.
-    pub clock: Clock,
-    counters: Arc<Counters>,
-}
-
-impl AppHandle {
-    /// What the app holds, as of its last request.
-    pub fn stats(&self) -> Stats {
-        Stats {
-            sessions: self.counters.sessions.load(Ordering::Relaxed),
-            spent: self.counters.spent.load(Ordering::Relaxed),
-            scans: self.counters.scans.load(Ordering::Relaxed),
-            pushes: self.counters.pushes.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Starts the app on `listener` on its own thread.
-pub fn start(listener: Listener, config: Config) -> Result<AppHandle, String> {
-    let clock = Clock::new();
-    let app = App::new(config, clock.clone())?;
-    let counters = Arc::clone(&app.counters);
-    let addr = listener.local_addr();
-    let listener = listener.with_limits(app.config.limits());
-    Ok(AppHandle {
-        _running: listener.spawn(app),
-        addr,
-        clock,
-        counters,
-    })
 }

@@ -7,4 +7,5 @@ pub mod error;
 pub mod handlers;
 pub mod render;
 pub mod routes;
+pub mod service;
 pub mod site;

@@ -2,14 +2,13 @@
 //! 404 for an unknown path, 405 with `Allow` for a known path and the wrong
 //! method, 403 for a POST another site sent.
 
+use crate::log;
 use crate::transport::http::{Method, Reply, Req};
 use crate::transport::server::Outcome;
 use crate::web::app::{App, Step};
+use crate::web::assets;
 use crate::web::error::AppError;
-use crate::{
-    web::assets, web::handlers::gateway, web::handlers::json, web::handlers::login,
-    web::handlers::profile, web::handlers::scan, wechat::message,
-};
+use crate::web::handlers::{gateway, json, login, profile, scan, wechat_endpoint};
 
 /// A handler: parse, check, change state, reply.
 pub enum Handler {
@@ -45,8 +44,8 @@ pub const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Get, "/auth/start", Now(gateway::start)),
     (Method::Get, "/auth/denied", Now(gateway::denied)),
     // Only when WXAUTH_TOKEN is set; 404 otherwise.
-    (Method::Get, "/wechat", Now(message::verify)),
-    (Method::Post, "/wechat", Now(message::receive)),
+    (Method::Get, "/wechat", Now(wechat_endpoint::verify)),
+    (Method::Post, "/wechat", Now(wechat_endpoint::receive)),
 ];
 
 /// POST routes other sites may call: WeChat's server pushes, which carry no
@@ -74,7 +73,7 @@ pub fn dispatch(app: &mut App, req: &Req) -> Step {
         Some(path) => path,
         None if req.path == "/healthz" => "/healthz",
         None => {
-            app.outside_prefix(&req.path);
+            outside_prefix(app, &req.path);
             return Err(AppError::NotFound);
         }
     };
@@ -137,4 +136,18 @@ fn same_origin(app: &App, req: &Req) -> Result<(), AppError> {
             _ => Err(AppError::CrossSite),
         },
     }
+}
+
+/// Logs, once, a request for one of our routes without the prefix: the
+/// proxy in front most likely strips it (`proxy_pass` with a URI part).
+fn outside_prefix(app: &mut App, path: &str) {
+    if !is_route(path) || !app.first_outside_prefix() {
+        return;
+    }
+    log::warn(&format!(
+        "{path}: outside {prefix}, the path of WXAUTH_PUBLIC_URL, where wxauth serves \
+         its pages; a proxy in front must pass the path as it is (nginx: `proxy_pass \
+         http://127.0.0.1:8080;` with no path after the address)",
+        prefix = app.config.prefix
+    ));
 }

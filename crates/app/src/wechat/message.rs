@@ -1,98 +1,22 @@
-//! The Official Account's message endpoint, `/wechat`, answered only when
-//! WXAUTH_TOKEN is set: WeChat's server verification (GET) and the signed
-//! XML it pushes for messages and events (POST, plaintext mode). A subscribe
-//! or a "登录" message is answered with the login link; anything else with
-//! `success`. WeChat retries a push it got no answer to, three times: a retry
-//! gets the very reply the first delivery got (the login link is most needed
-//! exactly when the first answer was lost), and is acted on once.
+//! The Official Account's message protocol (plaintext mode; docs/wechat.md
+//! §7): the signature WeChat puts on every push, the XML of a push, and the
+//! XML of a passive reply. Pure: no request, no state, no clock.
 
-use crate::log;
 use crate::random::constant_time_eq;
-use crate::transport::http::{Reply, Req};
-use crate::web::app::App;
-use crate::web::error::AppError;
 use quick_xml::events::Event;
 use quick_xml::Reader;
 use sha1::{Digest, Sha1};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 /// How far a push's timestamp may be from our clock, in seconds.
 const MAX_SKEW: i64 = 300;
-/// Pushes remembered for recognising retries (WeChat retries within 15 s).
-const SEEN_TTL: i64 = 60;
-/// With their replies (a few hundred bytes each): a few MB at most, and only
-/// signed pushes (from WeChat, or whoever holds WXAUTH_TOKEN) add one.
-const SEEN_CAP: usize = 10_000;
 /// More fields than any WeChat message has.
 const MAX_FIELDS: usize = 64;
 
-/// GET /wechat: WeChat checks that this server knows the token.
-pub fn verify(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    let token = app.config.token.clone().ok_or(AppError::NotFound)?;
-    if !signed(token.expose(), req, app.clock.now()) {
-        return Ok(Reply::text(403, "invalid signature\n"));
-    }
-    Ok(Reply::text(200, req.query("echostr").unwrap_or("")))
-}
-
-/// POST /wechat: a signed message or event.
-pub fn receive(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    let token = app.config.token.clone().ok_or(AppError::NotFound)?;
-    let now = app.clock.now();
-    // The signature is checked before the body is even parsed.
-    if !signed(token.expose(), req, now) {
-        return Ok(Reply::text(403, "invalid signature\n"));
-    }
-    let Some(msg) = Message::parse(&req.body) else {
-        return Ok(Reply::text(400, "malformed message\n"));
-    };
-    let key = msg.retry_key();
-    if let Some(reply) = app.pushes.reply_to(&key, now) {
-        log::debug(&format!(
-            "wechat: retry of {} from {}",
-            msg.kind(),
-            msg.from
-        ));
-        return Ok(reply);
-    }
-    log::info(&format!("wechat: {} from {}", msg.kind(), msg.from));
-    let reply = act_on(app, &msg, now);
-    app.pushes.remember(key, &reply, now);
-    Ok(reply)
-}
-
-/// What a push makes us do, once: here, choose the answer.
-fn act_on(app: &App, msg: &Message, now: i64) -> Reply {
-    let login = format!("{}/login", app.config.public_url);
-    let wants_login = match (msg.msg_type.as_str(), msg.event.as_str()) {
-        ("event", "subscribe") => true,
-        ("text", _) => {
-            ["登录", "登陆", "login"].contains(&msg.content.trim().to_lowercase().as_str())
-        }
-        _ => false,
-    };
-    if !wants_login {
-        return Reply::text(200, "success");
-    }
-    let text = format!("欢迎！点击登录，查看你的资料：{login}");
-    Reply::with_body(
-        200,
-        "text/xml; charset=utf-8",
-        msg.text_reply(&text, now).into_bytes(),
-    )
-}
-
-/// WeChat's signature: sha1 over [token, timestamp, nonce] sorted and joined,
-/// in lowercase hex; and a timestamp close to now, so a captured push cannot
-/// be replayed later.
-fn signed(token: &str, req: &Req, now: i64) -> bool {
-    let (Some(signature), Some(timestamp), Some(nonce)) = (
-        req.query("signature"),
-        req.query("timestamp"),
-        req.query("nonce"),
-    ) else {
-        return false;
-    };
+/// WeChat's signature check: sha1 over [token, timestamp, nonce] sorted and
+/// joined, in lowercase hex; and a timestamp close to now, so a captured push
+/// cannot be replayed later.
+pub fn signature_ok(token: &str, signature: &str, timestamp: &str, nonce: &str, now: i64) -> bool {
     let Ok(when) = timestamp.parse::<i64>() else {
         return false;
     };
@@ -195,7 +119,7 @@ impl Message {
 
     /// What identifies WeChat's retries of this push (docs/wechat.md §7): MsgId for
     /// messages, FromUserName + CreateTime for events.
-    fn retry_key(&self) -> String {
+    pub fn retry_key(&self) -> String {
         if self.msg_id.is_empty() {
             format!("{}|{}|{}", self.from, self.create_time, self.event)
         } else {
@@ -204,7 +128,7 @@ impl Message {
     }
 
     /// A short description for the log: "subscribe (qrscene_1)", "text".
-    fn kind(&self) -> String {
+    pub fn kind(&self) -> String {
         match (self.msg_type.as_str(), self.event_key.is_empty()) {
             ("event", true) => self.event.clone(),
             ("event", false) => format!("{} ({})", self.event, self.event_key),
@@ -241,70 +165,8 @@ fn resolve(r: &quick_xml::events::BytesRef) -> Option<char> {
 }
 
 /// Text as CDATA; a `]]>` inside is split across two sections.
-fn cdata(text: &str) -> String {
+pub fn cdata(text: &str) -> String {
     format!("<![CDATA[{}]]>", text.replace("]]>", "]]]]><![CDATA[>"))
-}
-
-/// Pushes seen lately with the reply each got, to answer WeChat's retries
-/// the same without acting twice.
-#[derive(Default)]
-pub struct SeenPushes {
-    seen: HashMap<String, Seen>,
-    order: VecDeque<String>,
-    acted: usize,
-}
-
-struct Seen {
-    at: i64,
-    content_type: Box<str>,
-    body: Box<[u8]>,
-}
-
-impl SeenPushes {
-    /// The reply `key`'s first delivery got, if it came within SEEN_TTL.
-    pub fn reply_to(&mut self, key: &str, now: i64) -> Option<Reply> {
-        self.forget_old(now);
-        let seen = self.seen.get(key)?;
-        Some(Reply::with_body(
-            200,
-            &seen.content_type,
-            seen.body.to_vec(),
-        ))
-    }
-
-    /// Records that the push `key` was acted on and answered with `reply`.
-    pub fn remember(&mut self, key: String, reply: &Reply, now: i64) {
-        self.acted += 1;
-        self.forget_old(now);
-        while self.order.len() >= SEEN_CAP {
-            if let Some(oldest) = self.order.pop_front() {
-                self.seen.remove(&oldest);
-            }
-        }
-        let seen = Seen {
-            at: now,
-            content_type: reply.header("content-type").unwrap_or("text/plain").into(),
-            body: reply.body.clone().into_boxed_slice(),
-        };
-        if self.seen.insert(key.clone(), seen).is_none() {
-            self.order.push_back(key);
-        }
-    }
-
-    /// How many pushes were acted on (retries not counted).
-    pub fn acted(&self) -> usize {
-        self.acted
-    }
-
-    fn forget_old(&mut self, now: i64) {
-        while let Some(oldest) = self.order.front() {
-            if self.seen.get(oldest).is_some_and(|s| now - s.at < SEEN_TTL) {
-                break;
-            }
-            let oldest = self.order.pop_front().expect("front exists");
-            self.seen.remove(&oldest);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -386,25 +248,5 @@ mod tests {
         );
         let back = Message::parse(reply.as_bytes()).unwrap();
         assert_eq!(back.content, "a]]>b");
-    }
-
-    #[test]
-    fn retries_get_the_first_reply_and_are_forgotten_after_a_while() {
-        let mut seen = SeenPushes::default();
-        assert!(seen.reply_to("k", 0).is_none());
-        let reply = Reply::with_body(200, "text/xml; charset=utf-8", b"<xml>1</xml>".to_vec());
-        seen.remember("k".into(), &reply, 0);
-        let again = seen.reply_to("k", 10).unwrap();
-        assert_eq!(again.body, reply.body);
-        assert_eq!(
-            again.header("content-type"),
-            Some("text/xml; charset=utf-8")
-        );
-        assert!(seen.reply_to("k", SEEN_TTL + 1).is_none());
-        for i in 0..(SEEN_CAP + 10) {
-            seen.remember(i.to_string(), &reply, SEEN_TTL + 2);
-        }
-        assert!(seen.seen.len() <= SEEN_CAP && seen.order.len() <= SEEN_CAP);
-        assert_eq!(seen.acted(), SEEN_CAP + 11);
     }
 }

@@ -3,7 +3,7 @@
 //! stored nowhere until spent (login.rs).
 
 use crate::config::Scope;
-use crate::store::logins::{self, Checked};
+use crate::store::logins::Checked;
 use crate::store::sessions::{Session, StoredUser, Tokens};
 use crate::transport::http::{Reply, Req};
 use crate::transport::server::Outcome;
@@ -15,11 +15,6 @@ use crate::{log, web::site};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use std::sync::Arc;
 
-/// Where a login lands when it was not asked to go anywhere else: the
-/// profile, under the site's path prefix.
-pub fn default_next(app: &App) -> String {
-    app.path("/profile")
-}
 /// WeChat's codes are 32 characters; anything far longer is not one.
 const MAX_CODE: usize = 256;
 
@@ -31,30 +26,11 @@ pub fn login(app: &mut App, req: &Req) -> Step {
     let next = req
         .query("next")
         .and_then(local_path)
-        .unwrap_or_else(|| default_next(app));
+        .unwrap_or_else(|| app.default_next());
     if !scan::in_wechat(req) && req.query("direct") != Some("1") {
         return scan::qr_page(app, req, &next);
     }
-    Ok(begin(app, req, &next).into())
-}
-
-/// Starts a login that lands on `next` (a checked local path): 302 to WeChat.
-/// Stores nothing: the state is signed, and `next` rides in the login cookie.
-/// WeChat (or the simulator, as this browser reaches it) is asked to send
-/// the browser back to the site it is on (`App::site`).
-pub fn begin(app: &mut App, req: &Req, next: &str) -> Reply {
-    let mut cookie = app.login_cookie_of(req);
-    let fallback = default_next(app);
-    let next = logins::fit(next, &fallback);
-    let state = app.logins.begin(&mut cookie, next, app.clock.now());
-    let site = &app.site;
-    let url = app.wechat.authorize_url(
-        &site.open_base,
-        &site.redirect_uri(),
-        app.config.scope,
-        &state,
-    );
-    Reply::redirect(302, &url).with_cookie(&app.login_cookie(&cookie))
+    Ok(app.authorize_redirect(req, &next).into())
 }
 
 /// GET /callback?code=C&state=T: WeChat sends the browser back here. Every
@@ -218,7 +194,9 @@ fn after_exchange(
     }
     let sid = app.sessions.create(session, now);
     app.logins.complete(login, &sid);
-    scan::after_login(app, login, &sid, now);
+    let confirm = app.path(scan::CONFIRM);
+    app.scans
+        .after_login(app.logins.key(), &confirm, login, &sid, now);
     Ok(Reply::redirect(302, &login.next)
         .with_cookie(&app.session_cookie(&sid))
         .into())

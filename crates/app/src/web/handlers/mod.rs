@@ -5,3 +5,4 @@ pub mod json;
 pub mod login;
 pub mod profile;
 pub mod scan;
+pub mod wechat_endpoint;

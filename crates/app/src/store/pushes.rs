@@ -1,0 +1,100 @@
+//! Pushes from WeChat seen lately, with the reply each got: WeChat retries a
+//! push it got no answer to (docs/wechat.md §7), and a retry must get the very
+//! reply the first delivery got without being acted on twice.
+
+use crate::transport::http::Reply;
+use std::collections::{HashMap, VecDeque};
+
+/// Pushes remembered for recognising retries (WeChat retries within 15 s).
+const SEEN_TTL: i64 = 60;
+/// With their replies (a few hundred bytes each): a few MB at most, and only
+/// signed pushes (from WeChat, or whoever holds WXAUTH_TOKEN) add one.
+const SEEN_CAP: usize = 10_000;
+
+/// Pushes seen lately with the reply each got, to answer WeChat's retries
+/// the same without acting twice.
+#[derive(Default)]
+pub struct SeenPushes {
+    seen: HashMap<String, Seen>,
+    order: VecDeque<String>,
+    acted: usize,
+}
+
+struct Seen {
+    at: i64,
+    content_type: Box<str>,
+    body: Box<[u8]>,
+}
+
+impl SeenPushes {
+    /// The reply `key`'s first delivery got, if it came within SEEN_TTL.
+    pub fn reply_to(&mut self, key: &str, now: i64) -> Option<Reply> {
+        self.forget_old(now);
+        let seen = self.seen.get(key)?;
+        Some(Reply::with_body(
+            200,
+            &seen.content_type,
+            seen.body.to_vec(),
+        ))
+    }
+
+    /// Records that the push `key` was acted on and answered with `reply`.
+    pub fn remember(&mut self, key: String, reply: &Reply, now: i64) {
+        self.acted += 1;
+        self.forget_old(now);
+        while self.order.len() >= SEEN_CAP {
+            if let Some(oldest) = self.order.pop_front() {
+                self.seen.remove(&oldest);
+            }
+        }
+        let seen = Seen {
+            at: now,
+            content_type: reply.header("content-type").unwrap_or("text/plain").into(),
+            body: reply.body.clone().into_boxed_slice(),
+        };
+        if self.seen.insert(key.clone(), seen).is_none() {
+            self.order.push_back(key);
+        }
+    }
+
+    /// How many pushes were acted on (retries not counted).
+    pub fn acted(&self) -> usize {
+        self.acted
+    }
+
+    fn forget_old(&mut self, now: i64) {
+        while let Some(oldest) = self.order.front() {
+            if self.seen.get(oldest).is_some_and(|s| now - s.at < SEEN_TTL) {
+                break;
+            }
+            let oldest = self.order.pop_front().expect("front exists");
+            self.seen.remove(&oldest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::http::Reply;
+
+    #[test]
+    fn retries_get_the_first_reply_and_are_forgotten_after_a_while() {
+        let mut seen = SeenPushes::default();
+        assert!(seen.reply_to("k", 0).is_none());
+        let reply = Reply::with_body(200, "text/xml; charset=utf-8", b"<xml>1</xml>".to_vec());
+        seen.remember("k".into(), &reply, 0);
+        let again = seen.reply_to("k", 10).unwrap();
+        assert_eq!(again.body, reply.body);
+        assert_eq!(
+            again.header("content-type"),
+            Some("text/xml; charset=utf-8")
+        );
+        assert!(seen.reply_to("k", SEEN_TTL + 1).is_none());
+        for i in 0..(SEEN_CAP + 10) {
+            seen.remember(i.to_string(), &reply, SEEN_TTL + 2);
+        }
+        assert!(seen.seen.len() <= SEEN_CAP && seen.order.len() <= SEEN_CAP);
+        assert_eq!(seen.acted(), SEEN_CAP + 11);
+    }
+}
