@@ -8,6 +8,7 @@ mod cli;
 mod flow;
 mod gateway;
 mod hosts;
+mod layers;
 mod http_layer;
 mod mp;
 mod pages;

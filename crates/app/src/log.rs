@@ -2,7 +2,6 @@
 //! The level comes from WXAUTH_LOG (error, warn, info, debug; off silences all).
 //! Callers pass paths without query strings and never a secret or token.
 
-use crate::transport::http::Method;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
@@ -59,12 +58,12 @@ fn enabled(level: u8) -> bool {
 }
 
 /// One line per request: who served it, method, path (no query), status, duration.
-pub fn access(service: &str, method: Method, path: &str, status: u16, took: Duration) {
+pub fn access(service: &str, method: &str, path: &str, status: u16, took: Duration) {
     if enabled(INFO) {
         out(&format!(
             "{}{service} {} {} {status} {:.1}ms",
             priority("<6>"),
-            method.as_str(),
+            method,
             printable(path),
             took.as_secs_f64() * 1000.0
         ));

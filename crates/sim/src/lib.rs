@@ -227,11 +227,11 @@ pub fn start(listener: Listener, config: SimConfig) -> Running {
     listener.spawn(Sim::new(config))
 }
 
-/// `GET /favicon.ico`: the app's icon (an SVG, which browsers take here too).
+/// `GET /favicon.ico`: the app's icon (an SVG, which browsers take here too),
+/// embedded from the app's assets rather than asked of the app's web layer.
 fn favicon(_sim: &mut Sim, _req: &Req) -> Reply {
-    let (content_type, bytes) =
-        wxauth_app::web::assets::find("favicon.svg").expect("static/favicon.svg is embedded");
-    Reply::with_body(200, content_type, bytes.to_vec())
+    const ICON: &[u8] = include_bytes!("../../app/static/favicon.svg");
+    Reply::with_body(200, "image/svg+xml", ICON.to_vec())
         .with_header("Cache-Control", "public, max-age=86400")
 }
 

@@ -693,7 +693,7 @@ fn answer(
     if let Err(e) = request.respond(to_response(reply)) {
         log::debug(&format!("{name}: handing the reply over failed: {e}"));
     }
-    log::access(name, method, path, status, started.elapsed());
+    log::access(name, method.as_str(), path, status, started.elapsed());
 }
 
 /// Who sent the request: the socket's peer, or, when the peer is a trusted
