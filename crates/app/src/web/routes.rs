@@ -24,11 +24,11 @@ use Handler::{Calls, Now};
 pub const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Get, "/", Now(profile::home)),
     (Method::Get, "/login", Calls(login::login)),
-    (Method::Get, "/login/scan", Now(scan::scan)),
-    (Method::Get, "/login/scan/confirm", Now(scan::confirm_page)),
-    (Method::Post, "/login/scan/confirm", Now(scan::confirm)),
-    (Method::Post, "/login/scan/cancel", Now(scan::cancel)),
-    (Method::Get, "/login/ticket", Now(scan::status)),
+    (Method::Get, "/login/scan", Now(scan::phone_scanned)),
+    (Method::Get, "/login/scan/confirm", Now(scan::phone_confirm_page)),
+    (Method::Post, "/login/scan/confirm", Now(scan::phone_confirms)),
+    (Method::Post, "/login/scan/cancel", Now(scan::phone_cancels)),
+    (Method::Get, "/login/ticket", Now(scan::desktop_poll)),
     (Method::Get, "/callback", Calls(login::callback)),
     (Method::Get, "/profile", Now(profile::profile)),
     (

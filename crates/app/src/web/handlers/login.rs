@@ -28,7 +28,7 @@ pub fn login(app: &mut App, req: &Req) -> Step {
         .and_then(local_path)
         .unwrap_or_else(|| app.default_next());
     if !scan::in_wechat(req) && req.query("direct") != Some("1") {
-        return scan::qr_page(app, req, &next);
+        return scan::desktop_qr_page(app, req, &next);
     }
     Ok(app.authorize_redirect(req, &next).into())
 }

@@ -36,7 +36,7 @@ pub fn in_wechat(req: &Req) -> bool {
 }
 
 /// The QR page for /login outside WeChat. Stores nothing.
-pub fn qr_page(app: &mut App, req: &Req, next: &str) -> Step {
+pub fn desktop_qr_page(app: &mut App, req: &Req, next: &str) -> Step {
     let mut cookie = app.login_cookie_of(req);
     let ua = req.header("user-agent").unwrap_or("");
     let fallback = app.default_next();
@@ -82,7 +82,7 @@ pub fn qr_page(app: &mut App, req: &Req, next: &str) -> Step {
             ticket, scan_url, direct_url, refresh_url, poll_url, next,
             ttl_minutes => TICKET_TTL / 60, qr_svg => svg,
         };
-        let page = app.page("scan.html", ctx)?;
+        let page = app.page("scan_desktop.html", ctx)?;
         Ok(page.with_cookie(&app.login_cookie(&cookie)).into())
     };
     Ok(Outcome::Wait(app.call(req, draw, show)))
@@ -110,7 +110,7 @@ fn qr_svg(url: &str) -> String {
 /// GET /login/scan?t=T: the phone (inside WeChat) scanned the code; it logs
 /// in as usual and lands on the confirmation page. Stores nothing: the
 /// record comes with the login (`after_login`).
-pub fn scan(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+pub fn phone_scanned(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let text = req.query("t").unwrap_or("");
     let now = app.clock.now();
     // In time, and not decided yet (a phone may scan again until then).
@@ -136,7 +136,7 @@ fn form_token(key: &Key, ticket: &Ticket, sid: &str) -> String {
 
 /// GET /login/scan/confirm?t=T: the phone, logged in, is asked to confirm.
 /// Shows; never decides.
-pub fn confirm_page(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+pub fn phone_confirm_page(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let text = req.query("t").unwrap_or("").to_string();
     let now = app.clock.now();
     let start_over = Reply::redirect(
@@ -197,12 +197,12 @@ fn clock_time(t: i64) -> String {
 
 /// POST /login/scan/confirm: the phone confirms; the desktop's next poll
 /// gets a session for this phone's user.
-pub fn confirm(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+pub fn phone_confirms(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     decide(app, req, true)
 }
 
 /// POST /login/scan/cancel: the phone refuses; the desktop shows 已取消.
-pub fn cancel(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+pub fn phone_cancels(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     decide(app, req, false)
 }
 
@@ -249,7 +249,7 @@ fn decide(app: &mut App, req: &Req, confirmed: bool) -> Result<Reply, AppError> 
 
 /// GET /login/ticket?t=T: the desktop page asks how its ticket is doing.
 /// Only the browser the ticket is bound to learns anything about it.
-pub fn status(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+pub fn desktop_poll(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let text = req.query("t").unwrap_or("");
     let now = app.clock.now();
     let answer =
@@ -297,7 +297,7 @@ fn phone_page(app: &App, state: &str, status: u16) -> Result<Reply, AppError> {
 /// `phone_page` with more for the template.
 fn phone_page_with(app: &App, state: &str, status: u16, extra: Value) -> Result<Reply, AppError> {
     let ctx = context! { state, ..extra };
-    Ok(app.page("scan_done.html", ctx)?.with_status(status))
+    Ok(app.page("scan_phone.html", ctx)?.with_status(status))
 }
 
 #[cfg(test)]
