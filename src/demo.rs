@@ -5,7 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use wxauth_app::config::Config;
-use wxauth_app::transport::server::{Listener, Running};
+use wxauth_app::transport::listener::{Listener, Running};
 use wxauth_sim::{self as sim, SimConfig};
 
 /// The secret `wxauth sim` accepts when none is configured. It guards nothing:

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use wxauth::demo::{self, SIM_DEFAULT_SECRET};
 use wxauth_app::clock::Clock;
 use wxauth_app::config::{Config, ConfigError, RawConfig, SETTINGS};
-use wxauth_app::transport::server::{Listener, Stopper};
+use wxauth_app::transport::listener::{Listener, Stopper};
 use wxauth_app::web::app::App;
 use wxauth_sim::Sim;
 

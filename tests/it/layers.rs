@@ -210,7 +210,7 @@ fn the_simulator_uses_only_the_apps_lower_layers() {
             used.insert(named);
         }
     }
-    assert!(used.contains("transport::server"), "{used:?}");
+    assert!(used.contains("transport::service"), "{used:?}");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! simulator's answers are deliberately not UTF-8).
 
 use std::time::Duration;
-use wxauth_app::transport::server::{Listener, Running};
+use wxauth_app::transport::listener::{Listener, Running};
 use wxauth_sim::{self as sim, SimConfig};
 
 pub const APPID: &str = "wx5f3e1b2c4d6a7e80";

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use wxauth::demo;
 use wxauth_app::config::{Config, RawConfig};
-use wxauth_app::transport::server::{Listener, Running};
+use wxauth_app::transport::listener::{Listener, Running};
 use wxauth_app::web::service::{self as app, AppHandle};
 
 /// The app and its simulator, as demo mode wires them. Dropping stops both.

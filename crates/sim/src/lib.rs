@@ -26,7 +26,8 @@ use std::time::Duration;
 use wxauth_app::clock::Clock;
 use wxauth_app::log;
 use wxauth_app::transport::http::{Method, Reply, Req};
-use wxauth_app::transport::server::{Job, Listener, Outcome, Running, Service};
+use wxauth_app::transport::listener::{Listener, Running};
+use wxauth_app::transport::service::{Job, Outcome, Service};
 
 /// Who the simulator pretends to be for.
 #[derive(Clone, Debug)]

@@ -507,10 +507,10 @@ impl Config {
     /// The loop's bounds on WeChat calls. The queue holds four calls per
     /// worker (past that: 503). A stop gives calls under way time for a
     /// login's two calls, at most 15 s: under the unit's TimeoutStopSec=20s.
-    pub fn limits(&self) -> crate::transport::server::Limits {
+    pub fn limits(&self) -> crate::transport::limits::Limits {
         let grace =
             (self.upstream_timeout * 2 + Duration::from_secs(1)).min(Duration::from_secs(15));
-        crate::transport::server::Limits {
+        crate::transport::limits::Limits {
             workers: self.upstream_workers,
             queue: 4 * self.upstream_workers,
             per_client: self.upstream_per_client,

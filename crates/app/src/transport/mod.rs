@@ -1,7 +1,12 @@
-//! The transport: one request loop that never waits (server.rs), the worker
-//! pool that runs blocking calls for it (pool.rs), and requests and replies
-//! as the app sees them (http.rs). The only layer that names tiny_http.
+//! The transport: one request loop that never waits (event_loop.rs) over a
+//! bound socket (listener.rs), serving a `Service` (service.rs) within
+//! bounds (limits.rs), with a pool of workers for blocking calls (pool.rs),
+//! and requests and replies as the app sees them (http.rs). The only layer
+//! that names tiny_http.
 
+pub mod event_loop;
 pub mod http;
+pub mod limits;
+pub mod listener;
 pub mod pool;
-pub mod server;
+pub mod service;

@@ -13,7 +13,7 @@ use crate::store::sessions::{Session, SessionStore};
 use crate::store::signed::Key;
 use crate::store::tickets::Scans;
 use crate::transport::http::{Cookie, Reply, Req, SECURITY_HEADERS};
-use crate::transport::server::{Job, Outcome};
+use crate::transport::service::{Job, Outcome};
 use crate::web::error::AppError;
 use crate::web::render;
 use crate::web::site::Site;

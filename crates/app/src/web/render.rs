@@ -13,7 +13,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("home.html", include_str!("../../templates/home.html")),
     ("profile.html", include_str!("../../templates/profile.html")),
     ("error.html", include_str!("../../templates/error.html")),
-    ("scan_desktop.html", include_str!("../../templates/scan_desktop.html")),
+    (
+        "scan_desktop.html",
+        include_str!("../../templates/scan_desktop.html"),
+    ),
     (
         "scan_phone.html",
         include_str!("../../templates/scan_phone.html"),

@@ -4,7 +4,7 @@
 
 use crate::log;
 use crate::transport::http::{Method, Reply, Req};
-use crate::transport::server::Outcome;
+use crate::transport::service::Outcome;
 use crate::web::app::{App, Step};
 use crate::web::assets;
 use crate::web::error::AppError;
@@ -25,8 +25,16 @@ pub const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Get, "/", Now(profile::home)),
     (Method::Get, "/login", Calls(login::login)),
     (Method::Get, "/login/scan", Now(scan::phone_scanned)),
-    (Method::Get, "/login/scan/confirm", Now(scan::phone_confirm_page)),
-    (Method::Post, "/login/scan/confirm", Now(scan::phone_confirms)),
+    (
+        Method::Get,
+        "/login/scan/confirm",
+        Now(scan::phone_confirm_page),
+    ),
+    (
+        Method::Post,
+        "/login/scan/confirm",
+        Now(scan::phone_confirms),
+    ),
     (Method::Post, "/login/scan/cancel", Now(scan::phone_cancels)),
     (Method::Get, "/login/ticket", Now(scan::desktop_poll)),
     (Method::Get, "/callback", Calls(login::callback)),

@@ -6,8 +6,8 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::transport::http::{Reply, Req};
-use crate::transport::server::{Listener, Running};
-use crate::transport::server::{Outcome, Service};
+use crate::transport::listener::{Listener, Running};
+use crate::transport::service::{Outcome, Service};
 use crate::web::app::{with_security_headers, App, Counters, Stats};
 use crate::web::error::AppError;
 use crate::web::routes;

@@ -6,7 +6,7 @@ use crate::config::Scope;
 use crate::store::logins::Checked;
 use crate::store::sessions::{Session, StoredUser, Tokens};
 use crate::transport::http::{Reply, Req};
-use crate::transport::server::Outcome;
+use crate::transport::service::Outcome;
 use crate::web::app::{App, Step};
 use crate::web::error::AppError;
 use crate::web::handlers::scan;

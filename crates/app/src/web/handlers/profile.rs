@@ -4,7 +4,7 @@
 use crate::config::Scope;
 use crate::store::sessions::{Session, StoredUser, Tokens};
 use crate::transport::http::{Reply, Req};
-use crate::transport::server::Outcome;
+use crate::transport::service::Outcome;
 use crate::web::app::{App, Step};
 use crate::web::error::AppError;
 use crate::wechat::client::{WechatClient, WechatError, WechatUser};

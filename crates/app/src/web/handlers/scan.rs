@@ -20,7 +20,7 @@ use crate::store::logins;
 use crate::store::signed::Key;
 use crate::store::tickets::{agent, Status, Ticket, TICKET_TTL};
 use crate::transport::http::{encode_component, Reply, Req};
-use crate::transport::server::Outcome;
+use crate::transport::service::Outcome;
 use crate::web::app::{App, Step};
 use crate::web::error::AppError;
 use minijinja::{context, Value};

@@ -3,149 +3,23 @@
 //! service for an `Outcome`: a reply, or a blocking call for the worker pool
 //! whose result comes back to the loop as an event, where the service
 //! finishes the request. The loop never waits: not on WeChat, not on a
-//! client (replies are written by each connection's own thread). The only
-//! file that names tiny_http.
+//! client (replies are written by each connection's own thread). Requests
+//! come as tiny_http's and leave as `Req`; replies go back as tiny_http's.
 
 use crate::log;
-use crate::transport::http::{Method, Reply, Req, SECURITY_HEADERS};
-use crate::transport::pool::{Finished, Pool, Work};
-use socket2::{Domain, Protocol, Socket, Type};
-use std::any::Any;
+use crate::transport::http::{Method, Reply, Req};
+use crate::transport::limits::{client_address, Limits, MAX_BODY, MAX_HEADERS, MAX_URL};
+use crate::transport::pool::{Finished, Pool};
+use crate::transport::service::{Abandon, Outcome, Resume, Service};
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The longest request target we read (path and query), in bytes.
-pub const MAX_URL: usize = 8 * 1024;
-/// The largest header block we accept, in bytes.
-pub const MAX_HEADERS: usize = 16 * 1024;
-/// The largest request body we read, in bytes.
-pub const MAX_BODY: usize = 64 * 1024;
-/// Something the loop serves: the app or the simulator. It owns its state,
-/// and only the loop's thread ever touches it, so there are no locks.
-pub trait Service: 'static {
-    /// A short name for the access log and thread names ("app", "sim").
-    fn name(&self) -> &'static str;
-    /// Answers one request, or hands back a call for a worker (`Outcome::Wait`).
-    /// Runs on the loop: it must not block on anything (a socket, WeChat, a sleep).
-    fn handle(&mut self, req: &Req) -> Outcome<Self>
-    where
-        Self: Sized;
-    /// The answer when a handler panicked, a request broke a limit, or the
-    /// loop cannot take a call (503: busy, or stopping). Status 4xx or 5xx.
-    fn error_reply(&mut self, status: u16) -> Reply;
-}
-
-/// What a handler (or a call's continuation) decided.
-pub enum Outcome<S> {
-    /// Answer now.
-    Reply(Reply),
-    /// Run a blocking call on a worker, then continue on the loop.
-    Wait(Job<S>),
-    /// Park this request until the call holding `key` is finished, then
-    /// handle it again from the start (a reload joining a login's exchange).
-    /// With no such call under way it is answered 503.
-    Join(String),
-}
-
-impl<S> From<Reply> for Outcome<S> {
-    fn from(reply: Reply) -> Outcome<S> {
-        Outcome::Reply(reply)
-    }
-}
-
-type Resume<S> = Box<dyn FnOnce(&mut S, Box<dyn Any + Send>) -> Outcome<S>>;
-type Abandon<S> = Box<dyn FnOnce(&mut S, bool)>;
-
-/// A blocking call (run by a worker) and what to do with its result (run by
-/// the loop, with the service's state).
-pub struct Job<S> {
-    key: Option<String>,
-    work: Work,
-    resume: Resume<S>,
-    abandon: Option<Abandon<S>>,
-}
-
-impl<S: 'static> Job<S> {
-    /// `work` runs on a worker thread and may block (within its own
-    /// timeouts); `resume` gets its result back on the loop.
-    pub fn new<T: Send + 'static>(
-        work: impl FnOnce() -> T + Send + 'static,
-        resume: impl FnOnce(&mut S, T) -> Outcome<S> + 'static,
-    ) -> Job<S> {
-        Job {
-            key: None,
-            abandon: None,
-            work: Box::new(move || Box::new(work()) as Box<dyn Any + Send>),
-            resume: Box::new(move |service, result| match result.downcast::<T>() {
-                Ok(result) => resume(service, *result),
-                Err(_) => unreachable!("a job's result has the type its work returns"),
-            }),
-        }
-    }
-
-    /// Names the call: while it is under way, another request whose handler
-    /// asks for a call with the same key waits for this one instead (and is
-    /// then handled again) rather than making a second call.
-    pub fn keyed(mut self, key: String) -> Job<S> {
-        self.key = Some(key);
-        self
-    }
-
-    /// What to undo when the continuation will never run: `f(service,
-    /// false)` when the job was refused before its work began (503: no room),
-    /// `f(service, true)` when its work may have run (it panicked, or the
-    /// loop stopped before it came back). Runs on the loop.
-    pub fn on_abandon(mut self, f: impl FnOnce(&mut S, bool) + 'static) -> Job<S> {
-        self.abandon = Some(Box::new(f));
-        self
-    }
-}
-
-/// How the loop bounds the work it takes on.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Worker threads for blocking calls, at most.
-    pub workers: usize,
-    /// Calls waiting for a worker, at most; past that a request gets 503.
-    pub queue: usize,
-    /// Requests of one client address waiting on calls, at most.
-    pub per_client: usize,
-    /// Peers whose `X-Real-IP` names the client (nginx in front).
-    pub trusted_proxies: Vec<IpAddr>,
-    /// How long a stop waits for calls under way before answering them 503.
-    pub grace: Duration,
-}
-
-/// The defaults serve the simulator: its one client is the app (whose
-/// workers all come from one address), so no per-client bound. The app's
-/// own limits come from its configuration (`Config::limits`).
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            workers: 256,
-            queue: 1024,
-            per_client: usize::MAX,
-            trusted_proxies: vec![
-                IpAddr::from([127, 0, 0, 1]),
-                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
-            ],
-            grace: Duration::from_secs(10),
-        }
-    }
-}
-
-/// How long a client may take over one read or write before its connection
-/// is closed, unless configured otherwise (WXAUTH_CLIENT_TIMEOUT).
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// What the loop reads from its one channel.
-enum Event {
+pub(super) enum Event {
     /// A request, read within tiny_http's limits on its connection's thread.
     Request(tiny_http::Request),
     /// A worker finished call `id`.
@@ -154,164 +28,6 @@ enum Event {
     Stop(Duration),
     /// tiny_http stopped giving requests (its accept thread ended).
     Ended(io::Error),
-}
-
-/// A bound listener, not yet serving.
-pub struct Listener {
-    server: Arc<tiny_http::Server>,
-    stopping: Arc<AtomicBool>,
-    events: (mpsc::Sender<Event>, mpsc::Receiver<Event>),
-    limits: Limits,
-}
-
-impl Listener {
-    /// Binds `addr` (e.g. "127.0.0.1:0") with the default client timeout.
-    pub fn bind(addr: &str) -> io::Result<Listener> {
-        Listener::bind_with_timeout(addr, CLIENT_TIMEOUT)
-    }
-
-    /// Binds `addr`. tiny_http sets no socket options, so a client that
-    /// stops sending or reading would hold its connection thread for ever:
-    /// the timeouts (and TCP_NODELAY) go on the listening socket, and Linux
-    /// gives every accepted socket the listener's options.
-    pub fn bind_with_timeout(addr: &str, timeout: Duration) -> io::Result<Listener> {
-        let addr = addr
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address to bind"))?;
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        // A restart can bind again while the old connections sit in TIME_WAIT.
-        socket.set_reuse_address(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(1024)?;
-        socket.set_read_timeout(Some(timeout))?;
-        socket.set_write_timeout(Some(timeout))?;
-        // tiny_http writes a reply's head and body separately; with Nagle's
-        // algorithm the body then waits for the client's delayed ACK (40 ms
-        // on Linux) on every kept-alive request. Inherited like the timeouts.
-        socket.set_tcp_nodelay(true)?;
-        let server = tiny_http::Server::from_listener_with_headers(
-            TcpListener::from(socket),
-            None,
-            &layer_reply_headers(),
-        )
-        .map_err(io::Error::other)?;
-        Ok(Listener {
-            server: Arc::new(server),
-            stopping: Arc::new(AtomicBool::new(false)),
-            events: mpsc::channel(),
-            limits: Limits::default(),
-        })
-    }
-
-    /// Sets the bounds on blocking calls (the defaults suit the simulator).
-    pub fn with_limits(mut self, limits: Limits) -> Listener {
-        self.limits = limits;
-        self
-    }
-
-    /// The address actually bound (the real port when asked for port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.server
-            .server_addr()
-            .to_ip()
-            .expect("bound to an IP address")
-    }
-
-    /// A handle that stops `run` from another thread (a signal handler).
-    pub fn stopper(&self) -> Stopper {
-        Stopper {
-            events: self.events.0.clone(),
-            stopping: Arc::clone(&self.stopping),
-            grace: self.limits.grace,
-        }
-    }
-
-    /// Serves on the calling thread until `Stopper::stop`: requests that
-    /// come meanwhile get 503, calls under way get up to the grace period to
-    /// finish, then this returns Ok. An Err means tiny_http stopped accepting
-    /// connections on its own: the process should exit non-zero so that its
-    /// supervisor restarts it.
-    pub fn run<S: Service>(self, service: &mut S) -> Result<(), String> {
-        let ended = serve(self.server, self.events, &self.limits, service);
-        match ended {
-            Some(why) if !self.stopping.load(Ordering::SeqCst) => {
-                Err(format!("the listener stopped accepting connections: {why}"))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Serves on a new thread; dropping the handle stops it at once.
-    pub fn spawn<S: Service + Send>(self, mut service: S) -> Running {
-        let addr = self.local_addr();
-        let stop = self.events.0.clone();
-        let thread = std::thread::Builder::new()
-            .name(service.name().to_string())
-            .spawn(move || drop(serve(self.server, self.events, &self.limits, &mut service)))
-            .expect("spawning the server thread at start-up");
-        Running {
-            stop,
-            thread: Some(thread),
-            addr,
-        }
-    }
-}
-
-/// Stops a `Listener::run` loop.
-pub struct Stopper {
-    events: mpsc::Sender<Event>,
-    stopping: Arc<AtomicBool>,
-    grace: Duration,
-}
-
-impl Stopper {
-    /// Asks the loop to stop: no new request is taken, calls under way get
-    /// the grace period to finish.
-    pub fn stop(&self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        let _ = self.events.send(Event::Stop(self.grace));
-    }
-}
-
-/// A loop running on its own thread. Dropping it stops the loop and waits.
-pub struct Running {
-    stop: mpsc::Sender<Event>,
-    thread: Option<JoinHandle<()>>,
-    /// Where it listens.
-    pub addr: SocketAddr,
-}
-
-impl Drop for Running {
-    /// Stops the loop and waits for it, at most 10 s: a loop that cannot
-    /// stop (a bug) is left behind rather than hanging its owner.
-    fn drop(&mut self) {
-        let _ = self.stop.send(Event::Stop(Duration::ZERO));
-        let Some(thread) = self.thread.take() else {
-            return;
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !thread.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        if thread.is_finished() {
-            let _ = thread.join();
-        } else {
-            log::error("a server loop did not stop within 10 s; left running");
-        }
-    }
-}
-
-/// The headers of the replies tiny_http writes on its own (a request it
-/// refuses: 400, 408, 413, 414, 417, 431, 501, 505; a connection it has no
-/// thread for: 503), which never reach a `Service`: the same security
-/// headers as every other reply, and never cached.
-fn layer_reply_headers() -> Vec<tiny_http::Header> {
-    SECURITY_HEADERS
-        .iter()
-        .chain([("Cache-Control", "no-store")].iter())
-        .filter_map(|(name, value)| tiny_http::Header::from_bytes(*name, *value).ok())
-        .collect()
 }
 
 /// A request the loop holds while its call is under way.
@@ -348,7 +64,7 @@ struct Loop<'a, S: Service> {
 
 /// Serves until stopped or until tiny_http has no more requests to give
 /// (then returns why).
-fn serve<S: Service>(
+pub(super) fn serve<S: Service>(
     server: Arc<tiny_http::Server>,
     (events_tx, events): (mpsc::Sender<Event>, mpsc::Receiver<Event>),
     limits: &Limits,
@@ -696,19 +412,6 @@ fn answer(
     log::access(name, method.as_str(), path, status, started.elapsed());
 }
 
-/// Who sent the request: the socket's peer, or, when the peer is a trusted
-/// proxy (nginx on loopback), the address it puts in X-Real-IP.
-fn client_address(req: &Req, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let peer = req.peer?.ip();
-    if !trusted.contains(&peer) {
-        return Some(peer);
-    }
-    match req.header("x-real-ip").map(|v| v.trim().parse::<IpAddr>()) {
-        Some(Ok(ip)) => Some(ip),
-        _ => Some(peer),
-    }
-}
-
 /// Reads the request within the limits; a broken limit is the error status.
 ///
 /// Only a body tiny_http has already read on the connection's own thread is
@@ -776,7 +479,10 @@ fn to_response(reply: Reply) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::listener::Listener;
+    use crate::transport::service::Job;
     use std::io::{Read, Write};
+    use std::net::SocketAddr;
     use std::net::TcpStream;
     use std::sync::Mutex;
 
