@@ -11,10 +11,10 @@
 //! callback carrying a valid state and its browser's cookie can add one.
 
 use crate::random;
+use crate::store::expiring::{Expires, Expiring};
 use crate::store::signed::{self, Key, TAG_LEN, TIME_LEN};
 use crate::transport::http::encode_component;
 use percent_encoding::percent_decode_str;
-use std::collections::{HashMap, VecDeque};
 
 /// A login must come back from WeChat within this many seconds.
 pub const LOGIN_TTL: i64 = 600;
@@ -159,96 +159,22 @@ impl Spent {
     }
 }
 
-/// Records by nonce (spent states here, scans in scan.rs), at most `cap`:
-/// past it the oldest go first.
-pub struct ByNonce<V> {
-    map: HashMap<[u8; NONCE_LEN], V>,
-    /// Nonces in the order added, for the cap; may hold some already removed
-    /// (compacted once they outnumber the live ones).
-    order: VecDeque<[u8; NONCE_LEN]>,
-    cap: usize,
-}
-
-impl<V> ByNonce<V> {
-    /// None yet; at most `cap`.
-    pub fn new(cap: usize) -> ByNonce<V> {
-        ByNonce {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            cap,
-        }
-    }
-
-    /// Adds or replaces the record of `id`, the oldest giving way at the cap.
-    pub fn insert(&mut self, id: [u8; NONCE_LEN], value: V) {
-        while self.map.len() >= self.cap {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.map.remove(&oldest);
-                }
-                None => break,
-            }
-        }
-        self.compact();
-        if self.map.insert(id, value).is_none() {
-            self.order.push_back(id);
-        }
-    }
-
-    pub fn get(&self, id: &[u8; NONCE_LEN]) -> Option<&V> {
-        self.map.get(id)
-    }
-
-    pub fn get_mut(&mut self, id: &[u8; NONCE_LEN]) -> Option<&mut V> {
-        self.map.get_mut(id)
-    }
-
-    pub fn remove(&mut self, id: &[u8; NONCE_LEN]) {
-        self.map.remove(id);
-    }
-
-    /// Keeps only the records `keep` says yes to.
-    pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
-        self.map.retain(|_, v| keep(v));
-        self.compact();
-    }
-
-    fn compact(&mut self) {
-        if self.order.len() > 2 * self.map.len() + 64 {
-            let map = &self.map;
-            self.order.retain(|n| map.contains_key(n));
-        }
-    }
-
-    /// True when `cap` records are kept.
-    pub fn is_full(&self) -> bool {
-        self.map.len() >= self.cap
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// Every record, oldest first, with its nonce.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
-        self.order.iter().filter_map(|n| {
-            let value = self.map.get(n)?;
-            Some((std::str::from_utf8(n).expect("nonces are ASCII"), value))
-        })
+impl Expires for Spent {
+    fn expires(&self) -> i64 {
+        self.expires
     }
 }
+
+/// A nonce as a map key: its characters, inline (no heap).
+type Nonce = [u8; NONCE_LEN];
 
 /// The key states are signed with, and the states already spent.
 pub struct Logins {
     key: Key,
-    spent: ByNonce<Spent>,
+    spent: Expiring<Nonce, Spent>,
 }
 
-fn nonce_bytes(nonce: &str) -> Option<[u8; NONCE_LEN]> {
+fn nonce_bytes(nonce: &str) -> Option<Nonce> {
     random::is_token(nonce, NONCE_LEN).then(|| nonce.as_bytes().try_into().expect("NONCE_LEN"))
 }
 
@@ -257,7 +183,7 @@ impl Logins {
     pub fn new(key: Key) -> Logins {
         Logins {
             key,
-            spent: ByNonce::new(MAX_SPENT),
+            spent: Expiring::new(MAX_SPENT),
         }
     }
 
@@ -311,8 +237,7 @@ impl Logins {
 
     /// The record of a checked state already spent, if any.
     pub fn spent(&self, login: &Checked, now: i64) -> Option<&Spent> {
-        let spent = self.spent.get(&nonce_bytes(&login.nonce)?)?;
-        (spent.expires > now).then_some(spent)
+        self.spent.get(&nonce_bytes(&login.nonce)?, now)
     }
 
     /// Marks a checked state as spent: its code is being exchanged, and no
@@ -335,7 +260,7 @@ impl Logins {
         else {
             return;
         };
-        if let Some(spent) = self.spent.get_mut(&nonce) {
+        if let Some(spent) = self.spent.stored_mut(&nonce) {
             spent.session = Some(id);
             spent.exchanging = false;
         }
@@ -355,14 +280,14 @@ impl Logins {
         let Some(nonce) = nonce_bytes(&login.nonce) else {
             return;
         };
-        if let Some(spent) = self.spent.get_mut(&nonce) {
+        if let Some(spent) = self.spent.stored_mut(&nonce) {
             spent.exchanging = false;
         }
     }
 
     /// Drops records of expired states.
     pub fn sweep(&mut self, now: i64) {
-        self.spent.retain(|s| s.expires > now);
+        self.spent.sweep(now);
     }
 
     /// How many spent states are remembered.
@@ -377,9 +302,10 @@ impl Logins {
 
     /// Every record, oldest first (for the session file): nonce, session, expiry.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&str>, i64)> {
-        self.spent
-            .iter()
-            .map(|(nonce, spent)| (nonce, spent.session(), spent.expires))
+        self.spent.iter().map(|(nonce, spent)| {
+            let nonce = std::str::from_utf8(nonce).expect("nonces are ASCII");
+            (nonce, spent.session(), spent.expires)
+        })
     }
 
     /// Puts back a saved record, unless it has expired.
@@ -392,7 +318,7 @@ impl Logins {
             Some(Err(_)) => return,
             None => None,
         };
-        if expires > now && !self.spent.is_full() && self.spent.get(&key).is_none() {
+        if expires > now && !self.spent.is_full() && !self.spent.contains_key(&key) {
             let spent = Spent {
                 session,
                 exchanging: false,
@@ -542,6 +468,6 @@ mod tests {
             "the oldest went first"
         );
         assert!(logins.spent(&checked(MAX_SPENT + 9), 1).is_some());
-        assert!(logins.spent.order.len() <= MAX_SPENT + 64 + 1);
+        assert!(logins.spent.queue_len() <= MAX_SPENT + 64 + 1);
     }
 }

@@ -2,8 +2,8 @@
 //! push it got no answer to (docs/wechat.md §7), and a retry must get the very
 //! reply the first delivery got without being acted on twice.
 
+use crate::store::expiring::{Expires, Expiring};
 use crate::transport::http::Reply;
-use std::collections::{HashMap, VecDeque};
 
 /// Pushes remembered for recognising retries (WeChat retries within 15 s).
 const SEEN_TTL: i64 = 60;
@@ -13,24 +13,39 @@ const SEEN_CAP: usize = 10_000;
 
 /// Pushes seen lately with the reply each got, to answer WeChat's retries
 /// the same without acting twice.
-#[derive(Default)]
 pub struct SeenPushes {
-    seen: HashMap<String, Seen>,
-    order: VecDeque<String>,
+    /// By retry key. Every push lives SEEN_TTL, so the oldest expire first
+    /// and sweeping from the oldest end forgets every expired one.
+    seen: Expiring<String, Seen>,
     acted: usize,
 }
 
 struct Seen {
-    at: i64,
+    expires: i64,
     content_type: Box<str>,
     body: Box<[u8]>,
+}
+
+impl Expires for Seen {
+    fn expires(&self) -> i64 {
+        self.expires
+    }
+}
+
+impl Default for SeenPushes {
+    fn default() -> SeenPushes {
+        SeenPushes {
+            seen: Expiring::new(SEEN_CAP),
+            acted: 0,
+        }
+    }
 }
 
 impl SeenPushes {
     /// The reply `key`'s first delivery got, if it came within SEEN_TTL.
     pub fn reply_to(&mut self, key: &str, now: i64) -> Option<Reply> {
-        self.forget_old(now);
-        let seen = self.seen.get(key)?;
+        self.seen.sweep_oldest(now);
+        let seen = self.seen.get(key, now)?;
         Some(Reply::with_body(
             200,
             &seen.content_type,
@@ -41,35 +56,18 @@ impl SeenPushes {
     /// Records that the push `key` was acted on and answered with `reply`.
     pub fn remember(&mut self, key: String, reply: &Reply, now: i64) {
         self.acted += 1;
-        self.forget_old(now);
-        while self.order.len() >= SEEN_CAP {
-            if let Some(oldest) = self.order.pop_front() {
-                self.seen.remove(&oldest);
-            }
-        }
+        self.seen.sweep_oldest(now);
         let seen = Seen {
-            at: now,
+            expires: now + SEEN_TTL,
             content_type: reply.header("content-type").unwrap_or("text/plain").into(),
             body: reply.body.clone().into_boxed_slice(),
         };
-        if self.seen.insert(key.clone(), seen).is_none() {
-            self.order.push_back(key);
-        }
+        self.seen.insert(key, seen);
     }
 
     /// How many pushes were acted on (retries not counted).
     pub fn acted(&self) -> usize {
         self.acted
-    }
-
-    fn forget_old(&mut self, now: i64) {
-        while let Some(oldest) = self.order.front() {
-            if self.seen.get(oldest).is_some_and(|s| now - s.at < SEEN_TTL) {
-                break;
-            }
-            let oldest = self.order.pop_front().expect("front exists");
-            self.seen.remove(&oldest);
-        }
     }
 }
 
@@ -94,7 +92,7 @@ mod tests {
         for i in 0..(SEEN_CAP + 10) {
             seen.remember(i.to_string(), &reply, SEEN_TTL + 2);
         }
-        assert!(seen.seen.len() <= SEEN_CAP && seen.order.len() <= SEEN_CAP);
+        assert!(seen.seen.len() <= SEEN_CAP && seen.seen.queue_len() <= SEEN_CAP);
         assert_eq!(seen.acted(), SEEN_CAP + 11);
     }
 }

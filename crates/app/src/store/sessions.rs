@@ -6,8 +6,8 @@
 use crate::config::Scope;
 use crate::random;
 pub use crate::store::compact::{StoredUser, Tokens};
+use crate::store::expiring::{Expires, Expiring};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, VecDeque};
 
 /// Length of session ids (≈190 bits).
 pub const ID_LEN: usize = 32;
@@ -45,72 +45,59 @@ impl Id {
     }
 }
 
+impl Expires for Session {
+    fn expires(&self) -> i64 {
+        self.expires
+    }
+}
+
 /// Session id → session, with a lifetime and a cap.
 pub struct SessionStore {
     /// Boxed so that the table's spare capacity costs a pointer per slot,
     /// not a whole session.
-    map: HashMap<Id, Box<Session>>,
-    /// Ids in creation order, for evicting the oldest. May hold ids already
-    /// removed; `compact` drops them once they outnumber the live ones.
-    order: VecDeque<Id>,
+    map: Expiring<Id, Box<Session>>,
     ttl: i64,
-    cap: usize,
 }
 
 impl SessionStore {
     /// An empty store; sessions live `ttl` seconds, at most `cap` are kept.
     pub fn new(ttl: u64, cap: usize) -> SessionStore {
         SessionStore {
-            map: HashMap::new(),
-            order: VecDeque::new(),
+            map: Expiring::new(cap),
             ttl: ttl as i64,
-            cap: cap.max(1),
         }
     }
 
     /// Stores a session under a fresh id and returns the id. A login always
     /// gets a new id, so an id planted before login is never promoted.
     pub fn create(&mut self, mut session: Session, now: i64) -> String {
-        while self.map.len() >= self.cap {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.map.remove(&oldest);
-                }
-                None => break,
-            }
-        }
         session.expires = now + self.ttl;
         let token = random::token(ID_LEN);
         let id = Id::parse(&token).expect("random::token makes ids");
-        self.order.push_back(id);
         self.map.insert(id, Box::new(session));
         token
     }
 
     /// The live session with this id, if any.
     pub fn get(&self, id: &str, now: i64) -> Option<&Session> {
-        let session = self.map.get(&Id::parse(id)?)?;
-        (session.expires > now).then_some(&**session)
+        self.map.get(&Id::parse(id)?, now).map(|s| &**s)
     }
 
     /// The live session with this id, to update it.
     pub fn get_mut(&mut self, id: &str, now: i64) -> Option<&mut Session> {
-        let session = self.map.get_mut(&Id::parse(id)?)?;
-        (session.expires > now).then_some(&mut **session)
+        self.map.get_mut(&Id::parse(id)?, now).map(|s| &mut **s)
     }
 
     /// Ends a session (logout, or a grant WeChat no longer honours).
     pub fn remove(&mut self, id: &str) {
         if let Some(id) = Id::parse(id) {
             self.map.remove(&id);
-            self.compact();
         }
     }
 
     /// Drops expired sessions.
     pub fn sweep(&mut self, now: i64) {
-        self.map.retain(|_, s| s.expires > now);
-        self.compact();
+        self.map.sweep(now);
     }
 
     /// How many sessions are stored.
@@ -123,11 +110,11 @@ impl SessionStore {
         self.map.is_empty()
     }
 
-    /// Every live session, oldest first (for the session file).
+    /// Every stored session (expired ones too, until swept), oldest first
+    /// (for the session file).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Session)> {
-        self.order
+        self.map
             .iter()
-            .filter_map(|id| self.map.get_key_value(id))
             .map(|(id, session)| (id.as_str(), &**session))
     }
 
@@ -135,16 +122,8 @@ impl SessionStore {
     /// Call in the saved order, oldest first, so eviction order survives.
     pub fn restore(&mut self, id: &str, session: Session, now: i64) {
         let Some(id) = Id::parse(id) else { return };
-        if session.expires > now && !self.map.contains_key(&id) && self.map.len() < self.cap {
-            self.order.push_back(id);
+        if session.expires > now && !self.map.contains_key(&id) && !self.map.is_full() {
             self.map.insert(id, Box::new(session));
-        }
-    }
-
-    fn compact(&mut self) {
-        if self.order.len() > 2 * self.map.len() + 64 {
-            let map = &self.map;
-            self.order.retain(|id| map.contains_key(id));
         }
     }
 }
@@ -206,6 +185,6 @@ mod tests {
             let id = store.create(session("o"), 0);
             store.remove(&id);
         }
-        assert!(store.order.len() <= 64 + 1);
+        assert!(store.map.queue_len() <= 64 + 1);
     }
 }

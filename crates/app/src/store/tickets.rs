@@ -4,7 +4,8 @@
 //! by real logins and expire with the ticket.
 
 use crate::random;
-use crate::store::logins::{ByNonce, Checked, LoginCookie, NONCE_LEN};
+use crate::store::expiring::{Expires, Expiring};
+use crate::store::logins::{Checked, LoginCookie, NONCE_LEN};
 use crate::store::sessions::Session;
 use crate::store::signed::{self, Key, TAG_LEN, TIME_LEN};
 use std::net::{IpAddr, Ipv6Addr};
@@ -189,22 +190,28 @@ pub struct Scan {
     pub expires: i64,
 }
 
+impl Expires for Scan {
+    fn expires(&self) -> i64 {
+        self.expires
+    }
+}
+
 /// Scan records, by ticket nonce.
-pub struct Scans(ByNonce<Scan>);
+pub struct Scans(Expiring<[u8; NONCE_LEN], Scan>);
 
 impl Default for Scans {
     fn default() -> Scans {
-        Scans(ByNonce::new(MAX_SCANS))
+        Scans(Expiring::new(MAX_SCANS))
     }
 }
 
 impl Scans {
     pub fn get(&self, id: &[u8; NONCE_LEN], now: i64) -> Option<&Scan> {
-        self.0.get(id).filter(|s| s.expires > now)
+        self.0.get(id, now)
     }
 
     pub fn get_mut(&mut self, id: &[u8; NONCE_LEN], now: i64) -> Option<&mut Scan> {
-        self.0.get_mut(id).filter(|s| s.expires > now)
+        self.0.get_mut(id, now)
     }
 
     pub fn insert(&mut self, id: [u8; NONCE_LEN], scan: Scan) {
@@ -213,7 +220,7 @@ impl Scans {
 
     /// Drops expired records.
     pub fn sweep(&mut self, now: i64) {
-        self.0.retain(|s| s.expires > now);
+        self.0.sweep(now);
     }
 
     /// How many records there are.
