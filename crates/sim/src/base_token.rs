@@ -2,9 +2,9 @@
 //! cgi-bin/stable_token, with WeChat's 2-hour life and 5-minute overlap.
 //! Pure: time comes in as an argument. Not the per-user sns tokens (state.rs).
 
-use super::state::{ACCESS_TOKEN_EXPIRED, INVALID_CREDENTIAL};
 use std::collections::HashMap;
 use wxauth_app::random;
+use wxauth_app::wechat::errcode::{ACCESS_TOKEN_EXPIRED, INVALID_CREDENTIAL};
 
 /// A base access_token lives 2 hours, like the web-authorization one.
 pub const BASE_TTL: i64 = 7200;

@@ -5,10 +5,12 @@
 use super::base_token::Granted;
 use super::faults::Endpoint;
 use super::sns::{check_appid, check_secret, error_body, serve, Body};
-use super::state::{DATA_FORMAT_ERROR, INVALID_GRANT_TYPE, MENU_NO_EXIST, MISSING_ACCESS_TOKEN};
 use super::{menu, Sim};
 use serde_json::Value;
 use wxauth_app::transport::http::{Reply, Req};
+use wxauth_app::wechat::errcode::{
+    DATA_FORMAT_ERROR, INVALID_GRANT_TYPE, MENU_NO_EXIST, MISSING_ACCESS_TOKEN,
+};
 
 /// `GET /cgi-bin/token`: a new base token on every call.
 pub(super) fn token(sim: &mut Sim, req: &Req) -> Reply {

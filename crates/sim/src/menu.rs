@@ -1,9 +1,22 @@
 //! What cgi-bin/menu/create accepts, checked as WeChat does: button counts,
 //! types, and the sizes of names, keys and urls, with WeChat's errcodes (top
-//! level and sub buttons have codes of their own). Pure: body in, verdict out.
+//! level and sub buttons have codes of their own; docs/wechat.md §9). Pure:
+//! body in, verdict out.
+//!
+//! Separate from the app's own menu check (crates/app/src/wechat/account.rs)
+//! on purpose, unlike the push signature and CDATA, which the simulator takes
+//! from the app: the simulator stands in for WeChat and must judge a menu the
+//! way WeChat does, whatever the app builds or believes. Sharing the app's
+//! rules would let it agree with the app's mistakes. Only the errcodes'
+//! numbers are shared (wxauth_app::wechat::errcode): names, not rules.
 
-use super::state::{DATA_FORMAT_ERROR, EMPTY_POST_DATA};
 use serde_json::Value;
+use wxauth_app::wechat::errcode::{
+    DATA_FORMAT_ERROR, EMPTY_POST_DATA, INVALID_BUTTON_KEY_SIZE, INVALID_BUTTON_NAME_SIZE,
+    INVALID_BUTTON_SIZE, INVALID_BUTTON_TYPE, INVALID_BUTTON_URL_DOMAIN, INVALID_BUTTON_URL_SIZE,
+    INVALID_SUB_BUTTON_KEY_SIZE, INVALID_SUB_BUTTON_NAME_SIZE, INVALID_SUB_BUTTON_SIZE,
+    INVALID_SUB_BUTTON_TYPE, INVALID_SUB_BUTTON_URL_DOMAIN, INVALID_SUB_BUTTON_URL_SIZE,
+};
 
 /// At most 3 top-level buttons, each with at most 5 sub buttons.
 const MAX_BUTTONS: usize = 3;
@@ -14,12 +27,8 @@ const MAX_SUB_NAME: usize = 60;
 const MAX_KEY: usize = 128;
 const MAX_URL: usize = 1024;
 
-const INVALID_BUTTON_SIZE: i64 = 40016;
-const INVALID_SUB_BUTTON_SIZE: i64 = 40023;
-
 /// Every button type WeChat knows. The app's own check (account.rs) keeps
-/// its list too, on purpose: the simulator stands in for WeChat, and sharing
-/// the app's rules would let it agree with the app's mistakes.
+/// its list too, on purpose (see the top of this file).
 const TYPES: &[&str] = &[
     "click",
     "view",
@@ -60,20 +69,20 @@ struct Codes {
 
 const TOP: Codes = Codes {
     max_name: MAX_NAME,
-    name: 40018,
-    kind: 40017,
-    key: 40019,
-    url_size: 40020,
-    url_domain: 40055,
+    name: INVALID_BUTTON_NAME_SIZE,
+    kind: INVALID_BUTTON_TYPE,
+    key: INVALID_BUTTON_KEY_SIZE,
+    url_size: INVALID_BUTTON_URL_SIZE,
+    url_domain: INVALID_BUTTON_URL_DOMAIN,
 };
 
 const SUB: Codes = Codes {
     max_name: MAX_SUB_NAME,
-    name: 40025,
-    kind: 40024,
-    key: 40026,
-    url_size: 40027,
-    url_domain: 40054,
+    name: INVALID_SUB_BUTTON_NAME_SIZE,
+    kind: INVALID_SUB_BUTTON_TYPE,
+    key: INVALID_SUB_BUTTON_KEY_SIZE,
+    url_size: INVALID_SUB_BUTTON_URL_SIZE,
+    url_domain: INVALID_SUB_BUTTON_URL_DOMAIN,
 };
 
 /// Checks a menu/create body; Ok is the JSON text to store (as sent, only

@@ -2,12 +2,16 @@
 //! event as plaintext-mode XML, signs it with the app's token and POSTs it to
 //! the app (docs/wechat.md §7). Talks to loopback
 //! only, and never to the simulator itself: the loop would wait on its own call.
+//!
+//! The signature and the CDATA are the app's own (wxauth_app::wechat::message),
+//! whose tests pin them to WeChat's definition: one implementation, checked
+//! against WeChat rather than against itself.
 
 use super::{users, Sim};
-use sha1::{Digest, Sha1};
 use std::time::Duration;
 use wxauth_app::random;
 use wxauth_app::transport::http::{encode_query, Reply, Req};
+use wxauth_app::wechat::message::{cdata_field, signature_of};
 
 /// WeChat gives the app 5 seconds to answer.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -117,7 +121,7 @@ fn send(agent: &ureq::Agent, push: &Push, xml: &str) -> serde_json::Value {
         push.token.clone()
     };
     let query = encode_query(&[
-        ("signature", &signature(&token, &timestamp, &nonce)),
+        ("signature", &signature_of(&token, &timestamp, &nonce)),
         ("timestamp", &timestamp),
         ("nonce", &nonce),
         ("openid", &push.message.from),
@@ -144,17 +148,6 @@ fn send(agent: &ureq::Agent, push: &Push, xml: &str) -> serde_json::Value {
         }
         Err(e) => serde_json::json!({ "status": status, "body": "", "error": e.to_string() }),
     }
-}
-
-/// WeChat's signature: lowercase hex SHA-1 of token, timestamp and nonce,
-/// sorted as strings and concatenated.
-fn signature(token: &str, timestamp: &str, nonce: &str) -> String {
-    let mut parts = [token, timestamp, nonce];
-    parts.sort_unstable();
-    Sha1::digest(parts.concat().as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn random_u64() -> u64 {
@@ -225,11 +218,9 @@ impl Message {
     }
 }
 
-/// `<Name><![CDATA[value]]></Name>`; a `]]>` inside is split across two
-/// CDATA sections, the only way XML allows.
+/// `<Name><![CDATA[value]]></Name>` for text, as WeChat writes it.
 fn cdata(x: &mut String, name: &str, value: &str) {
-    let value = value.replace("]]>", "]]]]><![CDATA[>");
-    x.push_str(&format!("<{name}><![CDATA[{value}]]></{name}>"));
+    x.push_str(&cdata_field(name, value));
 }
 
 /// `<Name>value</Name>` for numbers, which WeChat writes bare.
@@ -451,18 +442,6 @@ mod tests {
                 _ => {}
             }
         }
-    }
-
-    #[test]
-    fn the_signature_is_wechats() {
-        // Sorted: "1409304348" < "1855117226" < "token".
-        let expected: String = Sha1::digest(b"14093043481855117226token")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(signature("token", "1409304348", "1855117226"), expected);
-        assert_eq!(signature("1855117226", "token", "1409304348"), expected);
-        assert_eq!(expected.len(), 40);
     }
 
     #[test]

@@ -10,6 +10,11 @@ use super::{users, Sim};
 use serde::Serialize;
 use wxauth_app::random;
 use wxauth_app::transport::http::{Reply, Req};
+use wxauth_app::wechat::errcode::{
+    API_UNAUTHORIZED, INVALID_APPID, INVALID_GRANT_TYPE, INVALID_OPENID, INVALID_SECRET,
+    MISSING_ACCESS_TOKEN, MISSING_APPID, MISSING_CODE, MISSING_OPENID, MISSING_REFRESH_TOKEN,
+    MISSING_SECRET, SYSTEM_BUSY,
+};
 
 /// What the `huge` fault pads an answer to: past the 10 MiB that HTTP
 /// clients such as ureq read by default.
@@ -111,7 +116,7 @@ struct TokenAnswer<'a> {
 
 fn token_body(issued: &Issued) -> Body {
     let Some(user) = users::get(issued.grant.user) else {
-        return error_body(state::SYSTEM_ERROR);
+        return error_body(SYSTEM_BUSY);
     };
     let snapshot = issued.grant.snapshot;
     let answer = TokenAnswer {
@@ -124,7 +129,7 @@ fn token_body(issued: &Issued) -> Body {
         // A snapshot user is virtual: no real unionid to give away.
         unionid: if snapshot { None } else { user.unionid },
     };
-    serde_json::to_vec(&answer).unwrap_or_else(|_| error_body(state::SYSTEM_ERROR))
+    serde_json::to_vec(&answer).unwrap_or_else(|_| error_body(SYSTEM_BUSY))
 }
 
 /// The openid a grant's tokens belong to.
@@ -147,8 +152,8 @@ fn check_app(sim: &Sim, req: &Req, with_secret: bool) -> Result<(), i64> {
 /// An appid as sent (query or JSON body): missing 41002, foreign 40013.
 pub(super) fn check_appid(sim: &Sim, appid: Option<&str>) -> Result<(), i64> {
     match appid.filter(|a| !a.is_empty()) {
-        None => Err(state::MISSING_APPID),
-        Some(appid) if appid != sim.config.appid => Err(state::INVALID_APPID),
+        None => Err(MISSING_APPID),
+        Some(appid) if appid != sim.config.appid => Err(INVALID_APPID),
         Some(_) => Ok(()),
     }
 }
@@ -156,8 +161,8 @@ pub(super) fn check_appid(sim: &Sim, appid: Option<&str>) -> Result<(), i64> {
 /// A secret as sent: missing 41004, wrong 40125.
 pub(super) fn check_secret(sim: &Sim, secret: Option<&str>) -> Result<(), i64> {
     match secret.filter(|s| !s.is_empty()) {
-        None => Err(state::MISSING_SECRET),
-        Some(s) if !random::constant_time_eq(s, &sim.config.secret) => Err(state::INVALID_SECRET),
+        None => Err(MISSING_SECRET),
+        Some(s) if !random::constant_time_eq(s, &sim.config.secret) => Err(INVALID_SECRET),
         Some(_) => Ok(()),
     }
 }
@@ -166,12 +171,12 @@ fn exchange(sim: &mut Sim, req: &Req) -> Body {
     let now = sim.clock.now();
     let result = check_app(sim, req, true).and_then(|()| {
         if req.query("grant_type") != Some("authorization_code") {
-            return Err(state::INVALID_GRANT_TYPE);
+            return Err(INVALID_GRANT_TYPE);
         }
         let code = req
             .query("code")
             .filter(|c| !c.is_empty())
-            .ok_or(state::MISSING_CODE)?;
+            .ok_or(MISSING_CODE)?;
         // The snapshot switch counts whether it was on at consent or now.
         if sim.snapshot {
             sim.store.mark_snapshot(code);
@@ -185,12 +190,12 @@ fn refresh(sim: &mut Sim, req: &Req) -> Body {
     let now = sim.clock.now();
     let result = check_app(sim, req, false).and_then(|()| {
         if req.query("grant_type") != Some("refresh_token") {
-            return Err(state::INVALID_GRANT_TYPE);
+            return Err(INVALID_GRANT_TYPE);
         }
         let token = req
             .query("refresh_token")
             .filter(|t| !t.is_empty())
-            .ok_or(state::MISSING_REFRESH_TOKEN)?;
+            .ok_or(MISSING_REFRESH_TOKEN)?;
         sim.store.refresh(&sim.config.appid, token, now)
     });
     result.map_or_else(error_body, |issued| token_body(&issued))
@@ -202,14 +207,14 @@ fn token_for(sim: &mut Sim, req: &Req) -> Result<Grant, i64> {
     let token = req
         .query("access_token")
         .filter(|t| !t.is_empty())
-        .ok_or(state::MISSING_ACCESS_TOKEN)?;
+        .ok_or(MISSING_ACCESS_TOKEN)?;
     let grant = sim.store.check_access(token, now)?;
     let asked = req
         .query("openid")
         .filter(|o| !o.is_empty())
-        .ok_or(state::MISSING_OPENID)?;
+        .ok_or(MISSING_OPENID)?;
     if asked != openid(&grant) {
-        return Err(state::INVALID_OPENID);
+        return Err(INVALID_OPENID);
     }
     Ok(grant)
 }
@@ -221,14 +226,14 @@ fn profile(sim: &mut Sim, req: &Req) -> Body {
     };
     // An snsapi_base token identifies the user but may not read the profile.
     if grant.scope != state::Scope::Userinfo {
-        return error_body(state::UNAUTHORIZED);
+        return error_body(API_UNAUTHORIZED);
     }
     if grant.snapshot {
         return users::snapshot_userinfo_body();
     }
     match users::get(grant.user) {
         Some(user) => users::userinfo_body(user, users::Lang::parse(req.query("lang"))),
-        None => error_body(state::SYSTEM_ERROR),
+        None => error_body(SYSTEM_BUSY),
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use wxauth_app::random;
+use wxauth_app::wechat::errcode::*;
 
 /// A code is single use and lives 5 minutes (docs/wechat.md §2).
 pub const CODE_TTL: i64 = 300;
@@ -23,36 +24,11 @@ const MAX_ENTRIES: usize = 10_000;
 pub const ACCESS_PREFIX: &str = "simAT_";
 pub const REFRESH_PREFIX: &str = "simRT_";
 
-pub const SYSTEM_ERROR: i64 = -1;
-/// Base token (cgi-bin) unknown or no longer the latest.
-pub const INVALID_CREDENTIAL: i64 = 40001;
-pub const INVALID_GRANT_TYPE: i64 = 40002;
-pub const INVALID_OPENID: i64 = 40003;
-pub const INVALID_APPID: i64 = 40013;
-pub const INVALID_ACCESS_TOKEN: i64 = 40014;
-pub const INVALID_CODE: i64 = 40029;
-pub const INVALID_REFRESH_TOKEN: i64 = 40030;
-pub const INVALID_SECRET: i64 = 40125;
-pub const CODE_USED: i64 = 40163;
-pub const MISSING_ACCESS_TOKEN: i64 = 41001;
-pub const MISSING_APPID: i64 = 41002;
-pub const MISSING_REFRESH_TOKEN: i64 = 41003;
-pub const MISSING_SECRET: i64 = 41004;
-pub const MISSING_CODE: i64 = 41008;
-pub const MISSING_OPENID: i64 = 41009;
-pub const ACCESS_TOKEN_EXPIRED: i64 = 42001;
-pub const REFRESH_TOKEN_EXPIRED: i64 = 42002;
-pub const CODE_EXPIRED: i64 = 42003;
-pub const EMPTY_POST_DATA: i64 = 44002;
-pub const MENU_NO_EXIST: i64 = 46003;
-pub const DATA_FORMAT_ERROR: i64 = 47001;
-pub const UNAUTHORIZED: i64 = 48001;
-
 /// WeChat's errmsg for an errcode (the English text api.weixin.qq.com sends).
 pub fn errmsg(errcode: i64) -> &'static str {
     match errcode {
         0 => "ok",
-        SYSTEM_ERROR => "system error",
+        SYSTEM_BUSY => "system error",
         INVALID_CREDENTIAL => "invalid credential, access_token is invalid or not latest",
         INVALID_GRANT_TYPE => "invalid grant_type",
         INVALID_OPENID => "invalid openid",
@@ -62,20 +38,20 @@ pub fn errmsg(errcode: i64) -> &'static str {
         INVALID_REFRESH_TOKEN => "invalid refresh_token",
         INVALID_SECRET => "invalid appsecret",
         CODE_USED => "code been used",
-        40164 => "invalid ip, not in whitelist",
+        INVALID_IP => "invalid ip, not in whitelist",
         // Menu validation (cgi-bin/menu/create); chosen in menu.rs.
-        40016 => "invalid button size",
-        40017 => "invalid button type",
-        40018 => "invalid button name size",
-        40019 => "invalid button key size",
-        40020 => "invalid button url size",
-        40023 => "invalid sub button size",
-        40024 => "invalid sub button type",
-        40025 => "invalid sub button name size",
-        40026 => "invalid sub button key size",
-        40027 => "invalid sub button url size",
-        40054 => "invalid sub button url domain",
-        40055 => "invalid button url domain",
+        INVALID_BUTTON_SIZE => "invalid button size",
+        INVALID_BUTTON_TYPE => "invalid button type",
+        INVALID_BUTTON_NAME_SIZE => "invalid button name size",
+        INVALID_BUTTON_KEY_SIZE => "invalid button key size",
+        INVALID_BUTTON_URL_SIZE => "invalid button url size",
+        INVALID_SUB_BUTTON_SIZE => "invalid sub button size",
+        INVALID_SUB_BUTTON_TYPE => "invalid sub button type",
+        INVALID_SUB_BUTTON_NAME_SIZE => "invalid sub button name size",
+        INVALID_SUB_BUTTON_KEY_SIZE => "invalid sub button key size",
+        INVALID_SUB_BUTTON_URL_SIZE => "invalid sub button url size",
+        INVALID_SUB_BUTTON_URL_DOMAIN => "invalid sub button url domain",
+        INVALID_BUTTON_URL_DOMAIN => "invalid button url domain",
         MISSING_ACCESS_TOKEN => "access_token missing",
         MISSING_APPID => "appid missing",
         MISSING_REFRESH_TOKEN => "refresh_token missing",
@@ -85,13 +61,13 @@ pub fn errmsg(errcode: i64) -> &'static str {
         ACCESS_TOKEN_EXPIRED => "access_token expired",
         REFRESH_TOKEN_EXPIRED => "refresh_token expired",
         CODE_EXPIRED => "code expired",
-        42007 => "access_token and refresh_token exception",
-        45009 => "reach max api daily quota limit",
-        45011 => "api minute-quota reach limit  mustslower  retry next minute",
+        TOKENS_REVOKED => "access_token and refresh_token exception",
+        DAILY_QUOTA => "reach max api daily quota limit",
+        MINUTE_QUOTA => "api minute-quota reach limit  mustslower  retry next minute",
         EMPTY_POST_DATA => "empty post data",
         MENU_NO_EXIST => "menu no exist",
         DATA_FORMAT_ERROR => "data format error",
-        UNAUTHORIZED => "api unauthorized",
+        API_UNAUTHORIZED => "api unauthorized",
         _ => "simulated error",
     }
 }
@@ -388,9 +364,9 @@ mod tests {
             INVALID_CODE,
             CODE_USED,
             CODE_EXPIRED,
-            UNAUTHORIZED,
-            45011,
-            -1,
+            API_UNAUTHORIZED,
+            MINUTE_QUOTA,
+            SYSTEM_BUSY,
         ] {
             assert_ne!(errmsg(code), "simulated error");
         }

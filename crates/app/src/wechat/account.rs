@@ -5,10 +5,14 @@
 //! the previous token after a short overlap, so it is fetched once per
 //! expiry and kept (docs/wechat.md §8). cgi-bin/stable_token is preferred: other
 //! systems using the same appid cannot invalidate it.
+//!
+//! The menu the app builds and checks here is judged by the simulator with
+//! rules of its own, on purpose (see `validate_menu`).
 
 use crate::clock::Clock;
 use crate::transport::http::encode_query;
 use crate::wechat::client::{WechatClient, WechatError};
+use crate::wechat::errcode::*;
 use serde_json::{json, Value};
 
 /// Refresh this long before WeChat's expiry, so no call starts with a dying token.
@@ -68,7 +72,8 @@ fn fetch(client: &WechatClient) -> Result<(String, i64), WechatError> {
         Ok(answer) => answer,
         Err(
             e @ WechatError::Api {
-                errcode: 40013 | 40125 | 40164 | 41002 | 41004,
+                errcode:
+                    INVALID_APPID | INVALID_SECRET | INVALID_IP | MISSING_APPID | MISSING_SECRET,
                 ..
             },
         ) => return Err(e),
@@ -120,6 +125,9 @@ const TYPES: &[&str] = &[
 
 /// Checks a menu as WeChat would, with WeChat's errcodes and wording, so a
 /// mistake is caught before a call that counts against the daily quota.
+/// The simulator judges menus with rules of its own (crates/sim/src/menu.rs),
+/// on purpose: it stands in for WeChat, so a mistake in these rules shows up
+/// against it instead of being agreed with.
 pub fn validate_menu(menu: &Value) -> Result<(), WechatError> {
     let fail = |errcode: i64, errmsg: &str| {
         Err(WechatError::Api {
@@ -128,30 +136,42 @@ pub fn validate_menu(menu: &Value) -> Result<(), WechatError> {
         })
     };
     let Some(buttons) = menu["button"].as_array() else {
-        return fail(47001, "data format error: a menu is {\"button\":[...]}");
+        return fail(
+            DATA_FORMAT_ERROR,
+            "data format error: a menu is {\"button\":[...]}",
+        );
     };
     if buttons.is_empty() || buttons.len() > 3 {
-        return fail(40016, "invalid button size (1 to 3 buttons)");
+        return fail(INVALID_BUTTON_SIZE, "invalid button size (1 to 3 buttons)");
     }
     for button in buttons {
         let name = button["name"].as_str().unwrap_or("");
         if name.is_empty() || name.len() > 16 {
-            return fail(40018, "invalid button name size (1 to 16 bytes)");
+            return fail(
+                INVALID_BUTTON_NAME_SIZE,
+                "invalid button name size (1 to 16 bytes)",
+            );
         }
         match button["sub_button"].as_array() {
             Some(subs) if !subs.is_empty() || button.get("type").is_none() => {
                 if subs.is_empty() || subs.len() > 5 {
-                    return fail(40023, "invalid sub button size (1 to 5 sub buttons)");
+                    return fail(
+                        INVALID_SUB_BUTTON_SIZE,
+                        "invalid sub button size (1 to 5 sub buttons)",
+                    );
                 }
                 for sub in subs {
                     let name = sub["name"].as_str().unwrap_or("");
                     if name.is_empty() || name.len() > 60 {
-                        return fail(40025, "invalid sub button name size (1 to 60 bytes)");
+                        return fail(
+                            INVALID_SUB_BUTTON_NAME_SIZE,
+                            "invalid sub button name size (1 to 60 bytes)",
+                        );
                     }
-                    check_action(sub, 40024)?;
+                    check_action(sub, INVALID_SUB_BUTTON_TYPE)?;
                 }
             }
-            _ => check_action(button, 40017)?,
+            _ => check_action(button, INVALID_BUTTON_TYPE)?,
         }
     }
     Ok(())
@@ -166,7 +186,7 @@ fn check_action(button: &Value, bad_type: i64) -> Result<(), WechatError> {
             errmsg: errmsg.to_string(),
         })
     };
-    let sub = bad_type == 40024;
+    let sub = bad_type == INVALID_SUB_BUTTON_TYPE;
     let kind = button["type"].as_str().unwrap_or("");
     if !TYPES.contains(&kind) {
         return fail(
@@ -182,17 +202,20 @@ fn check_action(button: &Value, bad_type: i64) -> Result<(), WechatError> {
     if kind == "view" {
         if url.is_empty() || url.len() > 1024 {
             let (code, msg) = if sub {
-                (40027, "invalid sub button url size")
+                (INVALID_SUB_BUTTON_URL_SIZE, "invalid sub button url size")
             } else {
-                (40020, "invalid button url size")
+                (INVALID_BUTTON_URL_SIZE, "invalid button url size")
             };
             return fail(code, &format!("{msg} (1 to 1024 bytes)"));
         }
         if !(url.starts_with("https://") || url.starts_with("http://")) {
             let (code, msg) = if sub {
-                (40054, "invalid sub button url domain")
+                (
+                    INVALID_SUB_BUTTON_URL_DOMAIN,
+                    "invalid sub button url domain",
+                )
             } else {
-                (40055, "invalid button url domain")
+                (INVALID_BUTTON_URL_DOMAIN, "invalid button url domain")
             };
             return fail(code, &format!("{msg} (http:// or https://)"));
         }
@@ -210,9 +233,9 @@ fn check_action(button: &Value, bad_type: i64) -> Result<(), WechatError> {
     let key = button["key"].as_str().unwrap_or("");
     if needs_key && (key.is_empty() || key.len() > 128) {
         let (code, msg) = if sub {
-            (40026, "invalid sub button key size")
+            (INVALID_SUB_BUTTON_KEY_SIZE, "invalid sub button key size")
         } else {
-            (40019, "invalid button key size")
+            (INVALID_BUTTON_KEY_SIZE, "invalid button key size")
         };
         return fail(code, &format!("{msg} (1 to 128 bytes)"));
     }

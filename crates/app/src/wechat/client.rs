@@ -5,6 +5,10 @@
 
 use crate::config::{Config, Scope, Secret};
 use crate::transport::http::{encode_component, encode_query};
+use crate::wechat::errcode::{
+    ACCESS_TOKEN_EXPIRED, INVALID_ACCESS_TOKEN, INVALID_CREDENTIAL, INVALID_REFRESH_TOKEN,
+    REFRESH_TOKEN_EXPIRED, SYSTEM_BUSY, TOKENS_REVOKED,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -36,7 +40,7 @@ impl WechatError {
         matches!(
             self,
             WechatError::Api {
-                errcode: 42001 | 40001 | 40014,
+                errcode: ACCESS_TOKEN_EXPIRED | INVALID_CREDENTIAL | INVALID_ACCESS_TOKEN,
                 ..
             }
         )
@@ -47,7 +51,7 @@ impl WechatError {
         matches!(
             self,
             WechatError::Api {
-                errcode: 40030 | 42002 | 42007,
+                errcode: INVALID_REFRESH_TOKEN | REFRESH_TOKEN_EXPIRED | TOKENS_REVOKED,
                 ..
             }
         )
@@ -339,10 +343,12 @@ pub fn parse_answer(body: &[u8]) -> Result<Value, WechatError> {
     let Value::Object(map) = &value else {
         return Err(WechatError::BadAnswer("answer is not a JSON object".into()));
     };
+    // An errcode that is there but unreadable counts as WeChat's -1: a
+    // failure, to be retried.
     let errcode = map.get("errcode").map(|v| match v {
-        Value::Number(n) => n.as_i64().unwrap_or(-1),
-        Value::String(s) => s.trim().parse().unwrap_or(-1),
-        _ => -1,
+        Value::Number(n) => n.as_i64().unwrap_or(SYSTEM_BUSY),
+        Value::String(s) => s.trim().parse().unwrap_or(SYSTEM_BUSY),
+        _ => SYSTEM_BUSY,
     });
     match errcode {
         Some(0) | None => Ok(value),

@@ -1,6 +1,11 @@
 //! The Official Account's message protocol (plaintext mode; docs/wechat.md
 //! §7): the signature WeChat puts on every push, the XML of a push, and the
 //! XML of a passive reply. Pure: no request, no state, no clock.
+//!
+//! The simulator signs its pushes and writes their CDATA with `signature_of`
+//! and `cdata_field` from here, so the two sides cannot drift apart; the
+//! tests below pin both to WeChat's definition with digests written out,
+//! not to each other.
 
 use crate::random::constant_time_eq;
 use quick_xml::events::Event;
@@ -29,7 +34,9 @@ pub fn signature_ok(token: &str, signature: &str, timestamp: &str, nonce: &str, 
     )
 }
 
-/// The signature WeChat computes for these three strings.
+/// The signature WeChat computes for these three strings: lowercase hex
+/// SHA-1 of token, timestamp and nonce, sorted as strings (not as numbers)
+/// and concatenated. Which string plays which part does not matter.
 pub fn signature_of(token: &str, timestamp: &str, nonce: &str) -> String {
     let mut parts = [token, timestamp, nonce];
     parts.sort_unstable();
@@ -139,12 +146,11 @@ impl Message {
     /// A passive text reply: to the user who wrote, from the account.
     pub fn text_reply(&self, content: &str, now: i64) -> String {
         format!(
-            "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName>\
-             <CreateTime>{now}</CreateTime><MsgType><![CDATA[text]]></MsgType>\
-             <Content>{}</Content></xml>",
-            cdata(&self.from),
-            cdata(&self.to),
-            cdata(content)
+            "<xml>{}{}<CreateTime>{now}</CreateTime>{}{}</xml>",
+            cdata_field("ToUserName", &self.from),
+            cdata_field("FromUserName", &self.to),
+            cdata_field("MsgType", "text"),
+            cdata_field("Content", content)
         )
     }
 }
@@ -164,9 +170,17 @@ fn resolve(r: &quick_xml::events::BytesRef) -> Option<char> {
     }
 }
 
-/// Text as CDATA; a `]]>` inside is split across two sections.
+/// Text as CDATA; a `]]>` inside is split across two sections, the only
+/// way XML allows.
 pub fn cdata(text: &str) -> String {
     format!("<![CDATA[{}]]>", text.replace("]]>", "]]]]><![CDATA[>"))
+}
+
+/// `<Name><![CDATA[value]]></Name>`: a text field as WeChat writes it, in
+/// pushes and in passive replies alike. `name` is one of WeChat's element
+/// names, written as given.
+pub fn cdata_field(name: &str, value: &str) -> String {
+    format!("<{name}>{}</{name}>", cdata(value))
 }
 
 #[cfg(test)]
@@ -186,6 +200,54 @@ mod tests {
             .collect();
         assert_eq!(sig, expected);
         assert_eq!(sig.len(), 40);
+    }
+
+    #[test]
+    fn the_signature_matches_digests_written_out() {
+        // docs/wechat.md §7 has no test vector from WeChat, so these are worked
+        // by hand from its rule: sort as strings, concatenate, SHA-1, lowercase
+        // hex. The digests are written out (`printf %s 14093043481855117226token
+        // | sha1sum` gives the first): the app and the simulator, which both
+        // sign with `signature_of`, are held to the rule, not to each other.
+        // "1409304348" < "1855117226" < "token": digits sort before letters.
+        let expected = "2ceff8d3da86be8cb069e96cac96156258e6e8c4";
+        assert_eq!(signature_of("token", "1409304348", "1855117226"), expected);
+        assert_eq!(signature_of("1855117226", "token", "1409304348"), expected);
+        // Sorted as strings, not numbers: "10" < "9" < "tok", so "109tok".
+        assert_eq!(
+            signature_of("tok", "9", "10"),
+            "59ecfd8262ae7e11477209ad564f63ef30926f7a"
+        );
+        assert!(signature_ok(
+            "token",
+            &expected.to_uppercase(),
+            "1409304348",
+            "1855117226",
+            1409304348
+        ));
+        assert!(!signature_ok(
+            "token",
+            expected,
+            "1409304348",
+            "1855117226",
+            1409304348 + 301
+        ));
+    }
+
+    #[test]
+    fn a_cdata_field_is_written_as_wechat_writes_it() {
+        assert_eq!(
+            cdata_field("EventKey", "qrscene_7"),
+            "<EventKey><![CDATA[qrscene_7]]></EventKey>"
+        );
+        assert_eq!(
+            cdata_field("Content", "a]]>b"),
+            "<Content><![CDATA[a]]]]><![CDATA[>b]]></Content>"
+        );
+        assert_eq!(
+            cdata_field("EventKey", ""),
+            "<EventKey><![CDATA[]]></EventKey>"
+        );
     }
 
     #[test]

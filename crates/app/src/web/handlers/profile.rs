@@ -1,13 +1,13 @@
 //! HTML handlers: home, profile, and the profile refresh that re-fetches the
-//! user from WeChat with the stored token (refreshing the token when needed).
+//! user from WeChat with the stored tokens. Keeping the token alive on the
+//! way (refresh, retry) is WeChat's business: wechat/refresh.rs.
 
-use crate::config::Scope;
 use crate::store::sessions::{Session, StoredUser, Tokens};
 use crate::transport::http::{Reply, Req};
 use crate::transport::service::Outcome;
 use crate::web::app::{App, Step};
 use crate::web::error::AppError;
-use crate::wechat::client::{WechatClient, WechatError, WechatUser};
+use crate::wechat::refresh::{self, Fresh, Held};
 use minijinja::{context, Value};
 use std::sync::Arc;
 
@@ -31,8 +31,9 @@ pub fn profile(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 /// POST /profile/refresh: asks WeChat again (sns/userinfo, or sns/auth with
 /// snsapi_base), then 303 back to /profile. A grant WeChat no longer honours
 /// ends the session and sends the user to log in again. The calls (up to
-/// four: refresh, call, refresh, retry) run on a worker as one job with a
-/// copy of the session's tokens; `refreshed` writes the outcome back.
+/// four: refresh, call, refresh, retry; `refresh::ask_again`) run on a
+/// worker as one job with a copy of the session's tokens; `refreshed` writes
+/// the outcome back.
 pub fn profile_refresh(app: &mut App, req: &Req) -> Step {
     let Some((sid, session)) = app.current(req) else {
         return Ok(Reply::redirect(303, &app.login_url(&app.path("/profile"))).into());
@@ -48,83 +49,10 @@ pub fn profile_refresh(app: &mut App, req: &Req) -> Step {
     let started_with = held.refresh_token.clone();
     let job = app.call(
         req,
-        move || ask_again(&wechat, scope, &openid, held, now),
+        move || refresh::ask_again(&wechat, scope, &openid, held, now),
         move |app, fresh| refreshed(app, &sid, &started_with, fresh),
     );
     Ok(Outcome::Wait(job))
-}
-
-/// A session's tokens as copied out for a worker.
-#[derive(Clone)]
-struct Held {
-    access_token: String,
-    refresh_token: String,
-    access_expires: i64,
-    refresh_expires: i64,
-}
-
-/// What the worker brings back: tokens it renewed on the way, and the answer.
-struct Fresh {
-    renewed: Option<Held>,
-    answer: Result<Option<WechatUser>, WechatError>,
-}
-
-/// Runs on a worker. Calls WeChat with the access_token: refreshed first
-/// when the clock says it expired, and refreshed and retried once when
-/// WeChat says it is stale (42001, 40001, 40014).
-fn ask_again(wechat: &WechatClient, scope: Scope, openid: &str, mut held: Held, now: i64) -> Fresh {
-    let mut renewed = None;
-    let call = |token: &str| match scope {
-        Scope::Userinfo => wechat.userinfo(token, openid).map(Some),
-        Scope::Base => wechat.check(token, openid).map(|_| None),
-    };
-    let mut refresh = |held: &mut Held| -> Result<(), WechatError> {
-        renew(wechat, openid, held, now)?;
-        renewed = Some(held.clone());
-        Ok(())
-    };
-    let answer = (|| {
-        if held.access_expires <= now {
-            refresh(&mut held)?;
-        }
-        match call(&held.access_token) {
-            Err(e) if e.is_stale_token() => {
-                refresh(&mut held)?;
-                call(&held.access_token)
-            }
-            other => other,
-        }
-    })();
-    Fresh { renewed, answer }
-}
-
-/// Swaps the access_token for a new one via the refresh_token.
-fn renew(
-    wechat: &WechatClient,
-    openid: &str,
-    held: &mut Held,
-    now: i64,
-) -> Result<(), WechatError> {
-    if held.refresh_expires <= now {
-        // Our own clock says WeChat would answer 42002; spare the call.
-        return Err(WechatError::Api {
-            errcode: 42002,
-            errmsg: "refresh_token expired".into(),
-        });
-    }
-    let grant = wechat.refresh(&held.refresh_token)?;
-    if grant.openid != openid {
-        return Err(WechatError::BadAnswer(
-            "refresh answer is for another openid".into(),
-        ));
-    }
-    held.access_token = grant.access_token;
-    // WeChat's refresh keeps the refresh_token and its 30 days from the first grant.
-    if !grant.refresh_token.is_empty() {
-        held.refresh_token = grant.refresh_token;
-    }
-    held.access_expires = now + (grant.expires_in - 60).max(0);
-    Ok(())
 }
 
 /// Back on the loop. The session may have ended (logout) or been given
