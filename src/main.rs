@@ -120,7 +120,7 @@ fn serve(mut config: Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listener = listener.with_limits(app.config.limits());
+    let listener = listener.with_limits(app.config().limits());
     stop_on_signals(signals, listener.stopper());
     let ended = listener.run(&mut app);
     // The loop has answered every request it took: calls under way had the

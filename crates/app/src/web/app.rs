@@ -6,7 +6,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::log;
-use crate::store::logins::{self, LoginCookie, Logins, LOGIN_TTL};
+use crate::store::logins::{self, Checked, LoginCookie, Logins, LOGIN_TTL};
 use crate::store::pushes::SeenPushes;
 use crate::store::session_file;
 use crate::store::sessions::{Session, SessionStore};
@@ -37,28 +37,30 @@ pub const LOGIN_COOKIE: &str = "wxauth_login";
 const HOST_SESSION_COOKIE: &str = "__Host-wxauth_session";
 const HOST_LOGIN_COOKIE: &str = "__Host-wxauth_login";
 
-/// Everything a handler may read or change. Owned by the single loop: no locks.
+/// Everything a handler may read or change, through the methods below (the
+/// fields are private: a handler cannot swap a store, the templates, the
+/// cookie names or the site). Owned by the single loop: no locks.
 pub struct App {
-    pub config: Config,
-    pub sessions: SessionStore,
+    config: Config,
+    sessions: SessionStore,
     /// The signing key and the login states already spent.
-    pub logins: Logins,
+    logins: Logins,
     /// Shared with the workers that make the calls (one ureq agent).
-    pub wechat: Arc<WechatClient>,
-    pub templates: Environment<'static>,
-    pub clock: Clock,
+    wechat: Arc<WechatClient>,
+    templates: Environment<'static>,
+    clock: Clock,
     /// Pushes from WeChat seen lately, to recognise its retries.
-    pub pushes: SeenPushes,
+    pushes: SeenPushes,
     /// Scan-to-login tickets scanned by a logged-in phone.
-    pub scans: Scans,
+    scans: Scans,
     /// The session cookie's name (`__Host-` prefixed on https at the root).
-    pub session_cookie_name: &'static str,
+    session_cookie_name: &'static str,
     /// The login cookie's name, likewise.
-    pub login_cookie_name: &'static str,
+    login_cookie_name: &'static str,
     /// Where the browser of the request in hand reaches us (site.rs): set
     /// for each request before its handler runs, and again before a call's
     /// continuation runs. Links, redirect_uri and the origin check read it.
-    pub site: Arc<Site>,
+    site: Arc<Site>,
     /// The configured site, shared by every request that does not follow its Host.
     configured: Arc<Site>,
     /// A request outside the path prefix was logged once (a proxy that strips it).
@@ -154,6 +156,90 @@ impl App {
             }
         }
         Ok(app)
+    }
+
+    /// The configuration (read-only: it never changes while serving).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The app clock's time, in unix seconds.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    /// Where the browser of the request in hand reaches us (site.rs).
+    pub fn site(&self) -> &Site {
+        &self.site
+    }
+
+    /// The WeChat client, for a worker's call.
+    pub fn wechat(&self) -> Arc<WechatClient> {
+        Arc::clone(&self.wechat)
+    }
+
+    /// The key login states and scan tickets are signed with.
+    pub fn key(&self) -> &Key {
+        self.logins.key()
+    }
+
+    /// The login states spent.
+    pub fn logins(&self) -> &Logins {
+        &self.logins
+    }
+
+    /// The login states spent, to record a callback's progress.
+    pub fn logins_mut(&mut self) -> &mut Logins {
+        &mut self.logins
+    }
+
+    /// The live session with this id.
+    pub fn session(&self, id: &str) -> Option<&Session> {
+        self.sessions.get(id, self.clock.now())
+    }
+
+    /// The live session with this id, to update it.
+    pub fn session_mut(&mut self, id: &str) -> Option<&mut Session> {
+        self.sessions.get_mut(id, self.clock.now())
+    }
+
+    /// Stores a session under a fresh id (never one the browser sent).
+    pub fn create_session(&mut self, session: Session) -> String {
+        self.sessions.create(session, self.clock.now())
+    }
+
+    /// Ends one session.
+    pub fn end_session(&mut self, id: &str) {
+        self.sessions.remove(id);
+    }
+
+    /// The scan records.
+    pub fn scans(&self) -> &Scans {
+        &self.scans
+    }
+
+    /// The scan records to change, and the key their tickets are signed with.
+    pub fn scans_mut(&mut self) -> (&mut Scans, &Key) {
+        (&mut self.scans, self.logins.key())
+    }
+
+    /// Records a phone's scan if this login was one (`Scans::after_login`):
+    /// `confirm` is where a phone's login for a ticket lands.
+    pub fn record_scan(&mut self, confirm: &str, login: &Checked, sid: &str) {
+        let now = self.clock.now();
+        self.scans
+            .after_login(self.logins.key(), confirm, login, sid, now);
+    }
+
+    /// The pushes from WeChat seen lately.
+    pub fn pushes(&mut self) -> &mut SeenPushes {
+        &mut self.pushes
+    }
+
+    /// The login cookies the browser sent (each is tried: one planted
+    /// before ours is not taken blindly).
+    pub fn login_cookies<'a>(&self, req: &'a Req) -> impl Iterator<Item = &'a str> + 'a {
+        req.cookies_named(self.login_cookie_name)
     }
 
     /// What the app holds, as other threads may read it.

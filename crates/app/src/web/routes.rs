@@ -133,7 +133,7 @@ fn same_origin(app: &App, req: &Req) -> Result<(), AppError> {
     let fetch_site = req.header("sec-fetch-site");
     match req.header("origin").map(str::trim) {
         Some(origin) if origin != "null" => {
-            if origin.to_ascii_lowercase() == app.site.origin() {
+            if origin.to_ascii_lowercase() == app.site().origin() {
                 return Ok(());
             }
             Err(AppError::CrossSite)
@@ -156,6 +156,6 @@ fn outside_prefix(app: &mut App, path: &str) {
         "{path}: outside {prefix}, the path of WXAUTH_PUBLIC_URL, where wxauth serves \
          its pages; a proxy in front must pass the path as it is (nginx: `proxy_pass \
          http://127.0.0.1:8080;` with no path after the address)",
-        prefix = app.config.prefix
+        prefix = app.config().prefix
     ));
 }

@@ -60,7 +60,7 @@ pub fn start(listener: Listener, config: Config) -> Result<AppHandle, String> {
     let app = App::new(config, clock.clone())?;
     let counters = app.counters();
     let addr = listener.local_addr();
-    let listener = listener.with_limits(app.config.limits());
+    let listener = listener.with_limits(app.config().limits());
     Ok(AppHandle {
         _running: listener.spawn(app),
         addr,

@@ -59,7 +59,7 @@ pub fn denied(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 }
 
 fn allowed(app: &App, openid: &str, unionid: Option<&str>) -> bool {
-    match &app.config.allow {
+    match &app.config().allow {
         None => true,
         Some(list) => list.contains(openid) || unionid.is_some_and(|u| list.contains(u)),
     }

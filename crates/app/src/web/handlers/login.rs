@@ -13,7 +13,6 @@ use crate::web::handlers::scan;
 use crate::wechat::client::{Grant, WechatClient, WechatError, WechatUser};
 use crate::{log, web::site};
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
-use std::sync::Arc;
 
 /// WeChat's codes are 32 characters; anything far longer is not one.
 const MAX_CODE: usize = 256;
@@ -43,7 +42,7 @@ pub fn callback(app: &mut App, req: &Req) -> Step {
         Before::Join(key) => return Ok(Outcome::Join(key)),
         Before::Exchange { login, code } => (login, code),
     };
-    let (wechat, scope) = (Arc::clone(&app.wechat), app.config.scope);
+    let (wechat, scope) = (app.wechat(), app.config().scope);
     let old_sessions: Vec<String> = app.session_ids(req).map(str::to_string).collect();
     let key = exchange_key(&login);
     let unspent = login.clone();
@@ -58,8 +57,8 @@ pub fn callback(app: &mut App, req: &Req) -> Step {
         // may have run (a panic, a stop), the state stays spent and a
         // reload is refused: a retry is a new login.
         .on_abandon(move |app: &mut App, ran| match ran {
-            false => app.logins.unspend(&unspent),
-            true => app.logins.fail(&unspent),
+            false => app.logins_mut().unspend(&unspent),
+            true => app.logins_mut().fail(&unspent),
         });
     // Keyed by the state: a reload or WeChat's second callback that arrives
     // while this exchange is out waits for it (server.rs), then is handled
@@ -86,13 +85,13 @@ enum Before {
 /// here, first: a forged, foreign, expired or replayed callback costs no
 /// upstream call, and a code carried to another browser is refused.
 fn before_exchange(app: &mut App, req: &Req) -> Result<Before, AppError> {
-    let now = app.clock.now();
+    let now = app.now();
     let state = req.query("state").unwrap_or("");
-    let cookies = req.cookies_named(app.login_cookie_name);
+    let cookies = app.login_cookies(req);
     let host = req
         .header("host")
-        .filter(|h| !site::same_host(&app.site.url, h));
-    let Some(login) = app.logins.check(state, cookies, now) else {
+        .filter(|h| !site::same_host(&app.site().url, h));
+    let Some(login) = app.logins().check(state, cookies, now) else {
         return Err(match host {
             Some(host) => wrong_host(app, host, false),
             None => AppError::BadState,
@@ -101,7 +100,7 @@ fn before_exchange(app: &mut App, req: &Req) -> Result<Before, AppError> {
     if let Some(host) = host {
         wrong_host(app, host, true);
     }
-    if let Some(spent) = app.logins.spent(&login, now) {
+    if let Some(spent) = app.logins().spent(&login, now) {
         // A reload, or WeChat's double callback (a second code, same state):
         // the first code was exchanged already; a code is exchanged once.
         if spent.exchanging() {
@@ -112,7 +111,7 @@ fn before_exchange(app: &mut App, req: &Req) -> Result<Before, AppError> {
             return Err(AppError::BadState);
         };
         let reply = Reply::redirect(302, &login.next);
-        return Ok(Before::Landed(match app.sessions.get(sid, now) {
+        return Ok(Before::Landed(match app.session(sid) {
             Some(_) => reply.with_cookie(&app.session_cookie(sid)),
             None => reply,
         }));
@@ -125,7 +124,7 @@ fn before_exchange(app: &mut App, req: &Req) -> Result<Before, AppError> {
         return Err(AppError::BadRequest);
     }
     // Whatever happens next, this state's code is spent: a retry is a new login.
-    app.logins.spend(&login, now);
+    app.logins_mut().spend(&login, now);
     Ok(Before::Exchange {
         code: code.to_string(),
         login,
@@ -140,7 +139,7 @@ fn before_exchange(app: &mut App, req: &Req) -> Result<Before, AppError> {
 /// at a proxy that does not pass the Host header on.
 fn wrong_host(app: &App, host: &str, worked: bool) -> AppError {
     let host: String = host.chars().take(100).collect();
-    let site = app.site.url.clone();
+    let site = app.site().url.clone();
     if worked {
         log::warn(&format!(
             "/callback: came with Host {host:?}, not the host of {site}; if a proxy is in \
@@ -183,20 +182,18 @@ fn after_exchange(
     let session = match session_of(app, &login.next, answer) {
         Ok(session) => session,
         Err(err) => {
-            app.logins.fail(login);
+            app.logins_mut().fail(login);
             return Err(err);
         }
     };
-    let now = app.clock.now();
     // One browser, one session: ids it held before are ended, never promoted.
     for id in old_sessions {
-        app.sessions.remove(&id);
+        app.end_session(&id);
     }
-    let sid = app.sessions.create(session, now);
-    app.logins.complete(login, &sid);
+    let sid = app.create_session(session);
+    app.logins_mut().complete(login, &sid);
     let confirm = app.path(scan::CONFIRM);
-    app.scans
-        .after_login(app.logins.key(), &confirm, login, &sid, now);
+    app.record_scan(&confirm, login, &sid);
     Ok(Reply::redirect(302, &login.next)
         .with_cookie(&app.session_cookie(&sid))
         .into())
@@ -229,8 +226,8 @@ fn session_of(
         },
     };
     Ok(Session {
-        tokens: Tokens::from_grant(&grant, app.clock.now()),
-        scope: app.config.scope,
+        tokens: Tokens::from_grant(&grant, app.now()),
+        scope: app.config().scope,
         user: StoredUser::from(user),
         expires: 0,
     })

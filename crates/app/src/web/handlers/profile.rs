@@ -9,7 +9,6 @@ use crate::web::app::{App, Step};
 use crate::web::error::AppError;
 use crate::wechat::refresh::{self, Fresh, Held};
 use minijinja::{context, Value};
-use std::sync::Arc;
 
 /// GET /: a welcome for the logged-in user, "游客" and a login link otherwise.
 /// Inside WeChat the page does not ask to be opened in WeChat.
@@ -45,7 +44,7 @@ pub fn profile_refresh(app: &mut App, req: &Req) -> Step {
         refresh_expires: session.tokens.refresh_expires,
     };
     let (openid, scope) = (session.openid().to_string(), session.scope);
-    let (wechat, now) = (Arc::clone(&app.wechat), app.clock.now());
+    let (wechat, now) = (app.wechat(), app.now());
     let started_with = held.refresh_token.clone();
     let job = app.call(
         req,
@@ -60,9 +59,8 @@ pub fn profile_refresh(app: &mut App, req: &Req) -> Step {
 /// that is gone, and tokens are written only over the ones the calls began
 /// with.
 fn refreshed(app: &mut App, sid: &str, started_with: &str, fresh: Fresh) -> Step {
-    let now = app.clock.now();
     let (profile, again) = (app.path("/profile"), app.login_url(&app.path("/profile")));
-    let Some(session) = app.sessions.get_mut(sid, now) else {
+    let Some(session) = app.session_mut(sid) else {
         return Ok(Reply::redirect(303, &again).into());
     };
     let unchanged = session.tokens.refresh_token() == started_with;
@@ -83,7 +81,7 @@ fn refreshed(app: &mut App, sid: &str, started_with: &str, fresh: Fresh) -> Step
         }
         Ok(None) => Ok(Reply::redirect(303, &profile).into()),
         Err(error) if error.is_dead_grant() && unchanged => {
-            app.sessions.remove(sid);
+            app.end_session(sid);
             let cleared = app.session_cookie_cleared();
             Ok(Reply::redirect(303, &again).with_cookie(&cleared).into())
         }

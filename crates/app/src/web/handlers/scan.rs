@@ -42,17 +42,17 @@ pub fn desktop_qr_page(app: &mut App, req: &Req, next: &str) -> Step {
     let fallback = app.default_next();
     let next = logins::fit(next, &fallback).to_string();
     let ticket = Ticket::issue(
-        app.logins.key(),
+        app.key(),
         &mut cookie,
         &next,
         agent(ua),
         req.client,
-        app.clock.now(),
+        app.now(),
     );
     let (site, follow, listen) = (
-        app.site.url.clone(),
-        app.config.follow_host,
-        app.config.listen,
+        app.site().url.clone(),
+        app.config().follow_host,
+        app.config().listen,
     );
     // Drawing the code takes a millisecond or two of CPU, and finding the LAN
     // address asks the system: a worker does both, so a flood of QR pages is
@@ -112,12 +112,12 @@ fn qr_svg(url: &str) -> String {
 /// record comes with the login (`after_login`).
 pub fn phone_scanned(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let text = req.query("t").unwrap_or("");
-    let now = app.clock.now();
+    let now = app.now();
     // In time, and not decided yet (a phone may scan again until then).
-    let open = Ticket::parse(app.logins.key(), text).is_some_and(|ticket| {
+    let open = Ticket::parse(app.key(), text).is_some_and(|ticket| {
         ticket.scannable(now)
             && app
-                .scans
+                .scans()
                 .get(&ticket.id(), now)
                 .is_none_or(|scan| matches!(scan.status, Status::Scanned))
     });
@@ -138,7 +138,7 @@ fn form_token(key: &Key, ticket: &Ticket, sid: &str) -> String {
 /// Shows; never decides.
 pub fn phone_confirm_page(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let text = req.query("t").unwrap_or("").to_string();
-    let now = app.clock.now();
+    let now = app.now();
     let start_over = Reply::redirect(
         302,
         &format!("{}?t={}", app.path("/login/scan"), encode_component(&text)),
@@ -147,11 +147,11 @@ pub fn phone_confirm_page(app: &mut App, req: &Req) -> Result<Reply, AppError> {
         // The phone's login did not stick (WeChat's browser lost the cookie): start over.
         return Ok(start_over);
     };
-    let key = app.logins.key();
+    let key = app.key();
     let Some(ticket) = Ticket::parse(key, &text) else {
         return phone_page(app, "expired", 410);
     };
-    let Some(scan) = app.scans.get(&ticket.id(), now) else {
+    let Some(scan) = app.scans().get(&ticket.id(), now) else {
         // Never scanned by a logged-in phone (a link sent round): scan it first.
         return match ticket.scannable(now) {
             true => Ok(start_over),
@@ -218,18 +218,18 @@ fn decide(app: &mut App, req: &Req, confirmed: bool) -> Result<Reply, AppError> 
             .unwrap_or("")
     };
     let (text, token) = (field("t"), field("token"));
-    let now = app.clock.now();
+    let now = app.now();
     let Some((sid, session)) = app.current(req) else {
         return phone_page(app, "denied", 403);
     };
     // What the desktop will get, copied only when it is to get it.
     let session = confirmed.then(|| Box::new(session.clone()));
-    let key = app.logins.key();
+    let (scans, key) = app.scans_mut();
     let Some(ticket) = Ticket::parse(key, text) else {
         return phone_page(app, "expired", 410);
     };
     let id = ticket.id();
-    let Some(scan) = app.scans.get_mut(&id, now) else {
+    let Some(scan) = scans.get_mut(&id, now) else {
         return phone_page(app, "expired", 410);
     };
     if scan.sid != sid || !key.verify("scan-confirm", &[ticket.nonce, &sid], token) {
@@ -251,17 +251,18 @@ fn decide(app: &mut App, req: &Req, confirmed: bool) -> Result<Reply, AppError> 
 /// Only the browser the ticket is bound to learns anything about it.
 pub fn desktop_poll(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     let text = req.query("t").unwrap_or("");
-    let now = app.clock.now();
+    let now = app.now();
     let answer =
         |status: &str, code: u16| Reply::json(&json!({ "status": status })).with_status(code);
-    let key = app.logins.key();
+    let key = app.key();
     let Some(ticket) = Ticket::parse(key, text) else {
         return Ok(answer("expired", 410));
     };
-    let Some(next) = ticket.bound_next(key, req.cookies_named(app.login_cookie_name)) else {
+    let Some(next) = ticket.bound_next(key, app.login_cookies(req)) else {
         return Ok(answer("forbidden", 403));
     };
-    let Some(scan) = app.scans.get_mut(&ticket.id(), now) else {
+    let (scans, _) = app.scans_mut();
+    let Some(scan) = scans.get_mut(&ticket.id(), now) else {
         return Ok(match ticket.scannable(now) {
             true => answer("pending", 200),
             false => answer("expired", 410),
@@ -283,7 +284,7 @@ pub fn desktop_poll(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     };
     // The desktop gets a session of its own; one it held before is ended.
     app.end_sessions(req);
-    let sid = app.sessions.create(*session, now);
+    let sid = app.create_session(*session);
     Ok(Reply::json(&json!({ "status": "done", "next": next }))
         .with_cookie(&app.session_cookie(&sid)))
 }

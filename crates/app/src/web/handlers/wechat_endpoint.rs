@@ -14,8 +14,8 @@ use crate::wechat::message::{signature_ok, Message};
 
 /// GET /wechat: WeChat checks that this server knows the token.
 pub fn verify(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    let token = app.config.token.clone().ok_or(AppError::NotFound)?;
-    if !signed(token.expose(), req, app.clock.now()) {
+    let token = app.config().token.clone().ok_or(AppError::NotFound)?;
+    if !signed(token.expose(), req, app.now()) {
         return Ok(Reply::text(403, "invalid signature\n"));
     }
     Ok(Reply::text(200, req.query("echostr").unwrap_or("")))
@@ -23,8 +23,8 @@ pub fn verify(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 
 /// POST /wechat: a signed message or event.
 pub fn receive(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    let token = app.config.token.clone().ok_or(AppError::NotFound)?;
-    let now = app.clock.now();
+    let token = app.config().token.clone().ok_or(AppError::NotFound)?;
+    let now = app.now();
     // The signature is checked before the body is even parsed.
     if !signed(token.expose(), req, now) {
         return Ok(Reply::text(403, "invalid signature\n"));
@@ -33,7 +33,7 @@ pub fn receive(app: &mut App, req: &Req) -> Result<Reply, AppError> {
         return Ok(Reply::text(400, "malformed message\n"));
     };
     let key = msg.retry_key();
-    if let Some(reply) = app.pushes.reply_to(&key, now) {
+    if let Some(reply) = app.pushes().reply_to(&key, now) {
         log::debug(&format!(
             "wechat: retry of {} from {}",
             msg.kind(),
@@ -43,13 +43,13 @@ pub fn receive(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     }
     log::info(&format!("wechat: {} from {}", msg.kind(), msg.from));
     let reply = act_on(app, &msg, now);
-    app.pushes.remember(key, &reply, now);
+    app.pushes().remember(key, &reply, now);
     Ok(reply)
 }
 
 /// What a push makes us do, once: here, choose the answer.
 fn act_on(app: &App, msg: &Message, now: i64) -> Reply {
-    let login = format!("{}/login", app.config.public_url);
+    let login = format!("{}/login", app.config().public_url);
     let wants_login = match (msg.msg_type.as_str(), msg.event.as_str()) {
         ("event", "subscribe") => true,
         ("text", _) => {
