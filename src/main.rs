@@ -1,4 +1,5 @@
-//! The `wxauth` command: `serve` (default), `sim`, `check-config`. Only
+//! The `wxauth` command: `serve` (default), `sim`, `check-config`, `menu`
+//! (the command line is read by `config::CommandLine`). Only
 //! orchestrates; exit status 0 ok, 1 runtime failure, 2 bad configuration.
 
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -6,7 +7,7 @@ use signal_hook::iterator::Signals;
 use std::process::ExitCode;
 use wxauth::demo::{self, SIM_DEFAULT_SECRET};
 use wxauth_app::clock::Clock;
-use wxauth_app::config::{Config, ConfigError, RawConfig, SETTINGS};
+use wxauth_app::config::{Command, CommandLine, Config, ConfigError, RawConfig, SETTINGS};
 use wxauth_app::transport::listener::{Listener, Stopper};
 use wxauth_app::web::app::App;
 use wxauth_sim::Sim;
@@ -22,33 +23,16 @@ macro_rules! err {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, rest) = match args.first().map(String::as_str) {
-        Some(c @ ("serve" | "sim" | "check-config")) => (c, &args[1..]),
-        Some("menu") => ("menu", &args[1..]),
-        _ => ("serve", &args[..]),
-    };
-    // `menu create [FILE]`, `menu show`, `menu delete`: the words before the flags.
-    let (menu_words, rest) = if command == "menu" {
-        let n = rest
-            .iter()
-            .take_while(|a| !a.starts_with("--"))
-            .count()
-            .min(2);
-        (&rest[..n], &rest[n..])
-    } else {
-        (&rest[..0], rest)
-    };
-    if rest.iter().any(|a| a == "--help" || a == "-h") || args.first().is_some_and(|a| a == "help")
-    {
+    let line = CommandLine::parse(std::env::args_os().skip(1));
+    if line.help {
         let _ = std::io::Write::write_all(&mut std::io::stdout(), help().as_bytes());
         return ExitCode::SUCCESS;
     }
-    if rest.iter().any(|a| a == "--version" || a == "-V") {
+    if line.version {
         out!("wxauth {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    let config = match RawConfig::from_env_and_args(std::env::vars(), rest)
+    let config = match RawConfig::from_env_and_command_line(std::env::vars(), &line)
         .and_then(|raw| Config::from_raw(&raw))
     {
         Ok(config) => config,
@@ -60,13 +44,13 @@ fn main() -> ExitCode {
         }
     };
     wxauth_app::log::set_level(&config.log);
-    if matches!(command, "serve" | "check-config") {
+    if matches!(line.command, Command::Serve | Command::CheckConfig) {
         for warning in &config.warnings {
             err!("wxauth: warning: {warning}");
         }
     }
-    match command {
-        "check-config" => {
+    match line.command {
+        Command::CheckConfig => {
             // Everything serve checks before binding, templates included.
             if let Err(e) = wxauth_app::web::render::environment(config.templates.as_deref()) {
                 err!("wxauth: WXAUTH_TEMPLATES: {e}");
@@ -75,9 +59,9 @@ fn main() -> ExitCode {
             out!("{config}");
             ExitCode::SUCCESS
         }
-        "sim" => sim(config),
-        "menu" => menu(config, menu_words),
-        _ => serve(config),
+        Command::Sim => sim(config),
+        Command::Menu => menu(config, &line.words),
+        Command::Serve => serve(config),
     }
 }
 
@@ -272,16 +256,16 @@ fn help() -> String {
          \x20             the account's custom menu (default: a 我的资料 button)\n\n\
          Options (each has an environment twin):\n",
     );
-    for (var, flag, default, what) in SETTINGS {
-        let flag = if flag.is_empty() { "(env only)" } else { flag };
-        let default = if default.is_empty() {
-            String::new()
-        } else {
-            format!(" [{default}]")
+    for setting in SETTINGS {
+        let flag = setting.flag_name();
+        let flag = flag.as_deref().unwrap_or("(env only)");
+        let default = match setting.default {
+            "" => String::new(),
+            default => format!(" [{default}]"),
         };
         out.push_str(&format!(
-            "  {flag:<20} {var}\n  {:<20} {what}{default}\n",
-            ""
+            "  {flag:<20} {}\n  {:<20} {}{default}\n",
+            setting.var, "", setting.help
         ));
     }
     out.push_str("  -h, --help           this text\n  -V, --version        the version\n");

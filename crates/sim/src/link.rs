@@ -4,7 +4,9 @@
 
 use super::state::Scope;
 use super::SimConfig;
+use wxauth_app::transport::host::HttpUrl;
 use wxauth_app::transport::http::Req;
+use wxauth_app::web::site;
 
 /// Why a link is refused: WeChat's errcode where it has one, and its text.
 /// Texts with an errcode are WeChat's own (docs/wechat.md §6), so they
@@ -174,30 +176,6 @@ fn raw_value<'a>(raw_query: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
-/// The host of an http(s) URL, without port or userinfo (an IPv6 address
-/// without its brackets, as `SimConfig::domain` has it), and its authority
-/// (host and port); None if malformed.
-fn redirect_host(uri: &str) -> Option<(&str, &str)> {
-    let lower = uri.get(..8).unwrap_or(uri).to_ascii_lowercase();
-    let rest = if lower.starts_with("http://") {
-        &uri[7..]
-    } else if lower.starts_with("https://") {
-        &uri[8..]
-    } else {
-        return None;
-    };
-    // Browsers treat `\` like `/`, so it ends the authority too.
-    let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or("");
-    // `http://127.0.0.1@evil.example/` is a classic way to fake the host.
-    if authority.contains('@') {
-        return None;
-    }
-    // Host and port as a Host header has them: IPv6 in brackets, a port of
-    // digits that fits.
-    let (host, _) = wxauth_app::web::site::split_host(authority)?;
-    Some((host, authority))
-}
-
 /// The 网页授权域名 rule: the host must equal the configured domain exactly
 /// (no subdomains, no parent domain). WeChat also calls back only on ports
 /// 80 and 443; the sim ignores the port because the demo runs on 8080.
@@ -207,16 +185,16 @@ fn redirect_host(uri: &str) -> Option<(&str, &str)> {
 /// else is: the simulator never sends a browser to a host of the link's
 /// choosing.
 fn check_redirect_uri(uri: &str, config: &SimConfig) -> Result<(), Refusal> {
-    let (host, authority) = redirect_host(uri).ok_or(BAD_REDIRECT_URI)?;
-    if host.eq_ignore_ascii_case(&config.domain) {
+    // Read as the app reads its own URLs: `http://127.0.0.1@evil.example/`,
+    // a classic way to fake the host, is no URL at all.
+    let url = HttpUrl::parse(uri).ok_or(BAD_REDIRECT_URI)?;
+    if url.authority().host().eq_ignore_ascii_case(&config.domain) {
         return Ok(());
     }
-    let plain = uri
-        .get(..7)
-        .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+    let plain = !url.is_https();
     let demo_host = config
         .demo_app
-        .is_some_and(|app| plain && wxauth_app::web::site::listened(app, authority).is_some());
+        .is_some_and(|app| plain && site::listened(app, url.authority()).is_some());
     if demo_host {
         Ok(())
     } else {
@@ -357,7 +335,7 @@ mod tests {
         assert_eq!(ok("http://127.0.0.1:99999/"), Err(BAD_REDIRECT_URI));
         assert_eq!(ok("http://[::1]x:8080/"), Err(BAD_REDIRECT_URI));
         assert_eq!(ok("http://[127.0.0.1]/"), Err(BAD_REDIRECT_URI));
-        // An IPv6 domain is written without brackets (config::host_of).
+        // An IPv6 domain is written without brackets (Authority::host).
         let v6 = config("::1", None);
         assert_eq!(
             check_redirect_uri("http://[::1]:8080/callback", &v6),

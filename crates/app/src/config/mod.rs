@@ -2,167 +2,31 @@
 //! command line (a flag overrides its WXAUTH_* twin); `Config::from_raw`
 //! validates all of it at once and derives what follows (demo mode,
 //! redirect_uri, Secure cookies). Nothing here binds a socket.
+//!
+//! - settings.rs: the one table of settings, and reading the environment;
+//! - flags.rs: the command line, a flag for each setting;
+//! - values.rs: reading each kind of value, and the secret;
+//! - allow_list.rs: the WXAUTH_ALLOW file.
 
-use std::collections::HashMap;
+mod allow_list;
+mod flags;
+mod settings;
+mod values;
+
+pub use allow_list::read_allow_list;
+pub use flags::{Command, CommandLine};
+pub use settings::{parse_switch, ConfigError, Flag, RawConfig, Setting, SETTINGS};
+pub use values::Secret;
+
+use crate::transport::host::{self, HttpUrl};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Every setting: (environment variable, flag, default, help line). The one
-/// place defaults live; `--help` is printed from it.
-#[rustfmt::skip]
-pub const SETTINGS: &[(&str, &str, &str, &str)] = &[
-    ("WXAUTH_LISTEN", "--listen", "127.0.0.1:8080", "address the app binds"),
-    ("WXAUTH_APPID", "--appid", "", "Official Account appid (unset: demo mode)"),
-    ("WXAUTH_SECRET", "", "", "appsecret (environment only)"),
-    ("WXAUTH_SECRET_FILE", "--secret-file", "", "file holding the appsecret"),
-    ("WXAUTH_PUBLIC_URL", "--public-url", "", "external base URL; callback = URL/callback"),
-    ("WXAUTH_SCOPE", "--scope", "snsapi_userinfo", "snsapi_userinfo or snsapi_base"),
-    ("WXAUTH_LANG", "--lang", "zh_CN", "sns/userinfo lang: zh_CN, zh_TW, en"),
-    ("WXAUTH_OPEN_BASE", "--open-base", "https://open.weixin.qq.com", "authorize page base"),
-    ("WXAUTH_API_BASE", "--api-base", "https://api.weixin.qq.com", "server API base"),
-    ("WXAUTH_SESSION_TTL", "--session-ttl", "604800", "session lifetime, seconds"),
-    ("WXAUTH_MAX_SESSIONS", "--max-sessions", "100000", "sessions kept; oldest evicted"),
-    ("WXAUTH_SESSION_FILE", "--session-file", "", "sessions saved here at shutdown"),
-    ("WXAUTH_DEMO", "--demo", "0", "1: run the built-in WeChat simulator"),
-    ("WXAUTH_SIM_LISTEN", "--sim-listen", "LISTEN's IP:8081", "simulator address (demo)"),
-    ("WXAUTH_TEMPLATES", "--templates", "", "directory overriding the templates"),
-    ("WXAUTH_UPSTREAM_TIMEOUT", "--upstream-timeout", "8", "whole WeChat call, seconds"),
-    ("WXAUTH_CONNECT_TIMEOUT", "--connect-timeout", "3", "connecting to WeChat, seconds"),
-    ("WXAUTH_CLIENT_TIMEOUT", "--client-timeout", "10", "idle or slow client cut off, seconds"),
-    ("WXAUTH_UPSTREAM_WORKERS", "--upstream-workers", "64", "WeChat calls made at once, at most"),
-    ("WXAUTH_UPSTREAM_PER_CLIENT", "--upstream-per-client", "8", "one client's requests waiting on WeChat"),
-    ("WXAUTH_TRUSTED_PROXIES", "--trusted-proxies", "127.0.0.1,::1", "peers whose X-Real-IP is the client"),
-    ("WXAUTH_LOG", "--log", "info", "off, error, warn, info, debug"),
-    ("WXAUTH_TOKEN", "", "", "服务器配置 Token: enables /wechat (env only)"),
-    ("WXAUTH_ALLOW", "--allow", "", "file of allowed openids/unionids (/auth/check)"),
-];
-
-/// Variables outside WXAUTH_* that configuration reads: systemd's
-/// credentials directory, and its marks of a service start (non-interactive).
-const FROM_THE_ENVIRONMENT: [&str; 3] =
-    ["CREDENTIALS_DIRECTORY", "INVOCATION_ID", "JOURNAL_STREAM"];
-
-/// WXAUTH_* variables that are not settings but may be set around wxauth:
-/// the test suite's switch for its real-browser tests.
-const IGNORED: [&str; 1] = ["WXAUTH_E2E"];
-
-/// What people write for a setting that has another name here.
-const SYNONYMS: &[(&str, &str)] = &[
-    ("PORT", "WXAUTH_LISTEN"),
-    ("HOST", "WXAUTH_LISTEN"),
-    ("BIND", "WXAUTH_LISTEN"),
-    ("ADDR", "WXAUTH_LISTEN"),
-    ("ADDRESS", "WXAUTH_LISTEN"),
-    ("APP_ID", "WXAUTH_APPID"),
-    ("APPSECRET", "WXAUTH_SECRET"),
-    ("APP_SECRET", "WXAUTH_SECRET"),
-    ("URL", "WXAUTH_PUBLIC_URL"),
-    ("BASE_URL", "WXAUTH_PUBLIC_URL"),
-    ("DOMAIN", "WXAUTH_PUBLIC_URL"),
-    ("LOG_LEVEL", "WXAUTH_LOG"),
-    ("SESSION_FILE_PATH", "WXAUTH_SESSION_FILE"),
-];
-
-/// "WXAUTH_PORT: unknown variable; did you mean WXAUTH_LISTEN?"
-fn unknown_variable(var: &str) -> String {
-    let bare = var.trim_start_matches("WXAUTH_");
-    let meant = SYNONYMS
-        .iter()
-        .find(|(said, _)| *said == bare)
-        .map(|(_, meant)| *meant)
-        .or_else(|| closest(var, SETTINGS.iter().map(|s| s.0), 4));
-    match meant {
-        Some(name) => format!("{var}: unknown variable; did you mean {name}? (see --help)"),
-        None => format!("{var}: unknown variable (see --help for the settings)"),
-    }
-}
-
-/// "--secret: ...": an unknown flag, and why the one people look for is absent.
-fn unknown_flag(flag: &str) -> String {
-    if flag == "--secret" {
-        return "--secret: there is no such flag, on purpose: a command line is visible to \
-                every user of the machine (ps). Use WXAUTH_SECRET_FILE (--secret-file) or \
-                WXAUTH_SECRET in the environment"
-            .to_string();
-    }
-    let flags = SETTINGS.iter().map(|s| s.1).filter(|f| !f.is_empty());
-    match closest(flag, flags, 3) {
-        Some(f) => format!("{flag}: unknown option; did you mean {f}? (see --help)"),
-        None => format!("{flag}: unknown option (see --help)"),
-    }
-}
-
-/// The name nearest to `word` within `max` edits (the first of equals in
-/// alphabetical order), for "did you mean".
-fn closest<'a>(word: &str, names: impl Iterator<Item = &'a str>, max: usize) -> Option<&'a str> {
-    names
-        .map(|name| (edit_distance(word, name), name))
-        .filter(|(d, _)| *d <= max)
-        .min()
-        .map(|(_, name)| name)
-}
-
-/// Levenshtein distance, for "did you mean".
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
-}
-
-/// A yes/no setting: 1/0, true/false, yes/no, on/off, in any case.
-pub fn parse_switch(value: &str) -> Option<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Some(true),
-        "0" | "false" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
+use values::{base_url, ip_list, number, prefix_ok, read_secret, socket_addr};
 
 /// The appid the simulator answers to in demo mode.
 pub const DEMO_APPID: &str = "wx0000000000demo";
-
-/// A secret that never prints itself.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: String) -> Secret {
-        Secret(value)
-    }
-
-    /// The value, for the one place that must send it (wechat.rs).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("****")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "(unset)" } else { "****" })
-    }
-}
-
-/// Every problem found in the configuration, one line each. main exits 2.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigError(pub Vec<String>);
 
 /// Which OAuth scope the login asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -182,79 +46,6 @@ impl Scope {
             Scope::Base => "snsapi_base",
             Scope::Userinfo => "snsapi_userinfo",
         }
-    }
-}
-
-/// Settings as strings, before validation. Keys are the WXAUTH_* names.
-#[derive(Debug, Default, Clone)]
-pub struct RawConfig(pub HashMap<String, String>);
-
-impl RawConfig {
-    /// Takes WXAUTH_* variables from `env`, then flags from `args` (without the
-    /// program name and subcommand). Both `--flag value` and `--flag=value` work.
-    pub fn from_env_and_args(
-        env: impl IntoIterator<Item = (String, String)>,
-        args: &[String],
-    ) -> Result<RawConfig, ConfigError> {
-        let mut map: HashMap<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("WXAUTH_") || FROM_THE_ENVIRONMENT.contains(&k.as_str()))
-            .collect();
-        // A typo in an env file (WXAUTH_PORT=9000) would otherwise be ignored
-        // without a word, and the server would run with the default.
-        let mut problems: Vec<String> = map
-            .keys()
-            .filter(|k| k.starts_with("WXAUTH_") && !SETTINGS.iter().any(|s| s.0 == k.as_str()))
-            .filter(|k| !IGNORED.contains(&k.as_str()))
-            .map(|k| unknown_variable(k))
-            .collect();
-        problems.sort();
-        let mut args = args.iter().peekable();
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((f, v)) => (f, Some(v.to_string())),
-                None => (arg.as_str(), None),
-            };
-            let Some((var, ..)) = SETTINGS.iter().find(|s| !s.1.is_empty() && s.1 == flag) else {
-                problems.push(unknown_flag(flag));
-                continue;
-            };
-            let value = if flag == "--demo" {
-                inline.or(Some("1".to_string()))
-            } else {
-                // `--public-url --listen 0.0.0.0:80`: the URL was forgotten,
-                // and the next flag is not a value.
-                inline.or_else(|| args.next_if(|v| !v.starts_with("--")).cloned())
-            };
-            match value {
-                Some(v) => {
-                    map.insert(var.to_string(), v);
-                }
-                None => problems.push(format!("{flag}: needs a value")),
-            }
-        }
-        if problems.is_empty() {
-            Ok(RawConfig(map))
-        } else {
-            Err(ConfigError(problems))
-        }
-    }
-
-    fn get(&self, var: &str) -> Option<&str> {
-        self.0
-            .get(var)
-            .map(|s| s.as_str())
-            .filter(|s| !s.is_empty())
-    }
-
-    fn get_or_default(&self, var: &str) -> &str {
-        self.get(var).unwrap_or_else(|| {
-            SETTINGS
-                .iter()
-                .find(|s| s.0 == var)
-                .map(|s| s.2)
-                .expect("every variable read has a row in SETTINGS")
-        })
     }
 }
 
@@ -362,7 +153,7 @@ impl Config {
                 ));
             }
         }
-        let sim_url = format!("http://{}", crate::web::site::reachable(sim_listen));
+        let sim_url = format!("http://{}", host::reachable(sim_listen));
         let (open_base, api_base) = if demo {
             (sim_url.clone(), sim_url)
         } else {
@@ -373,13 +164,15 @@ impl Config {
         };
         let public_url = match raw.get("WXAUTH_PUBLIC_URL") {
             Some(_) => base_url(&mut p, raw, "WXAUTH_PUBLIC_URL"),
-            None if demo => format!("http://{}", crate::web::site::reachable(listen)),
+            None if demo => format!("http://{}", host::reachable(listen)),
             None => {
                 p.push("WXAUTH_PUBLIC_URL: required when WXAUTH_APPID is set (e.g. https://wx.example.com)".into());
                 String::new()
             }
         };
-        let prefix = url_path(&public_url).to_string();
+        let prefix = HttpUrl::parse(&public_url)
+            .map_or("", |url| url.path())
+            .to_string();
         if !prefix_ok(&prefix) {
             p.push(format!(
                 "WXAUTH_PUBLIC_URL: path {prefix:?}: a prefix is segments of letters, digits \
@@ -431,7 +224,7 @@ impl Config {
             }
         }
         let allow = raw.get("WXAUTH_ALLOW").and_then(|file| {
-            crate::web::handlers::gateway::read_allow_list(Path::new(file))
+            read_allow_list(Path::new(file))
                 .map_err(|e| p.push(format!("WXAUTH_ALLOW: {e}")))
                 .ok()
         });
@@ -443,8 +236,7 @@ impl Config {
             return Err(ConfigError(p));
         }
         let mut warnings = Vec::new();
-        let port =
-            crate::web::site::split_host(authority_of(&public_url)).and_then(|(_, port)| port);
+        let port = HttpUrl::parse(&public_url).and_then(|url| url.port());
         if let (false, Some(port)) = (demo, port.filter(|p| *p != 80 && *p != 443)) {
             warnings.push(format!(
                 "WXAUTH_PUBLIC_URL: port {port}: WeChat calls back only on 80 (http) or 443 \
@@ -543,11 +335,11 @@ impl Config {
     /// An address bound on every interface is reached here over loopback.
     pub fn bind_demo(&mut self, app: SocketAddr, sim: SocketAddr) {
         if self.follow_host {
-            self.public_url = format!("http://{}", crate::web::site::reachable(app));
+            self.public_url = format!("http://{}", host::reachable(app));
         }
         self.listen = app;
         self.sim_listen = sim;
-        self.open_base = format!("http://{}", crate::web::site::reachable(sim));
+        self.open_base = format!("http://{}", host::reachable(sim));
         self.api_base = self.open_base.clone();
     }
 
@@ -578,7 +370,7 @@ impl Config {
 
     /// The host part of PUBLIC_URL: the 网页授权域名 WeChat must be told.
     pub fn public_host(&self) -> String {
-        host_of(&self.public_url)
+        HttpUrl::parse(&self.public_url).map_or_else(String::new, |url| url.authority().host())
     }
 }
 
@@ -664,158 +456,6 @@ impl fmt::Display for Config {
             write!(f, "{name:<width$} = {value}")?;
         }
         Ok(())
-    }
-}
-
-fn socket_addr(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> SocketAddr {
-    let value = raw.get_or_default(var);
-    // `localhost:8080` is what people write; it means loopback, no lookup.
-    if let Some(port) = value
-        .strip_prefix("localhost:")
-        .and_then(|p| p.parse().ok())
-    {
-        return SocketAddr::from(([127, 0, 0, 1], port));
-    }
-    value.parse().unwrap_or_else(|_| {
-        p.push(format!(
-            "{var}: {value:?} is not an address like 127.0.0.1:8080"
-        ));
-        SocketAddr::from(([127, 0, 0, 1], 0))
-    })
-}
-
-/// A comma-separated list of IP addresses (an empty value is an empty list).
-fn ip_list(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> Vec<std::net::IpAddr> {
-    let mut ips = Vec::new();
-    for item in raw.get_or_default(var).split(',').map(str::trim) {
-        if item.is_empty() {
-            continue;
-        }
-        match item.parse() {
-            Ok(ip) => ips.push(ip),
-            Err(_) => p.push(format!("{var}: {item:?} is not an IP address")),
-        }
-    }
-    ips
-}
-
-fn number(p: &mut Vec<String>, raw: &RawConfig, var: &str, min: f64, max: f64) -> f64 {
-    let value = raw.get_or_default(var);
-    match value.parse::<f64>() {
-        Ok(n) if (min..=max).contains(&n) => n,
-        _ => {
-            p.push(format!(
-                "{var}: {value:?} is not a number from {min} to {max}"
-            ));
-            min
-        }
-    }
-}
-
-/// An http(s) base URL: scheme, host, optional port and path prefix; no query.
-fn base_url(p: &mut Vec<String>, raw: &RawConfig, var: &str) -> String {
-    let value = raw.get_or_default(var).trim_end_matches('/');
-    let rest = value
-        .strip_prefix("https://")
-        .or_else(|| value.strip_prefix("http://"));
-    let ok = rest.is_some_and(|r| {
-        let host = authority_of(r);
-        crate::web::site::split_host(host).is_some()
-            && !r.contains(['?', '#', ' ', '\\'])
-            && !host.contains('@')
-            && r.chars().all(|c| c.is_ascii_graphic())
-    });
-    if !ok {
-        p.push(format!(
-            "{var}: {value:?} is not a URL like https://wx.example.com"
-        ));
-    }
-    value.to_string()
-}
-
-/// The path of an http(s) URL (no trailing slash): "" at the root.
-pub fn url_path(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.find('/').map_or("", |i| &rest[i..])
-}
-
-/// A path prefix goes into links, Location headers, cookie paths and
-/// nginx's location: segments of unreserved characters only, none empty,
-/// none `.` or `..` (an empty one would make `//host` links).
-fn prefix_ok(prefix: &str) -> bool {
-    prefix.is_empty()
-        || prefix.strip_prefix('/').is_some_and(|path| {
-            path.split('/').all(|seg| {
-                !seg.is_empty()
-                    && seg != "."
-                    && seg != ".."
-                    && seg
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-            })
-        })
-}
-
-/// The authority of an http(s) URL (host and port): what lies between
-/// `://` and the path.
-pub fn authority_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    rest.split('/').next().unwrap_or("")
-}
-
-/// The origin of an http(s) URL: scheme and authority, lower-cased, the
-/// default port (80 for http, 443 for https) left out, as in `Origin`.
-pub fn origin_of(url: &str) -> String {
-    let scheme = url.split_once("://").map_or("http", |(s, _)| s);
-    let scheme = scheme.to_ascii_lowercase();
-    let authority = authority_of(url).to_ascii_lowercase();
-    let default = if scheme == "https" { ":443" } else { ":80" };
-    let authority = authority.strip_suffix(default).unwrap_or(&authority);
-    format!("{scheme}://{authority}")
-}
-
-/// The host of an http(s) URL, without port.
-pub fn host_of(url: &str) -> String {
-    let authority = authority_of(url);
-    if let Some(v6) = authority.strip_prefix('[') {
-        return v6.split(']').next().unwrap_or("").to_string();
-    }
-    authority.split(':').next().unwrap_or("").to_string()
-}
-
-/// WXAUTH_SECRET, else WXAUTH_SECRET_FILE, else `$CREDENTIALS_DIRECTORY/wxauth_secret`
-/// (systemd LoadCredential=). A trailing newline in a file is not part of the secret.
-fn read_secret(p: &mut Vec<String>, raw: &RawConfig) -> Option<Secret> {
-    let inline = raw.get("WXAUTH_SECRET");
-    let file = raw
-        .get("WXAUTH_SECRET_FILE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let dir = raw.get("CREDENTIALS_DIRECTORY")?;
-            let path = PathBuf::from(dir).join("wxauth_secret");
-            path.exists().then_some(path)
-        });
-    match (inline, file) {
-        (Some(_), Some(_)) if raw.get("WXAUTH_SECRET_FILE").is_some() => {
-            p.push("WXAUTH_SECRET_FILE: set either it or WXAUTH_SECRET, not both".into());
-            None
-        }
-        (Some(s), _) => Some(Secret::new(s.trim().to_string())),
-        (None, Some(path)) => match std::fs::read_to_string(&path) {
-            Ok(s) if !s.trim().is_empty() => Some(Secret::new(s.trim().to_string())),
-            Ok(_) => {
-                p.push(format!("WXAUTH_SECRET_FILE: {} is empty", path.display()));
-                None
-            }
-            Err(e) => {
-                p.push(format!(
-                    "WXAUTH_SECRET_FILE: cannot read {}: {e}",
-                    path.display()
-                ));
-                None
-            }
-        },
-        (None, None) => None,
     }
 }
 
@@ -944,19 +584,6 @@ mod tests {
     }
 
     #[test]
-    fn a_flag_is_never_taken_as_another_flags_value() {
-        let args = ["--public-url", "--listen", "0.0.0.0:80"].map(String::from);
-        let e = RawConfig::from_env_and_args(Vec::new(), &args).unwrap_err();
-        assert_eq!(e.0, ["--public-url: needs a value"]);
-        let e =
-            RawConfig::from_env_and_args(Vec::new(), &["--secret".into(), "x".into()]).unwrap_err();
-        assert!(e.0[0].contains("visible to every user"), "{:?}", e.0);
-        let e =
-            RawConfig::from_env_and_args(Vec::new(), &["--lisen".into(), "x".into()]).unwrap_err();
-        assert!(e.0[0].contains("did you mean --listen?"), "{:?}", e.0);
-    }
-
-    #[test]
     fn check_config_prints_every_setting_aligned() {
         let text = config(&REAL).unwrap().to_string();
         let columns: Vec<usize> = text
@@ -964,7 +591,7 @@ mod tests {
             .map(|l| l.find(" = ").expect("name = value"))
             .collect();
         assert!(columns.windows(2).all(|w| w[0] == w[1]), "{text}");
-        for (var, ..) in SETTINGS {
+        for Setting { var, .. } in SETTINGS {
             let shown = text.lines().any(|l| l.starts_with(var));
             // The secret's file, the demo switch and the simulator's address
             // are shown through what they lead to.
@@ -1119,7 +746,7 @@ mod tests {
         assert!(config(&REAL).unwrap().host_cookies(), "https at the root");
         assert!(!config(&[]).unwrap().host_cookies(), "plain http");
         assert_eq!(
-            crate::web::site::Site::configured(&c).origin(),
+            HttpUrl::parse(&c.public_url).unwrap().origin(),
             "https://wx.example.com"
         );
         assert_eq!(c.public_host(), "wx.example.com");
@@ -1166,23 +793,5 @@ mod tests {
     fn a_session_file_in_a_missing_directory_is_an_error() {
         let e = config(&[("WXAUTH_SESSION_FILE", "/nonexistent-dir/s.json")]).unwrap_err();
         assert!(e.0[0].starts_with("WXAUTH_SESSION_FILE:"), "{e:?}");
-    }
-
-    #[test]
-    fn origin_drops_the_path_and_the_default_port() {
-        assert_eq!(
-            origin_of("https://WX.example.com:443/app"),
-            "https://wx.example.com"
-        );
-        assert_eq!(origin_of("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
-        assert_eq!(origin_of("http://h:80"), "http://h");
-        assert_eq!(origin_of("https://h:8443"), "https://h:8443");
-    }
-
-    #[test]
-    fn host_of_strips_scheme_port_and_path() {
-        assert_eq!(host_of("https://a.b.c:8443/x"), "a.b.c");
-        assert_eq!(host_of("http://[::1]:80/"), "::1");
-        assert_eq!(host_of("http://h"), "h");
     }
 }

@@ -5,7 +5,8 @@
 //! the login cookie and the callback share a host. A Host naming anything
 //! else changes nothing: it is the client's to write.
 
-use crate::config::{host_of, origin_of, Config};
+use crate::config::Config;
+use crate::transport::host::{Authority, HttpUrl};
 use crate::transport::http::Req;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
@@ -35,7 +36,8 @@ impl Site {
         if !config.follow_host {
             return Site::configured(config);
         }
-        let Some(host) = req.header("host").and_then(|h| listened(config.listen, h)) else {
+        let host = req.header("host").and_then(|h| Authority::parse(h.trim()));
+        let Some(host) = host.and_then(|h| listened(config.listen, &h)) else {
             return Site::configured(config);
         };
         Site {
@@ -51,7 +53,7 @@ impl Site {
 
     /// The site's origin as browsers write it in `Origin`.
     pub fn origin(&self) -> String {
-        origin_of(&self.url)
+        HttpUrl::parse(&self.url).map_or_else(String::new, |url| url.origin())
     }
 }
 
@@ -60,9 +62,7 @@ impl Site {
 /// phone itself) and the demo is bound to every address: then its first
 /// LAN address (`lan`, from `lan_addresses`).
 pub fn for_phone(site_url: &str, listen: SocketAddr, lan: &[IpAddr]) -> String {
-    let host = host_of(site_url);
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let loopback = HttpUrl::parse(site_url).is_some_and(|url| url.authority().is_loopback());
     match lan.first() {
         Some(ip) if loopback && listen.ip().is_unspecified() => {
             format!("http://{}", SocketAddr::new(*ip, listen.port()))
@@ -75,7 +75,10 @@ pub fn for_phone(site_url: &str, listen: SocketAddr, lan: &[IpAddr]) -> String {
 /// cookies are kept per host, so that is what decides whether a login
 /// cookie set on one reaches the other.
 pub fn same_host(url: &str, host_header: &str) -> bool {
-    split_host(host_header.trim()).is_some_and(|(host, _)| host.eq_ignore_ascii_case(&host_of(url)))
+    match (HttpUrl::parse(url), Authority::parse(host_header.trim())) {
+        (Some(url), Some(host)) => url.authority().same_host(&host),
+        _ => false,
+    }
 }
 
 /// A host the demo answers on, as a Host header named it.
@@ -97,19 +100,18 @@ impl Listened {
     }
 }
 
-/// The host a Host header names, if a socket bound at `listen` answers
-/// there: the same port (80 when none is written), and `localhost` or an
+/// The host a Host header (or a URL's authority) names, if a socket bound
+/// at `listen` answers there: the same port (80 when none is written), and `localhost` or an
 /// address of this machine that `listen` covers (its own address, or any of
 /// the machine's when it is 0.0.0.0 or ::). Names other than `localhost`
 /// are never followed: a DNS name pointed at us (rebinding) is someone
 /// else's origin.
-pub fn listened(listen: SocketAddr, host_header: &str) -> Option<Listened> {
-    let (host, port) = split_host(host_header.trim())?;
-    if port.unwrap_or(80) != listen.port() {
+pub fn listened(listen: SocketAddr, host: &Authority) -> Option<Listened> {
+    if host.port().unwrap_or(80) != listen.port() {
         return None;
     }
     let bound = listen.ip();
-    if host.eq_ignore_ascii_case("localhost") {
+    if host.is_localhost() {
         let ip = match bound {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -120,7 +122,7 @@ pub fn listened(listen: SocketAddr, host_header: &str) -> Option<Listened> {
             ip,
         });
     }
-    let ip: IpAddr = host.parse().ok()?;
+    let ip = host.ip()?;
     if ip.is_unspecified() || ip.is_multicast() {
         return None;
     }
@@ -135,33 +137,6 @@ pub fn listened(listen: SocketAddr, host_header: &str) -> Option<Listened> {
         localhost: false,
         ip,
     })
-}
-
-/// `host` and the port, from `host`, `host:port`, `[v6]` or `[v6]:port`;
-/// None for anything malformed. A bracketed host must be an IPv6 address.
-pub fn split_host(value: &str) -> Option<(&str, Option<u16>)> {
-    let (host, port) = if let Some(rest) = value.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        host.parse::<Ipv6Addr>().ok()?;
-        let port = match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':')?),
-        };
-        (host, port)
-    } else {
-        match value.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (value, None),
-        }
-    };
-    let port = match port {
-        None => None,
-        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
-            Some(p.parse().ok()?)
-        }
-        Some(_) => return None,
-    };
-    (!host.is_empty()).then_some((host, port))
 }
 
 /// True when `ip` is an address of this machine: binding a UDP socket to it
@@ -185,20 +160,6 @@ pub fn sim_address(sim: SocketAddr, ip: IpAddr) -> SocketAddr {
             IpAddr::V6(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), sim.port()),
         },
         _ => sim,
-    }
-}
-
-/// `addr`, with an unspecified address (0.0.0.0, ::) replaced by loopback:
-/// where this machine itself reaches a socket bound there.
-pub fn reachable(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V4(v4) if v4.is_unspecified() => {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
-        }
-        IpAddr::V6(v6) if v6.is_unspecified() => {
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
-        }
-        _ => addr,
     }
 }
 
@@ -247,7 +208,8 @@ mod tests {
 
     fn at(listen: &str, host: &str) -> Option<String> {
         let listen: SocketAddr = listen.parse().unwrap();
-        listened(listen, host).map(|l| l.authority(listen.port()))
+        let host = Authority::parse(host.trim())?;
+        listened(listen, &host).map(|l| l.authority(listen.port()))
     }
 
     #[test]
@@ -338,6 +300,7 @@ mod tests {
         );
         let lo: SocketAddr = "127.0.0.1:8081".parse().unwrap();
         assert_eq!(sim_address(lo, lan), lo);
+        let reachable = crate::transport::host::reachable;
         assert_eq!(reachable(any).to_string(), "127.0.0.1:8081");
         assert_eq!(reachable("[::]:1".parse().unwrap()).to_string(), "[::1]:1");
     }

@@ -100,7 +100,7 @@ fn fetch(client: &WechatClient) -> Result<(String, i64), WechatError> {
 /// authorize URL: that URL would carry a state no browser started, which our
 /// callback rightly refuses. Under a path prefix, both carry it.
 pub fn default_menu(public_url: &str) -> Value {
-    let prefix = crate::config::url_path(public_url);
+    let prefix = crate::transport::host::HttpUrl::parse(public_url).map_or("", |url| url.path());
     let next = crate::transport::http::encode_component(&format!("{prefix}/profile"));
     json!({ "button": [
         { "type": "view", "name": "我的资料", "url": format!("{public_url}/login?next={next}") }

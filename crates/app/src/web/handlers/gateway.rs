@@ -9,8 +9,6 @@ use crate::transport::http::{encode_component, Reply, Req};
 use crate::web::app::App;
 use crate::web::error::AppError;
 use crate::web::handlers::login::local_path;
-use std::collections::HashSet;
-use std::path::Path;
 
 /// GET /auth/check: 204 with X-WeChat-OpenID, X-WeChat-UnionID (when known)
 /// and X-WeChat-Nickname (percent-encoded UTF-8) for a live session of an
@@ -63,17 +61,4 @@ fn allowed(app: &App, openid: &str, unionid: Option<&str>) -> bool {
         None => true,
         Some(list) => list.contains(openid) || unionid.is_some_and(|u| list.contains(u)),
     }
-}
-
-/// Reads WXAUTH_ALLOW: one openid or unionid per line; blank lines and
-/// lines starting with `#` are skipped.
-pub fn read_allow_list(path: &Path) -> Result<HashSet<String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(str::to_string)
-        .collect())
 }
