@@ -89,19 +89,26 @@ fn paths_after(code: &str, prefix: &str) -> Vec<String> {
         if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
             continue;
         }
-        if let Some(group) = rest.strip_prefix('{') {
-            let end = group.find('}').unwrap_or(group.len());
-            for item in group[..end].split(',') {
-                let item = item.trim();
-                if !item.is_empty() {
-                    paths.push(item.to_string());
+        let end = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(rest.len());
+        let head = rest[..end].trim_end_matches(':');
+        match rest[end..].strip_prefix('{') {
+            // `crate::{a, b::c}` or `crate::web::handlers::{login, scan}`.
+            Some(group) if rest[..end].ends_with("::") || end == 0 => {
+                let close = group.find('}').unwrap_or(group.len());
+                for item in group[..close].split(',') {
+                    let item = item.trim().trim_start_matches("self");
+                    let item = item.trim_start_matches("::");
+                    match (head.is_empty(), item.is_empty()) {
+                        (true, false) => paths.push(item.to_string()),
+                        (false, false) => paths.push(format!("{head}::{item}")),
+                        (false, true) => paths.push(head.to_string()),
+                        (true, true) => {}
+                    }
                 }
             }
-        } else {
-            let end = rest
-                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
-                .unwrap_or(rest.len());
-            paths.push(rest[..end].trim_end_matches(':').to_string());
+            _ => paths.push(head.to_string()),
         }
     }
     paths
@@ -219,13 +226,14 @@ fn the_checker_finds_a_cycle_and_an_edge_up() {
     modules.insert("store::a".to_string(), "use crate::web::b;".to_string());
     modules.insert(
         "web::b".to_string(),
-        "use crate::{log, store::a::X};".to_string(),
+        "use crate::{log, store::a::X};\nuse crate::web::{self, c::{D, E}};".to_string(),
     );
+    modules.insert("web::c".to_string(), String::new());
     modules.insert("log".to_string(), String::new());
     let edges = edges(&modules);
     assert_eq!(
         edges["web::b"],
-        BTreeSet::from(["log".to_string(), "store::a".to_string()])
+        BTreeSet::from(["log".into(), "store::a".into(), "web::c".into()])
     );
     assert!(cycle_from("store::a", &edges).is_some());
     assert!(layer_of("web::b") > layer_of("store::a"));

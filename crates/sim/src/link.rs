@@ -4,9 +4,9 @@
 
 use super::state::Scope;
 use super::SimConfig;
+use wxauth_app::transport::host;
 use wxauth_app::transport::host::HttpUrl;
 use wxauth_app::transport::http::Req;
-use wxauth_app::web::site;
 
 /// Why a link is refused: WeChat's errcode where it has one, and its text.
 /// Texts with an errcode are WeChat's own (docs/wechat.md §6), so they
@@ -194,7 +194,7 @@ fn check_redirect_uri(uri: &str, config: &SimConfig) -> Result<(), Refusal> {
     let plain = !url.is_https();
     let demo_host = config
         .demo_app
-        .is_some_and(|app| plain && site::listened(app, url.authority()).is_some());
+        .is_some_and(|app| plain && host::listened(app, url.authority()).is_some());
     if demo_host {
         Ok(())
     } else {

@@ -6,7 +6,7 @@
 //! else changes nothing: it is the client's to write.
 
 use crate::config::Config;
-use crate::transport::host::{Authority, HttpUrl};
+use crate::transport::host::{listened, Authority, HttpUrl};
 use crate::transport::http::Req;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
@@ -79,74 +79,6 @@ pub fn same_host(url: &str, host_header: &str) -> bool {
         (Some(url), Some(host)) => url.authority().same_host(&host),
         _ => false,
     }
-}
-
-/// A host the demo answers on, as a Host header named it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Listened {
-    /// `localhost` was written (rather than an address).
-    pub localhost: bool,
-    /// The address: the one written, or loopback for `localhost`.
-    pub ip: IpAddr,
-}
-
-impl Listened {
-    /// `host:port` for URLs, IPv6 in brackets.
-    fn authority(&self, port: u16) -> String {
-        match (self.localhost, self.ip) {
-            (true, _) => format!("localhost:{port}"),
-            (false, ip) => SocketAddr::new(ip, port).to_string(),
-        }
-    }
-}
-
-/// The host a Host header (or a URL's authority) names, if a socket bound
-/// at `listen` answers there: the same port (80 when none is written), and `localhost` or an
-/// address of this machine that `listen` covers (its own address, or any of
-/// the machine's when it is 0.0.0.0 or ::). Names other than `localhost`
-/// are never followed: a DNS name pointed at us (rebinding) is someone
-/// else's origin.
-pub fn listened(listen: SocketAddr, host: &Authority) -> Option<Listened> {
-    if host.port().unwrap_or(80) != listen.port() {
-        return None;
-    }
-    let bound = listen.ip();
-    if host.is_localhost() {
-        let ip = match bound {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        };
-        let covered = bound.is_loopback() || bound.is_unspecified();
-        return covered.then_some(Listened {
-            localhost: true,
-            ip,
-        });
-    }
-    let ip = host.ip()?;
-    if ip.is_unspecified() || ip.is_multicast() {
-        return None;
-    }
-    let covered = if bound.is_unspecified() {
-        // Linux's [::] takes IPv4 too; 0.0.0.0 takes only IPv4.
-        let family = bound.is_ipv6() || ip.is_ipv4();
-        family && is_own_address(ip)
-    } else {
-        ip == bound
-    };
-    covered.then_some(Listened {
-        localhost: false,
-        ip,
-    })
-}
-
-/// True when `ip` is an address of this machine: binding a UDP socket to it
-/// succeeds only then. Nothing is sent. This runs per request (demo mode on
-/// 0.0.0.0 or ::), so the loopback address, which every machine with the
-/// family has and which most requests name, is taken without a socket.
-fn is_own_address(ip: IpAddr) -> bool {
-    ip == Ipv4Addr::LOCALHOST
-        || ip == Ipv6Addr::LOCALHOST
-        || UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// The simulator's address as a browser that reached the app at `ip` can
