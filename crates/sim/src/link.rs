@@ -7,6 +7,10 @@ use super::SimConfig;
 use wxauth_app::transport::host;
 use wxauth_app::transport::host::HttpUrl;
 use wxauth_app::transport::http::Req;
+use wxauth_app::wechat::errcode::{
+    APPID_EMPTY, INVALID_APPID, REDIRECT_URI_DOMAIN_MISMATCH, REDIRECT_URI_EMPTY, SCOPE_EMPTY,
+    SCOPE_NOT_ALLOWED, STATE_EMPTY,
+};
 
 /// Why a link is refused: WeChat's errcode where it has one, and its text.
 /// Texts with an errcode are WeChat's own (docs/wechat.md §6), so they
@@ -24,13 +28,16 @@ const fn refusal(errcode: i64, message: &'static str) -> Refusal {
     }
 }
 
-const NO_APPID: Refusal = refusal(10012, "appid不能为空");
-const BAD_APPID: Refusal = refusal(40013, "appid 无效 (invalid appid)");
-const NO_REDIRECT_URI: Refusal = refusal(10011, "redirect_uri不能为空");
-const NO_SCOPE: Refusal = refusal(10010, "scope不能为空");
-const BAD_SCOPE: Refusal = refusal(10005, "此公众号并没有这些scope的权限");
-const DOMAIN_MISMATCH: Refusal = refusal(10003, "redirect_uri域名与后台配置不一致");
-const NO_STATE: Refusal = refusal(10013, "state不能为空");
+const NO_APPID: Refusal = refusal(APPID_EMPTY, "appid不能为空");
+const BAD_APPID: Refusal = refusal(INVALID_APPID, "appid 无效 (invalid appid)");
+const NO_REDIRECT_URI: Refusal = refusal(REDIRECT_URI_EMPTY, "redirect_uri不能为空");
+const NO_SCOPE: Refusal = refusal(SCOPE_EMPTY, "scope不能为空");
+const BAD_SCOPE: Refusal = refusal(SCOPE_NOT_ALLOWED, "此公众号并没有这些scope的权限");
+const DOMAIN_MISMATCH: Refusal = refusal(
+    REDIRECT_URI_DOMAIN_MISMATCH,
+    "redirect_uri域名与后台配置不一致",
+);
+const NO_STATE: Refusal = refusal(STATE_EMPTY, "state不能为空");
 // WeChat has no errcode for these: it just refuses to open the link.
 const BAD_ORDER: Refusal = Refusal {
     errcode: None,

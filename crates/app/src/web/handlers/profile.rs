@@ -3,6 +3,7 @@
 //! way (refresh, retry) is WeChat's business: wechat/refresh.rs.
 
 use crate::store::sessions::{Session, StoredUser, Tokens};
+use crate::transport::host::HttpUrl;
 use crate::transport::http::{Reply, Req};
 use crate::transport::service::Outcome;
 use crate::web::app::{App, Step};
@@ -115,11 +116,10 @@ fn user_view(session: &Session) -> Value {
 /// The avatar to render: only https on WeChat's avatar hosts (the CSP allows
 /// just those); anything else gets the placeholder ("").
 fn avatar(url: &str) -> String {
-    let host = url
-        .strip_prefix("https://")
-        .and_then(|rest| rest.split(['/', '?', '#']).next())
-        .unwrap_or("");
-    if host.ends_with(".qlogo.cn") && !host.contains(['@', ':']) {
+    let shown = HttpUrl::parse(url).is_some_and(|u| {
+        u.is_https() && u.port().is_none() && u.authority().host().ends_with(".qlogo.cn")
+    });
+    if shown {
         url.to_string()
     } else {
         String::new()
