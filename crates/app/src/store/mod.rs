@@ -4,6 +4,7 @@
 //! Each bounded store is an `expiring::Expiring` map: entries expire, and
 //! past a cap the oldest go first.
 
+pub mod backend;
 pub mod compact;
 pub mod expiring;
 pub mod logins;
