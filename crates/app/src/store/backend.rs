@@ -53,10 +53,10 @@ pub enum SpentState {
 /// A scan record as the handlers see it.
 #[derive(Clone, Debug)]
 pub struct ScanView {
-    /// The phone's browser id (its login cookie's).
-    pub phone: String,
-    /// The phone's session cookie: only it may confirm or cancel.
-    pub sid: String,
+    /// The record is the asking session's: the phone that scanned it (only
+    /// it may confirm or cancel). A backend outside the process keeps only
+    /// a hash of the session cookie, so the comparison is the backend's.
+    pub mine: bool,
     pub status: ScanStatus,
 }
 
@@ -100,6 +100,16 @@ pub enum Claimed {
     Session(Box<Session>),
 }
 
+/// What became of a refreshed session written back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replaced {
+    Written,
+    /// Another refresh gave it other tokens meanwhile: left as it is.
+    Changed,
+    /// It ended meanwhile (a logout): not brought back.
+    Gone,
+}
+
 /// A reply to a push, kept to answer WeChat's retries with the same bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SavedReply {
@@ -122,14 +132,14 @@ pub trait Backend: Send {
     fn end_sessions(&mut self, cookies: &[String]) -> Stored<()>;
     /// Writes back a session whose tokens were refreshed, only if it still
     /// exists and still holds `refresh_token` (a logout or another refresh
-    /// in the meantime wins). True when written.
+    /// in the meantime wins).
     fn replace_session(
         &mut self,
         cookie: &str,
         refresh_token: &str,
         session: Session,
         now: i64,
-    ) -> Stored<bool>;
+    ) -> Stored<Replaced>;
 
     /// The record of a checked login state already spent, if any.
     fn spent(&mut self, login: &Checked, now: i64) -> Stored<Option<SpentState>>;
@@ -143,8 +153,9 @@ pub trait Backend: Send {
     /// Records that a spent state's exchange failed.
     fn fail(&mut self, login: &Checked, now: i64) -> Stored<()>;
 
-    /// The scan record of a ticket (by its nonce).
-    fn scan(&mut self, nonce: &str, now: i64) -> Stored<Option<ScanView>>;
+    /// The scan record of a ticket (by its nonce), as seen by the session
+    /// whose cookie is `sid` ("" for none).
+    fn scan(&mut self, nonce: &str, sid: &str, now: i64) -> Stored<Option<ScanView>>;
     /// A phone's login for a ticket made session `sid`: the phone has
     /// scanned it. A new record, or the same phone scanning again (its new
     /// session takes over while undecided); a ticket another phone

@@ -178,6 +178,47 @@ fn nonce_bytes(nonce: &str) -> Option<Nonce> {
     random::is_token(nonce, NONCE_LEN).then(|| nonce.as_bytes().try_into().expect("NONCE_LEN"))
 }
 
+/// A fresh state for the browser of `cookie`, landing on `next`;
+/// `cookie` remembers `next` and must be sent back with the redirect.
+pub fn begin(key: &Key, cookie: &mut LoginCookie, next: &str, now: i64) -> String {
+    let nonce = random::token(NONCE_LEN);
+    let issued = signed::time(now);
+    let tag = key.tag("state", &[&nonce, &issued, &cookie.browser, next]);
+    cookie.remember(&nonce, next);
+    format!("{nonce}{issued}{tag}")
+}
+
+/// The login `state` belongs to, if one of the login cookies the browser
+/// sent (`cookies`, each tried) is the one it was issued to, and it is
+/// less than 10 minutes old. Touches nothing: safe before any upstream call.
+pub fn check<'a>(
+    key: &Key,
+    state: &str,
+    cookies: impl IntoIterator<Item = &'a str>,
+    now: i64,
+) -> Option<Checked> {
+    if state.len() != STATE_LEN || !state.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let (nonce, rest) = state.split_at(NONCE_LEN);
+    let (issued_text, tag) = rest.split_at(TIME_LEN);
+    let issued = signed::untime(issued_text)?;
+    if !signed::fresh(issued, now, LOGIN_TTL) {
+        return None;
+    }
+    cookies.into_iter().find_map(|value| {
+        let cookie = LoginCookie::parse(value)?;
+        let next = cookie.next_of(nonce)?;
+        let parts = [nonce, issued_text, cookie.browser.as_str(), next];
+        key.verify("state", &parts, tag).then(|| Checked {
+            nonce: nonce.to_string(),
+            browser: cookie.browser.clone(),
+            next: next.to_string(),
+            issued,
+        })
+    })
+}
+
 impl Logins {
     /// No login spent yet; states signed with `key`.
     pub fn new(key: Key) -> Logins {
@@ -192,47 +233,19 @@ impl Logins {
         &self.key
     }
 
-    /// A fresh state for the browser of `cookie`, landing on `next`;
-    /// `cookie` remembers `next` and must be sent back with the redirect.
+    /// `begin` with this key.
     pub fn begin(&self, cookie: &mut LoginCookie, next: &str, now: i64) -> String {
-        let nonce = random::token(NONCE_LEN);
-        let issued = signed::time(now);
-        let tag = self
-            .key
-            .tag("state", &[&nonce, &issued, &cookie.browser, next]);
-        cookie.remember(&nonce, next);
-        format!("{nonce}{issued}{tag}")
+        begin(&self.key, cookie, next, now)
     }
 
-    /// The login `state` belongs to, if one of the login cookies the browser
-    /// sent (`cookies`, each tried) is the one it was issued to, and it is
-    /// less than 10 minutes old. Touches nothing: safe before any upstream call.
+    /// `check` with this key.
     pub fn check<'a>(
         &self,
         state: &str,
         cookies: impl IntoIterator<Item = &'a str>,
         now: i64,
     ) -> Option<Checked> {
-        if state.len() != STATE_LEN || !state.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return None;
-        }
-        let (nonce, rest) = state.split_at(NONCE_LEN);
-        let (issued_text, tag) = rest.split_at(TIME_LEN);
-        let issued = signed::untime(issued_text)?;
-        if !signed::fresh(issued, now, LOGIN_TTL) {
-            return None;
-        }
-        cookies.into_iter().find_map(|value| {
-            let cookie = LoginCookie::parse(value)?;
-            let next = cookie.next_of(nonce)?;
-            let parts = [nonce, issued_text, cookie.browser.as_str(), next];
-            self.key.verify("state", &parts, tag).then(|| Checked {
-                nonce: nonce.to_string(),
-                browser: cookie.browser.clone(),
-                next: next.to_string(),
-                issued,
-            })
-        })
+        check(&self.key, state, cookies, now)
     }
 
     /// The record of a checked state already spent, if any.

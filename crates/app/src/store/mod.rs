@@ -8,6 +8,7 @@ pub mod backend;
 pub mod compact;
 pub mod expiring;
 pub mod logins;
+pub mod memory;
 pub mod pushes;
 pub mod session_file;
 pub mod sessions;

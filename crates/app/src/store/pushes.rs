@@ -2,8 +2,8 @@
 //! push it got no answer to (docs/wechat.md §7), and a retry must get the very
 //! reply the first delivery got without being acted on twice.
 
+use crate::store::backend::SavedReply;
 use crate::store::expiring::{Expires, Expiring};
-use crate::transport::http::Reply;
 
 /// Pushes remembered for recognising retries (WeChat retries within 15 s).
 const SEEN_TTL: i64 = 60;
@@ -43,23 +43,22 @@ impl Default for SeenPushes {
 
 impl SeenPushes {
     /// The reply `key`'s first delivery got, if it came within SEEN_TTL.
-    pub fn reply_to(&mut self, key: &str, now: i64) -> Option<Reply> {
+    pub fn reply_to(&mut self, key: &str, now: i64) -> Option<SavedReply> {
         self.seen.sweep_oldest(now);
         let seen = self.seen.get(key, now)?;
-        Some(Reply::with_body(
-            200,
-            &seen.content_type,
-            seen.body.to_vec(),
-        ))
+        Some(SavedReply {
+            content_type: seen.content_type.to_string(),
+            body: seen.body.to_vec(),
+        })
     }
 
     /// Records that the push `key` was acted on and answered with `reply`.
-    pub fn remember(&mut self, key: String, reply: &Reply, now: i64) {
+    pub fn remember(&mut self, key: String, reply: &SavedReply, now: i64) {
         self.acted += 1;
         self.seen.sweep_oldest(now);
         let seen = Seen {
             expires: now + SEEN_TTL,
-            content_type: reply.header("content-type").unwrap_or("text/plain").into(),
+            content_type: reply.content_type.as_str().into(),
             body: reply.body.clone().into_boxed_slice(),
         };
         self.seen.insert(key, seen);
@@ -74,20 +73,18 @@ impl SeenPushes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::http::Reply;
 
     #[test]
     fn retries_get_the_first_reply_and_are_forgotten_after_a_while() {
         let mut seen = SeenPushes::default();
         assert!(seen.reply_to("k", 0).is_none());
-        let reply = Reply::with_body(200, "text/xml; charset=utf-8", b"<xml>1</xml>".to_vec());
+        let reply = SavedReply {
+            content_type: "text/xml; charset=utf-8".into(),
+            body: b"<xml>1</xml>".to_vec(),
+        };
         seen.remember("k".into(), &reply, 0);
         let again = seen.reply_to("k", 10).unwrap();
-        assert_eq!(again.body, reply.body);
-        assert_eq!(
-            again.header("content-type"),
-            Some("text/xml; charset=utf-8")
-        );
+        assert_eq!(again, reply);
         assert!(seen.reply_to("k", SEEN_TTL + 1).is_none());
         for i in 0..(SEEN_CAP + 10) {
             seen.remember(i.to_string(), &reply, SEEN_TTL + 2);

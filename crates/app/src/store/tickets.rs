@@ -232,43 +232,28 @@ impl Scans {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
 
-    /// Called by the callback once a login succeeded: if it was a phone's login
-    /// for a ticket, that phone has now scanned it. The only place a scan record
-    /// is made, so each costs a real WeChat login. A ticket another phone
-    /// scanned first stays that phone's.
-    pub fn after_login(&mut self, key: &Key, confirm: &str, login: &Checked, sid: &str, now: i64) {
-        let Some(text) = login
-            .next
-            .strip_prefix(confirm)
-            .and_then(|q| q.strip_prefix("?t="))
-        else {
-            return;
-        };
-        let Some(ticket) = Ticket::parse(key, text) else {
-            return;
-        };
-        if !signed::fresh(ticket.issued, now, SCAN_TTL) {
-            return;
-        }
-        let id = ticket.id();
-        match self.get_mut(&id, now) {
-            None => self.insert(
-                id,
-                Scan {
-                    phone: login.browser.clone(),
-                    sid: sid.to_string(),
-                    status: Status::Scanned,
-                    expires: now + SCAN_TTL,
-                },
-            ),
-            // The same phone scanning again: its new session takes over.
-            Some(scan) if scan.phone == login.browser && matches!(scan.status, Status::Scanned) => {
-                scan.sid = sid.to_string();
-            }
-            Some(_) => {}
-        }
+/// Called by the callback once a login succeeded: if it was a phone's login
+/// for a ticket (its `next` is the confirmation page, `confirm`, for that
+/// ticket, still in time), the ticket's nonce and when its scan record
+/// expires. The record itself is made by the store (`Backend::record_scan`):
+/// the only place one is made, so each costs a real WeChat login.
+pub fn scanned_ticket(
+    key: &Key,
+    confirm: &str,
+    login: &Checked,
+    now: i64,
+) -> Option<(String, i64)> {
+    let text = login
+        .next
+        .strip_prefix(confirm)
+        .and_then(|q| q.strip_prefix("?t="))?;
+    let ticket = Ticket::parse(key, text)?;
+    if !signed::fresh(ticket.issued, now, SCAN_TTL) {
+        return None;
     }
+    Some((ticket.nonce.to_string(), now + SCAN_TTL))
 }
 
 #[cfg(test)]

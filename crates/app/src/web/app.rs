@@ -6,10 +6,12 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::log;
-use crate::store::logins::{self, Checked, LoginCookie, Logins, LOGIN_TTL};
+use crate::store::backend::{Backend, Found, Stored};
+use crate::store::logins::{self, LoginCookie, Logins, LOGIN_TTL};
+use crate::store::memory::Memory;
 use crate::store::pushes::SeenPushes;
 use crate::store::session_file;
-use crate::store::sessions::{Session, SessionStore};
+use crate::store::sessions::SessionStore;
 use crate::store::signed::Key;
 use crate::store::tickets::Scans;
 use crate::transport::http::{Cookie, Reply, Req, SECURITY_HEADERS};
@@ -42,17 +44,14 @@ const HOST_LOGIN_COOKIE: &str = "__Host-wxauth_login";
 /// cookie names or the site). Owned by the single loop: no locks.
 pub struct App {
     config: Config,
-    sessions: SessionStore,
-    /// The signing key and the login states already spent.
-    logins: Logins,
+    /// Where sessions, spent states, scan records and pushes seen live.
+    store: Store,
+    /// The key login states and scan tickets are signed with.
+    key: Key,
     /// Shared with the workers that make the calls (one ureq agent).
     wechat: Arc<WechatClient>,
     templates: Environment<'static>,
     clock: Clock,
-    /// Pushes from WeChat seen lately, to recognise its retries.
-    pushes: SeenPushes,
-    /// Scan-to-login tickets scanned by a logged-in phone.
-    scans: Scans,
     /// The session cookie's name (`__Host-` prefixed on https at the root).
     session_cookie_name: &'static str,
     /// The login cookie's name, likewise.
@@ -67,6 +66,12 @@ pub struct App {
     told_outside_prefix: bool,
     next_sweep: i64,
     counters: Arc<Counters>,
+}
+
+/// Where the app's state lives.
+enum Store {
+    /// In this process (the default).
+    Memory(Memory),
 }
 
 /// How much the app holds, published by the loop after every request so
@@ -123,15 +128,20 @@ impl App {
         } else {
             (SESSION_COOKIE, LOGIN_COOKIE)
         };
-        let mut app = App {
+        let key = Key::random();
+        let memory = Memory {
             sessions: SessionStore::new(config.session_ttl, config.max_sessions),
             // Replaced by the saved key, if the session file has one.
-            logins: Logins::new(Key::random()),
+            logins: Logins::new(key.clone()),
+            scans: Scans::default(),
+            pushes: SeenPushes::default(),
+        };
+        let mut app = App {
+            store: Store::Memory(memory),
+            key,
             wechat: Arc::new(WechatClient::new(&config)),
             templates,
             clock,
-            pushes: SeenPushes::default(),
-            scans: Scans::default(),
             session_cookie_name,
             login_cookie_name,
             site: Arc::clone(&configured),
@@ -141,11 +151,15 @@ impl App {
             counters: Arc::default(),
             config,
         };
-        if let Some(path) = app.config.session_file.clone() {
+        if let (Some(path), Store::Memory(memory)) =
+            (app.config.session_file.clone(), &mut app.store)
+        {
             let now = app.clock.now();
             // No file: a first start; nothing to say.
             let found = path.exists();
-            match session_file::load(&path, &mut app.sessions, &mut app.logins, now) {
+            let loaded = session_file::load(&path, &mut memory.sessions, &mut memory.logins, now);
+            app.key = memory.logins.key().clone();
+            match loaded {
                 Ok(_) if !found => {}
                 Ok(n) => log::info(&format!(
                     "restored {} from {}",
@@ -180,60 +194,53 @@ impl App {
 
     /// The key login states and scan tickets are signed with.
     pub fn key(&self) -> &Key {
-        self.logins.key()
+        &self.key
     }
 
-    /// The login states spent.
-    pub fn logins(&self) -> &Logins {
-        &self.logins
-    }
-
-    /// The login states spent, to record a callback's progress.
-    pub fn logins_mut(&mut self) -> &mut Logins {
-        &mut self.logins
-    }
-
-    /// The live session with this id.
-    pub fn session(&self, id: &str) -> Option<&Session> {
-        self.sessions.get(id, self.clock.now())
-    }
-
-    /// The live session with this id, to update it.
-    pub fn session_mut(&mut self, id: &str) -> Option<&mut Session> {
-        self.sessions.get_mut(id, self.clock.now())
-    }
-
-    /// Stores a session under a fresh id (never one the browser sent).
-    pub fn create_session(&mut self, session: Session) -> String {
-        self.sessions.create(session, self.clock.now())
-    }
-
-    /// Ends one session.
-    pub fn end_session(&mut self, id: &str) {
-        self.sessions.remove(id);
-    }
-
-    /// The scan records.
-    pub fn scans(&self) -> &Scans {
-        &self.scans
-    }
-
-    /// The scan records to change, and the key their tickets are signed with.
-    pub fn scans_mut(&mut self) -> (&mut Scans, &Key) {
-        (&mut self.scans, self.logins.key())
-    }
-
-    /// Records a phone's scan if this login was one (`Scans::after_login`):
-    /// `confirm` is where a phone's login for a ticket lands.
-    pub fn record_scan(&mut self, confirm: &str, login: &Checked, sid: &str) {
+    /// Runs `op` against the store, then `then` with its answer. The memory
+    /// store answers at once, on the loop; a store outside the process is
+    /// asked by a worker (`App::call`), and `then` runs when it has
+    /// answered. A store that cannot answer is a 503, never "no session".
+    pub fn with_store<T: Send + 'static>(
+        &mut self,
+        _req: &Req,
+        op: impl FnOnce(&mut dyn Backend, i64) -> Stored<T> + Send + 'static,
+        then: impl FnOnce(&mut App, T) -> Step + 'static,
+    ) -> Step {
         let now = self.clock.now();
-        self.scans
-            .after_login(self.logins.key(), confirm, login, sid, now);
+        let answer = match &mut self.store {
+            Store::Memory(memory) => op(memory, now),
+        };
+        match answer {
+            Ok(answer) => then(self, answer),
+            Err(down) => Err(AppError::StoreDown(down.0)),
+        }
     }
 
-    /// The pushes from WeChat seen lately.
-    pub fn pushes(&mut self) -> &mut SeenPushes {
-        &mut self.pushes
+    /// Runs `op` against the store with no request waiting on it: undoing a
+    /// spend when a call was refused or lost. Its failure is logged.
+    pub fn store_aside(
+        &mut self,
+        op: impl FnOnce(&mut dyn Backend, i64) -> Stored<()> + Send + 'static,
+    ) {
+        let now = self.clock.now();
+        let done = match &mut self.store {
+            Store::Memory(memory) => op(memory, now),
+        };
+        if let Err(down) = done {
+            log::warn(&format!("store: {down}"));
+        }
+    }
+
+    /// The browser's live session, if any (every session cookie it sent is
+    /// tried), then `then` with it.
+    pub fn with_session(
+        &mut self,
+        req: &Req,
+        then: impl FnOnce(&mut App, Option<Found>) -> Step + 'static,
+    ) -> Step {
+        let cookies = self.session_cookies(req);
+        self.with_store(req, move |store, now| store.session(&cookies, now), then)
     }
 
     /// The login cookies the browser sent (each is tried: one planted
@@ -250,10 +257,10 @@ impl App {
     /// Writes the sessions to WXAUTH_SESSION_FILE, if one is configured.
     /// Called once, after the loop has stopped.
     pub fn save_sessions(&self) {
-        let Some(path) = &self.config.session_file else {
+        let (Some(path), Store::Memory(memory)) = (&self.config.session_file, &self.store) else {
             return;
         };
-        match session_file::save(path, &self.sessions, &self.logins) {
+        match session_file::save(path, &memory.sessions, &memory.logins) {
             Ok(n) => log::info(&format!(
                 "saved {} to {}",
                 count(n, "session"),
@@ -297,7 +304,7 @@ impl App {
         let mut cookie = self.login_cookie_of(req);
         let fallback = self.default_next();
         let next = logins::fit(next, &fallback);
-        let state = self.logins.begin(&mut cookie, next, self.clock.now());
+        let state = logins::begin(&self.key, &mut cookie, next, self.clock.now());
         let site = &self.site;
         let url = self.wechat.authorize_url(
             &site.open_base,
@@ -357,26 +364,13 @@ impl App {
         !std::mem::replace(&mut self.told_outside_prefix, true)
     }
 
-    /// The session cookie's id and its live session, if the browser has one.
-    /// Every session cookie sent is tried: one planted before ours (a longer
-    /// Path, a sibling subdomain without `__Host-`) is not taken blindly.
-    pub fn current(&self, req: &Req) -> Option<(String, &Session)> {
-        let now = self.clock.now();
+    /// Every session cookie the browser sent (each is tried: one planted
+    /// before ours, by a longer Path or a sibling subdomain, is not taken
+    /// blindly; all are ended at logout and at a new login).
+    pub fn session_cookies(&self, req: &Req) -> Vec<String> {
         req.cookies_named(self.session_cookie_name)
-            .find_map(|id| Some((id.to_string(), self.sessions.get(id, now)?)))
-    }
-
-    /// Ends every session the browser sent (logout; a login in that browser).
-    pub fn end_sessions(&mut self, req: &Req) {
-        let ids: Vec<String> = self.session_ids(req).map(str::to_string).collect();
-        for id in ids {
-            self.sessions.remove(&id);
-        }
-    }
-
-    /// Every session id the browser sent (to end them all at logout or login).
-    pub fn session_ids<'a>(&'a self, req: &'a Req) -> impl Iterator<Item = &'a str> + 'a {
-        req.cookies_named(self.session_cookie_name)
+            .map(str::to_string)
+            .collect()
     }
 
     /// The login cookie the browser sent that we can read (the first such),
@@ -472,9 +466,9 @@ impl App {
     fn sweep(&mut self) {
         let now = self.clock.now();
         if now >= self.next_sweep {
-            self.sessions.sweep(now);
-            self.logins.sweep(now);
-            self.scans.sweep(now);
+            if let Store::Memory(memory) = &mut self.store {
+                memory.sweep(now);
+            }
             self.next_sweep = now + 60;
         }
     }
@@ -514,6 +508,7 @@ impl App {
             Err(err) => {
                 match &err {
                     AppError::Upstream { error, .. } => log::warn(&format!("{path}: {error}")),
+                    AppError::StoreDown(detail) => log::warn(&format!("{path}: store: {detail}")),
                     AppError::Internal(detail) => log::error(&format!("{path}: {detail}")),
                     _ => {}
                 }
@@ -523,15 +518,16 @@ impl App {
                 ))
             }
         };
-        self.counters
-            .sessions
-            .store(self.sessions.len(), Ordering::Relaxed);
-        let counters = &self.counters;
-        counters.spent.store(self.logins.len(), Ordering::Relaxed);
-        counters.scans.store(self.scans.len(), Ordering::Relaxed);
-        counters
-            .pushes
-            .store(self.pushes.acted(), Ordering::Relaxed);
+        if let Store::Memory(memory) = &self.store {
+            let counters = &self.counters;
+            let sessions = memory.sessions.len();
+            counters.sessions.store(sessions, Ordering::Relaxed);
+            counters.spent.store(memory.logins.len(), Ordering::Relaxed);
+            counters.scans.store(memory.scans.len(), Ordering::Relaxed);
+            counters
+                .pushes
+                .store(memory.pushes.acted(), Ordering::Relaxed);
+        }
         outcome
     }
 }

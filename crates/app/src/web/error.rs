@@ -34,6 +34,9 @@ pub enum AppError {
     Upstream { error: WechatError, next: String },
     /// 503: too many calls to WeChat under way (or stopping); try again shortly.
     Busy,
+    /// 503: the shared store (Redis) does not answer. The detail is logged,
+    /// never shown; nothing is concluded from it (no one is logged out).
+    StoreDown(String),
     /// 500: a bug or a broken template. The detail is logged, never shown.
     Internal(String),
 }
@@ -55,7 +58,7 @@ impl AppError {
                 ..
             } => 504,
             AppError::Upstream { .. } => 502,
-            AppError::Busy => 503,
+            AppError::Busy | AppError::StoreDown(_) => 503,
             AppError::Internal(_) => 500,
         }
     }
@@ -87,6 +90,7 @@ impl AppError {
             } => "bad_identity",
             AppError::Upstream { .. } => "upstream_error",
             AppError::Busy => "busy",
+            AppError::StoreDown(_) => "unavailable",
             AppError::Internal(_) => "internal",
         }
     }

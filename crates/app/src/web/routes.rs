@@ -14,46 +14,51 @@ use crate::web::handlers::{gateway, json, login, profile, scan, wechat_endpoint}
 pub enum Handler {
     /// Answers at once from the app's state.
     Now(fn(&mut App, &Req) -> Result<Reply, AppError>),
-    /// May need WeChat: checks first, then hands the call to a worker
-    /// (`App::call`); the loop finishes the request when it comes back.
+    /// May need a worker: a call to WeChat (`App::call`), or a store outside
+    /// the process (`App::with_store`); the loop finishes the request when
+    /// it comes back. With the memory store and no call, it answers at once.
     Calls(fn(&mut App, &Req) -> Step),
 }
 use Handler::{Calls, Now};
 
 /// The routes. `/static/...` is matched before this table.
 pub const ROUTES: &[(Method, &str, Handler)] = &[
-    (Method::Get, "/", Now(profile::home)),
+    (Method::Get, "/", Calls(profile::home)),
     (Method::Get, "/login", Calls(login::login)),
-    (Method::Get, "/login/scan", Now(scan::phone_scanned)),
+    (Method::Get, "/login/scan", Calls(scan::phone_scanned)),
     (
         Method::Get,
         "/login/scan/confirm",
-        Now(scan::phone_confirm_page),
+        Calls(scan::phone_confirm_page),
     ),
     (
         Method::Post,
         "/login/scan/confirm",
-        Now(scan::phone_confirms),
+        Calls(scan::phone_confirms),
     ),
-    (Method::Post, "/login/scan/cancel", Now(scan::phone_cancels)),
-    (Method::Get, "/login/ticket", Now(scan::desktop_poll)),
+    (
+        Method::Post,
+        "/login/scan/cancel",
+        Calls(scan::phone_cancels),
+    ),
+    (Method::Get, "/login/ticket", Calls(scan::desktop_poll)),
     (Method::Get, "/callback", Calls(login::callback)),
-    (Method::Get, "/profile", Now(profile::profile)),
+    (Method::Get, "/profile", Calls(profile::profile)),
     (
         Method::Post,
         "/profile/refresh",
         Calls(profile::profile_refresh),
     ),
-    (Method::Post, "/logout", Now(login::logout)),
-    (Method::Get, "/api/me", Now(json::me)),
-    (Method::Get, "/healthz", Now(json::healthz)),
+    (Method::Post, "/logout", Calls(login::logout)),
+    (Method::Get, "/api/me", Calls(json::me)),
+    (Method::Get, "/healthz", Calls(json::healthz)),
     // The gateway for nginx's auth_request (scripts/nginx-gateway.conf).
-    (Method::Get, "/auth/check", Now(gateway::check)),
+    (Method::Get, "/auth/check", Calls(gateway::check)),
     (Method::Get, "/auth/start", Now(gateway::start)),
-    (Method::Get, "/auth/denied", Now(gateway::denied)),
+    (Method::Get, "/auth/denied", Calls(gateway::denied)),
     // Only when WXAUTH_TOKEN is set; 404 otherwise.
     (Method::Get, "/wechat", Now(wechat_endpoint::verify)),
-    (Method::Post, "/wechat", Now(wechat_endpoint::receive)),
+    (Method::Post, "/wechat", Calls(wechat_endpoint::receive)),
 ];
 
 /// POST routes other sites may call: WeChat's server pushes, which carry no

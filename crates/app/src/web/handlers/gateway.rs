@@ -5,23 +5,29 @@
 //! `/auth/denied` tells a user outside the allow-list their openid.
 //! Cheap on purpose: nginx calls /auth/check on every upstream request.
 
+use crate::store::backend::Found;
 use crate::transport::http::{encode_component, Reply, Req};
-use crate::web::app::App;
+use crate::web::app::{App, Step};
 use crate::web::error::AppError;
 use crate::web::handlers::login::local_path;
 
 /// GET /auth/check: 204 with X-WeChat-OpenID, X-WeChat-UnionID (when known)
 /// and X-WeChat-Nickname (percent-encoded UTF-8) for a live session of an
 /// allowed user; 403 for a user outside WXAUTH_ALLOW; 401 otherwise.
-pub fn check(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    let Some((_, session)) = app.current(req) else {
-        return Ok(Reply::empty(401));
+pub fn check(app: &mut App, req: &Req) -> Step {
+    app.with_session(req, |app, found| Ok(identity(app, found).into()))
+}
+
+/// The answer to /auth/check for the session found.
+fn identity(app: &App, found: Option<Found>) -> Reply {
+    let Some(Found { session, .. }) = found else {
+        return Reply::empty(401);
     };
     // Every stored identity fits a header: logins refuse any other
     // (wechat::identity), and so does loading a session file (persist.rs).
     let user = &session.user;
     if !allowed(app, user.openid(), user.unionid()) {
-        return Ok(Reply::empty(403));
+        return Reply::empty(403);
     }
     let mut reply = Reply::empty(204)
         .with_header("X-WeChat-OpenID", user.openid())
@@ -29,7 +35,7 @@ pub fn check(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     if let Some(unionid) = user.unionid() {
         reply = reply.with_header("X-WeChat-UnionID", unionid);
     }
-    Ok(reply)
+    reply
 }
 
 /// GET /auth/start: nginx sends an anonymous visitor here (its 401 handler),
@@ -47,12 +53,14 @@ pub fn start(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 
 /// GET /auth/denied: the page nginx shows (its 403 handler) to a logged-in
 /// user outside the allow-list, with the openid an admin needs to add them.
-pub fn denied(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    let Some((_, session)) = app.current(req) else {
-        return Ok(Reply::redirect(302, &app.path("/login")));
-    };
-    Err(AppError::NotAllowed {
-        openid: session.user.openid().to_string(),
+pub fn denied(app: &mut App, req: &Req) -> Step {
+    app.with_session(req, |app, found| {
+        let Some(Found { session, .. }) = found else {
+            return Ok(Reply::redirect(302, &app.path("/login")).into());
+        };
+        Err(AppError::NotAllowed {
+            openid: session.user.openid().to_string(),
+        })
     })
 }
 

@@ -3,8 +3,10 @@
 //! stored nowhere until spent (login.rs).
 
 use crate::config::Scope;
-use crate::store::logins::Checked;
+use crate::store::backend::{Backend, SpentState, Stored};
+use crate::store::logins::{self, Checked};
 use crate::store::sessions::{Session, StoredUser, Tokens};
+use crate::store::tickets;
 use crate::transport::http::{Reply, Req};
 use crate::transport::service::Outcome;
 use crate::web::app::{App, Step};
@@ -32,66 +34,18 @@ pub fn login(app: &mut App, req: &Req) -> Step {
     Ok(app.authorize_redirect(req, &next).into())
 }
 
-/// GET /callback?code=C&state=T: WeChat sends the browser back here. Every
-/// check runs on the loop before any call (`before_exchange`); the code
-/// exchange (and the profile) then run on a worker as one job (`exchange`),
-/// and `after_exchange` finishes the login on the loop when they come back.
+/// GET /callback?code=C&state=T: WeChat sends the browser back here. The
+/// state is checked first, on the loop, with no store and no upstream call;
+/// then the store says whether it was spent (and spends it: `before`), the
+/// code exchange (and the profile) run on a worker as one job (`exchange`),
+/// and `after_exchange` stores the session and answers.
 pub fn callback(app: &mut App, req: &Req) -> Step {
-    let (login, code) = match before_exchange(app, req)? {
-        Before::Landed(reply) => return Ok(reply.into()),
-        Before::Join(key) => return Ok(Outcome::Join(key)),
-        Before::Exchange { login, code } => (login, code),
-    };
-    let (wechat, scope) = (app.wechat(), app.config().scope);
-    let old_sessions: Vec<String> = app.session_ids(req).map(str::to_string).collect();
-    let key = exchange_key(&login);
-    let unspent = login.clone();
-    let job = app
-        .call(
-            req,
-            move || exchange(&wechat, scope, &code),
-            move |app, answer| after_exchange(app, &login, old_sessions, answer),
-        )
-        // Refused for want of room (503), the code never went to WeChat:
-        // the state is unspent, so tapping 重试 exchanges it. If the call
-        // may have run (a panic, a stop), the state stays spent and a
-        // reload is refused: a retry is a new login.
-        .on_abandon(move |app: &mut App, ran| match ran {
-            false => app.logins_mut().unspend(&unspent),
-            true => app.logins_mut().fail(&unspent),
-        });
-    // Keyed by the state: a reload or WeChat's second callback that arrives
-    // while this exchange is out waits for it (server.rs), then is handled
-    // again and lands where this login does; no second code is exchanged.
-    Ok(Outcome::Wait(job.keyed(key)))
-}
-
-/// The name of a state's code exchange while it is under way.
-fn exchange_key(login: &Checked) -> String {
-    format!("login:{}", login.nonce)
-}
-
-/// What the callback does once its state has been checked.
-enum Before {
-    /// Nothing more to ask WeChat: this reply is the answer.
-    Landed(Reply),
-    /// This state's exchange is under way: wait for it, then look again.
-    Join(String),
-    /// Exchange `code`; the state is marked spent already.
-    Exchange { login: Checked, code: String },
-}
-
-/// Everything the callback does before calling WeChat: the state is checked
-/// here, first: a forged, foreign, expired or replayed callback costs no
-/// upstream call, and a code carried to another browser is refused.
-fn before_exchange(app: &mut App, req: &Req) -> Result<Before, AppError> {
     let now = app.now();
     let state = req.query("state").unwrap_or("");
-    let cookies = app.login_cookies(req);
     let host = req
         .header("host")
         .filter(|h| !site::same_host(&app.site().url, h));
-    let Some(login) = app.logins().check(state, cookies, now) else {
+    let Some(login) = logins::check(app.key(), state, app.login_cookies(req), now) else {
         return Err(match host {
             Some(host) => wrong_host(app, host, false),
             None => AppError::BadState,
@@ -100,35 +54,108 @@ fn before_exchange(app: &mut App, req: &Req) -> Result<Before, AppError> {
     if let Some(host) = host {
         wrong_host(app, host, true);
     }
-    if let Some(spent) = app.logins().spent(&login, now) {
-        // A reload, or WeChat's double callback (a second code, same state):
-        // the first code was exchanged already; a code is exchanged once.
-        if spent.exchanging() {
-            return Ok(Before::Join(exchange_key(&login)));
-        }
-        let Some(sid) = spent.session() else {
-            // That exchange failed: a retry is a new login.
-            return Err(AppError::BadState);
-        };
-        let reply = Reply::redirect(302, &login.next);
-        return Ok(Before::Landed(match app.session(sid) {
-            Some(_) => reply.with_cookie(&app.session_cookie(sid)),
-            None => reply,
-        }));
-    }
     let code = match req.query("code") {
-        Some(code) if !code.is_empty() => code,
-        _ => return Err(AppError::Declined { next: login.next }),
+        Some(code) if code.len() > MAX_CODE => Err(AppError::BadRequest),
+        Some(code) if !code.is_empty() => Ok(code.to_string()),
+        _ => Err(AppError::Declined {
+            next: login.next.clone(),
+        }),
     };
-    if code.len() > MAX_CODE {
-        return Err(AppError::BadRequest);
+    let spend = code.is_ok();
+    let checked = login.clone();
+    let req_copy = req.clone();
+    app.with_store(
+        req,
+        move |store, now| before(store, &checked, spend, now),
+        move |app, before| match before {
+            Before::Landed(cookie) => {
+                let reply = Reply::redirect(302, &login.next);
+                Ok(match cookie {
+                    Some(cookie) => reply.with_cookie(&app.session_cookie(&cookie)),
+                    None => reply,
+                }
+                .into())
+            }
+            // That exchange failed: a retry is a new login.
+            Before::Failed => Err(AppError::BadState),
+            // This state's exchange is under way: wait for it (server.rs),
+            // then handle this request again; it lands where that one does.
+            Before::Exchanging => Ok(Outcome::Join(exchange_key(&login))),
+            Before::Unspent => Err(code.err().unwrap_or(AppError::BadState)),
+            Before::Spent => exchange_on_worker(app, &req_copy, login, code?),
+        },
+    )
+}
+
+/// What the store says of a checked state.
+enum Before {
+    /// Spent already and landed: the session's cookie, if it is still live.
+    Landed(Option<String>),
+    /// Spent already, and its exchange failed.
+    Failed,
+    /// Spent already; its code is being exchanged.
+    Exchanging,
+    /// Not spent, and not to be (no usable code).
+    Unspent,
+    /// Spent now, by this request: exchange its code.
+    Spent,
+}
+
+/// The store's side of the callback's checks: a reload, or WeChat's double
+/// callback (a second code, same state), finds the state spent; a code is
+/// exchanged once. Spending is one operation, so two requests racing (on
+/// one instance or two) cannot both win.
+fn before(store: &mut dyn Backend, login: &Checked, spend: bool, now: i64) -> Stored<Before> {
+    loop {
+        match store.spent(login, now)? {
+            Some(SpentState::Exchanging) => return Ok(Before::Exchanging),
+            Some(SpentState::Failed) => return Ok(Before::Failed),
+            Some(SpentState::Landed(cookie)) => {
+                let live = store.session(std::slice::from_ref(&cookie), now)?;
+                return Ok(Before::Landed(live.map(|found| found.cookie)));
+            }
+            None if !spend => return Ok(Before::Unspent),
+            // Whatever happens next, this state's code is spent: a retry is
+            // a new login. Lost the race: look again.
+            None => {
+                if store.spend(login, now)? {
+                    return Ok(Before::Spent);
+                }
+            }
+        }
     }
-    // Whatever happens next, this state's code is spent: a retry is a new login.
-    app.logins_mut().spend(&login, now);
-    Ok(Before::Exchange {
-        code: code.to_string(),
-        login,
-    })
+}
+
+/// The WeChat calls on a worker, keyed by the state: a reload or WeChat's
+/// second callback that arrives meanwhile waits for this one (server.rs).
+fn exchange_on_worker(app: &mut App, req: &Req, login: Checked, code: String) -> Step {
+    let (wechat, scope) = (app.wechat(), app.config().scope);
+    let old_sessions = app.session_cookies(req);
+    let key = exchange_key(&login);
+    let unspent = login.clone();
+    let path = req.clone();
+    let job = app
+        .call(
+            req,
+            move || exchange(&wechat, scope, &code),
+            move |app, answer| after_exchange(app, &path, login, old_sessions, answer),
+        )
+        // Refused for want of room (503), the code never went to WeChat:
+        // the state is unspent, so tapping 重试 exchanges it. If the call
+        // may have run (a panic, a stop), the state stays spent and a
+        // reload is refused: a retry is a new login.
+        .on_abandon(move |app: &mut App, ran| {
+            app.store_aside(move |store, now| match ran {
+                false => store.unspend(&unspent),
+                true => store.fail(&unspent, now),
+            })
+        });
+    Ok(Outcome::Wait(job.keyed(key)))
+}
+
+/// The name of a state's code exchange while it is under way.
+fn exchange_key(login: &Checked) -> String {
+    format!("login:{}", login.nonce)
 }
 
 /// A callback on a host other than the site's: said in the log, and, when
@@ -172,31 +199,46 @@ fn exchange(
 }
 
 /// Back on the loop after WeChat answered: the session, the spent state's
-/// record, a scan ticket the login was for, the cookie; or the error page.
+/// record and a scan ticket the login was for go to the store; then the
+/// cookie; or the error page.
 fn after_exchange(
     app: &mut App,
-    login: &Checked,
+    req: &Req,
+    login: Checked,
     old_sessions: Vec<String>,
     answer: Result<(Grant, Option<WechatUser>), WechatError>,
 ) -> Step {
     let session = match session_of(app, &login.next, answer) {
         Ok(session) => session,
         Err(err) => {
-            app.logins_mut().fail(login);
-            return Err(err);
+            return app.with_store(
+                req,
+                move |store, now| store.fail(&login, now),
+                move |_, ()| Err(err),
+            );
         }
     };
-    // One browser, one session: ids it held before are ended, never promoted.
-    for id in old_sessions {
-        app.end_session(&id);
-    }
-    let sid = app.create_session(session);
-    app.logins_mut().complete(login, &sid);
     let confirm = app.path(scan::CONFIRM);
-    app.record_scan(&confirm, login, &sid);
-    Ok(Reply::redirect(302, &login.next)
-        .with_cookie(&app.session_cookie(&sid))
-        .into())
+    let ticket = tickets::scanned_ticket(app.key(), &confirm, &login, app.now());
+    let next = login.next.clone();
+    app.with_store(
+        req,
+        move |store, now| {
+            // One browser, one session: ids it held before are ended, never promoted.
+            store.end_sessions(&old_sessions)?;
+            let sid = store.create_session(session, now)?;
+            store.complete(&login, &sid, now)?;
+            if let Some((nonce, expires)) = ticket {
+                store.record_scan(&nonce, &login.browser, &sid, expires, now)?;
+            }
+            Ok(sid)
+        },
+        move |app, sid| {
+            Ok(Reply::redirect(302, &next)
+                .with_cookie(&app.session_cookie(&sid))
+                .into())
+        },
+    )
 }
 
 /// WeChat's answer as a session to store, or why there is none.
@@ -235,9 +277,18 @@ fn session_of(
 
 /// POST /logout: ends the session on the server (every session id the
 /// browser sent), clears the cookie, 303 home.
-pub fn logout(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    app.end_sessions(req);
-    Ok(Reply::redirect(303, &app.path("/")).with_cookie(&app.session_cookie_cleared()))
+pub fn logout(app: &mut App, req: &Req) -> Step {
+    let cookies = app.session_cookies(req);
+    app.with_store(
+        req,
+        move |store, _| store.end_sessions(&cookies),
+        |app, ()| {
+            let cleared = app.session_cookie_cleared();
+            Ok(Reply::redirect(303, &app.path("/"))
+                .with_cookie(&cleared)
+                .into())
+        },
+    )
 }
 
 /// Characters written percent-encoded when `next` goes back into a Location

@@ -2,6 +2,7 @@
 //! user from WeChat with the stored tokens. Keeping the token alive on the
 //! way (refresh, retry) is WeChat's business: wechat/refresh.rs.
 
+use crate::store::backend::{Found, Replaced};
 use crate::store::sessions::{Session, StoredUser, Tokens};
 use crate::transport::host::HttpUrl;
 use crate::transport::http::{Reply, Req};
@@ -13,19 +14,23 @@ use minijinja::{context, Value};
 
 /// GET /: a welcome for the logged-in user, "游客" and a login link otherwise.
 /// Inside WeChat the page does not ask to be opened in WeChat.
-pub fn home(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    let user = app.current(req).map(|(_, s)| user_view(s));
+pub fn home(app: &mut App, req: &Req) -> Step {
     let in_wechat = crate::web::handlers::scan::in_wechat(req);
-    app.page("home.html", context! { user, in_wechat })
+    app.with_session(req, move |app, found| {
+        let user = found.map(|found| user_view(&found.session));
+        Ok(app.page("home.html", context! { user, in_wechat })?.into())
+    })
 }
 
 /// GET /profile: the stored profile; not logged in → /login?next=/profile.
-pub fn profile(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    let Some((_, session)) = app.current(req) else {
-        return Ok(Reply::redirect(302, &app.login_url(&app.path("/profile"))));
-    };
-    let ctx = context! { user => user_view(session), scope => session.scope.as_str() };
-    app.page("profile.html", ctx)
+pub fn profile(app: &mut App, req: &Req) -> Step {
+    app.with_session(req, |app, found| {
+        let Some(Found { session, .. }) = found else {
+            return Ok(Reply::redirect(302, &app.login_url(&app.path("/profile"))).into());
+        };
+        let ctx = context! { user => user_view(&session), scope => session.scope.as_str() };
+        Ok(app.page("profile.html", ctx)?.into())
+    })
 }
 
 /// POST /profile/refresh: asks WeChat again (sns/userinfo, or sns/auth with
@@ -35,57 +40,75 @@ pub fn profile(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 /// worker as one job with a copy of the session's tokens; `refreshed` writes
 /// the outcome back.
 pub fn profile_refresh(app: &mut App, req: &Req) -> Step {
-    let Some((sid, session)) = app.current(req) else {
-        return Ok(Reply::redirect(303, &app.login_url(&app.path("/profile"))).into());
-    };
-    let held = Held {
-        access_token: session.tokens.access_token().to_string(),
-        refresh_token: session.tokens.refresh_token().to_string(),
-        access_expires: session.tokens.access_expires,
-        refresh_expires: session.tokens.refresh_expires,
-    };
-    let (openid, scope) = (session.openid().to_string(), session.scope);
-    let (wechat, now) = (app.wechat(), app.now());
-    let started_with = held.refresh_token.clone();
-    let job = app.call(
-        req,
-        move || refresh::ask_again(&wechat, scope, &openid, held, now),
-        move |app, fresh| refreshed(app, &sid, &started_with, fresh),
-    );
-    Ok(Outcome::Wait(job))
+    let req_copy = req.clone();
+    app.with_session(req, move |app, found| {
+        let Some(Found { cookie, session }) = found else {
+            return Ok(Reply::redirect(303, &app.login_url(&app.path("/profile"))).into());
+        };
+        let held = Held {
+            access_token: session.tokens.access_token().to_string(),
+            refresh_token: session.tokens.refresh_token().to_string(),
+            access_expires: session.tokens.access_expires,
+            refresh_expires: session.tokens.refresh_expires,
+        };
+        let (openid, scope) = (session.openid().to_string(), session.scope);
+        let (wechat, now) = (app.wechat(), app.now());
+        let resume = req_copy.clone();
+        let job = app.call(
+            &req_copy,
+            move || refresh::ask_again(&wechat, scope, &openid, held, now),
+            move |app, fresh| refreshed(app, &resume, cookie, session, fresh),
+        );
+        Ok(Outcome::Wait(job))
+    })
 }
 
-/// Back on the loop. The session may have ended (logout) or been given
-/// other tokens while the calls were out: nothing is written into a session
-/// that is gone, and tokens are written only over the ones the calls began
-/// with.
-fn refreshed(app: &mut App, sid: &str, started_with: &str, fresh: Fresh) -> Step {
-    let (profile, again) = (app.path("/profile"), app.login_url(&app.path("/profile")));
-    let Some(session) = app.session_mut(sid) else {
-        return Ok(Reply::redirect(303, &again).into());
-    };
-    let unchanged = session.tokens.refresh_token() == started_with;
-    if let (Some(held), true) = (&fresh.renewed, unchanged) {
+/// Back on the loop with WeChat's answer: the session copy the calls began
+/// with, updated, is written back only over a session that still exists
+/// and still holds the refresh token they began with (`replace_session`),
+/// so a logout or another refresh in the meantime wins; a grant WeChat no
+/// longer honours ends the session.
+fn refreshed(app: &mut App, req: &Req, cookie: String, held: Session, fresh: Fresh) -> Step {
+    let profile = app.path("/profile");
+    let started_with = held.tokens.refresh_token().to_string();
+    let mut session = held;
+    if let Some(renewed) = &fresh.renewed {
         session.tokens = Tokens::new(
-            &held.access_token,
-            &held.refresh_token,
-            held.access_expires,
-            held.refresh_expires,
+            &renewed.access_token,
+            &renewed.refresh_token,
+            renewed.access_expires,
+            renewed.refresh_expires,
         );
     }
     match fresh.answer {
-        Ok(Some(user)) => {
-            let old_unionid = session.user.unionid().map(str::to_string);
-            session.user = StoredUser::from(user);
-            session.user.keep_unionid(old_unionid.as_deref());
-            Ok(Reply::redirect(303, &profile).into())
+        Ok(user) => {
+            if let Some(user) = user {
+                let old_unionid = session.user.unionid().map(str::to_string);
+                session.user = StoredUser::from(user);
+                session.user.keep_unionid(old_unionid.as_deref());
+            }
+            app.with_store(
+                req,
+                move |store, now| store.replace_session(&cookie, &started_with, session, now),
+                move |app, replaced| {
+                    Ok(match replaced {
+                        Replaced::Written | Replaced::Changed => Reply::redirect(303, &profile),
+                        // Logged out meanwhile: it stays so.
+                        Replaced::Gone => Reply::redirect(303, &app.login_url(&profile)),
+                    }
+                    .into())
+                },
+            )
         }
-        Ok(None) => Ok(Reply::redirect(303, &profile).into()),
-        Err(error) if error.is_dead_grant() && unchanged => {
-            app.end_session(sid);
-            let cleared = app.session_cookie_cleared();
-            Ok(Reply::redirect(303, &again).with_cookie(&cleared).into())
-        }
+        Err(error) if error.is_dead_grant() => app.with_store(
+            req,
+            move |store, _| store.end_sessions(&[cookie]),
+            |app, ()| {
+                let again = app.login_url(&app.path("/profile"));
+                let cleared = app.session_cookie_cleared();
+                Ok(Reply::redirect(303, &again).with_cookie(&cleared).into())
+            },
+        ),
         Err(error) => Err(AppError::Upstream {
             error,
             next: profile,

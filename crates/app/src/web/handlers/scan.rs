@@ -16,9 +16,10 @@
 //!    scanned → done (a session of its own, once) or cancelled; told only to
 //!    the browser the ticket is bound to.
 
+use crate::store::backend::{Claimed, Decided, Found, ScanStatus};
 use crate::store::logins;
 use crate::store::signed::Key;
-use crate::store::tickets::{agent, Status, Ticket, TICKET_TTL};
+use crate::store::tickets::{agent, Ticket, TICKET_TTL};
 use crate::transport::http::{encode_component, Reply, Req};
 use crate::transport::service::Outcome;
 use crate::web::app::{App, Step};
@@ -109,23 +110,29 @@ fn qr_svg(url: &str) -> String {
 
 /// GET /login/scan?t=T: the phone (inside WeChat) scanned the code; it logs
 /// in as usual and lands on the confirmation page. Stores nothing: the
-/// record comes with the login (`after_login`).
-pub fn phone_scanned(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    let text = req.query("t").unwrap_or("");
+/// record comes with the login (`Backend::record_scan`).
+pub fn phone_scanned(app: &mut App, req: &Req) -> Step {
+    let text = req.query("t").unwrap_or("").to_string();
     let now = app.now();
-    // In time, and not decided yet (a phone may scan again until then).
-    let open = Ticket::parse(app.key(), text).is_some_and(|ticket| {
-        ticket.scannable(now)
-            && app
-                .scans()
-                .get(&ticket.id(), now)
-                .is_none_or(|scan| matches!(scan.status, Status::Scanned))
-    });
-    if !open {
-        return phone_page(app, "expired", 410);
-    }
-    let confirm = format!("{}?t={text}", app.path(CONFIRM));
-    Ok(app.authorize_redirect(req, &confirm))
+    let Some(nonce) = Ticket::parse(app.key(), &text)
+        .filter(|ticket| ticket.scannable(now))
+        .map(|ticket| ticket.nonce.to_string())
+    else {
+        return Ok(phone_page(app, "expired", 410)?.into());
+    };
+    let req_copy = req.clone();
+    app.with_store(
+        req,
+        move |store, now| store.scan(&nonce, "", now),
+        move |app, scan| {
+            // In time, and not decided yet (a phone may scan again until then).
+            if scan.is_some_and(|scan| scan.status != ScanStatus::Scanned) {
+                return Ok(phone_page(app, "expired", 410)?.into());
+            }
+            let confirm = format!("{}?t={text}", app.path(CONFIRM));
+            Ok(app.authorize_redirect(&req_copy, &confirm).into())
+        },
+    )
 }
 
 /// The token the confirmation page's forms carry: bound to this phone's
@@ -136,57 +143,77 @@ fn form_token(key: &Key, ticket: &Ticket, sid: &str) -> String {
 
 /// GET /login/scan/confirm?t=T: the phone, logged in, is asked to confirm.
 /// Shows; never decides.
-pub fn phone_confirm_page(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+pub fn phone_confirm_page(app: &mut App, req: &Req) -> Step {
     let text = req.query("t").unwrap_or("").to_string();
-    let now = app.now();
     let start_over = Reply::redirect(
         302,
         &format!("{}?t={}", app.path("/login/scan"), encode_component(&text)),
     );
-    let Some((sid, session)) = app.current(req) else {
-        // The phone's login did not stick (WeChat's browser lost the cookie): start over.
-        return Ok(start_over);
-    };
-    let key = app.key();
-    let Some(ticket) = Ticket::parse(key, &text) else {
-        return phone_page(app, "expired", 410);
-    };
-    let Some(scan) = app.scans().get(&ticket.id(), now) else {
-        // Never scanned by a logged-in phone (a link sent round): scan it first.
-        return match ticket.scannable(now) {
-            true => Ok(start_over),
-            false => phone_page(app, "expired", 410),
-        };
-    };
-    if scan.sid != sid {
-        return phone_page(app, "taken", 409);
-    }
-    let outcome = match scan.status {
-        Status::Scanned => None,
-        Status::Confirmed(_) | Status::Claimed => Some("confirmed"),
-        Status::Cancelled => Some("cancelled"),
-    };
-    if let Some(state) = outcome {
-        return phone_page(app, state, 200);
-    }
-    let user = &session.user;
-    let issued = ticket.issued;
-    let desktop = context! {
-        browser => ticket.browser.to_string(),
-        os => ticket.os.to_string(),
-        ip => ticket.ip.map(|ip| ip.to_string()).unwrap_or_default(),
-        // WeChat's users read Beijing time; the page says so.
-        shown_at => clock_time(issued + 8 * 3600),
-        ago => (now - issued).max(0),
-    };
-    let ctx = context! {
-        ticket => text.clone(),
-        token => form_token(key, &ticket, &sid),
-        nickname => user.nickname(),
-        openid => user.openid(),
-        desktop,
-    };
-    phone_page_with(app, "confirm", 200, ctx)
+    let nonce = Ticket::parse(app.key(), &text).map(|t| t.nonce.to_string());
+    let cookies = app.session_cookies(req);
+    app.with_store(
+        req,
+        move |store, now| {
+            let found = store.session(&cookies, now)?;
+            let scan = match (&found, nonce) {
+                (Some(found), Some(nonce)) => store.scan(&nonce, &found.cookie, now)?,
+                _ => None,
+            };
+            Ok((found, scan))
+        },
+        move |app, (found, scan)| {
+            let Some(Found {
+                cookie: sid,
+                session,
+            }) = found
+            else {
+                // The phone's login did not stick (WeChat's browser lost the cookie): start over.
+                return Ok(start_over.into());
+            };
+            let now = app.now();
+            let key = app.key();
+            let Some(ticket) = Ticket::parse(key, &text) else {
+                return Ok(phone_page(app, "expired", 410)?.into());
+            };
+            let Some(scan) = scan else {
+                // Never scanned by a logged-in phone (a link sent round): scan it first.
+                return Ok(match ticket.scannable(now) {
+                    true => start_over,
+                    false => phone_page(app, "expired", 410)?,
+                }
+                .into());
+            };
+            if !scan.mine {
+                return Ok(phone_page(app, "taken", 409)?.into());
+            }
+            let outcome = match scan.status {
+                ScanStatus::Scanned => None,
+                ScanStatus::Confirmed | ScanStatus::Claimed => Some("confirmed"),
+                ScanStatus::Cancelled => Some("cancelled"),
+            };
+            if let Some(state) = outcome {
+                return Ok(phone_page(app, state, 200)?.into());
+            }
+            let user = &session.user;
+            let issued = ticket.issued;
+            let desktop = context! {
+                browser => ticket.browser.to_string(),
+                os => ticket.os.to_string(),
+                ip => ticket.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                // WeChat's users read Beijing time; the page says so.
+                shown_at => clock_time(issued + 8 * 3600),
+                ago => (now - issued).max(0),
+            };
+            let ctx = context! {
+                ticket => text.clone(),
+                token => form_token(key, &ticket, &sid),
+                nickname => user.nickname(),
+                openid => user.openid(),
+                desktop,
+            };
+            Ok(phone_page_with(app, "confirm", 200, ctx)?.into())
+        },
+    )
 }
 
 /// "HH:MM:SS" of a Unix time.
@@ -197,96 +224,111 @@ fn clock_time(t: i64) -> String {
 
 /// POST /login/scan/confirm: the phone confirms; the desktop's next poll
 /// gets a session for this phone's user.
-pub fn phone_confirms(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+pub fn phone_confirms(app: &mut App, req: &Req) -> Step {
     decide(app, req, true)
 }
 
 /// POST /login/scan/cancel: the phone refuses; the desktop shows 已取消.
-pub fn phone_cancels(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+pub fn phone_cancels(app: &mut App, req: &Req) -> Step {
     decide(app, req, false)
 }
 
 /// The two forms' handler. Same origin is checked before (routes.rs); here:
-/// this phone's session, the record of its own scan, the page's token, and
-/// a ticket not decided yet. Then 303 back to the page, which shows the outcome.
-fn decide(app: &mut App, req: &Req, confirmed: bool) -> Result<Reply, AppError> {
+/// this phone's session, the page's token (bound to the session and the
+/// ticket), then the store records the decision if the record is this
+/// phone's and undecided. Then 303 back to the page, which shows the outcome.
+fn decide(app: &mut App, req: &Req, confirmed: bool) -> Step {
     let form = req.form();
     let field = |name: &str| {
         form.iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default()
     };
     let (text, token) = (field("t"), field("token"));
-    let now = app.now();
-    let Some((sid, session)) = app.current(req) else {
-        return phone_page(app, "denied", 403);
-    };
-    // What the desktop will get, copied only when it is to get it.
-    let session = confirmed.then(|| Box::new(session.clone()));
-    let (scans, key) = app.scans_mut();
-    let Some(ticket) = Ticket::parse(key, text) else {
-        return phone_page(app, "expired", 410);
-    };
-    let id = ticket.id();
-    let Some(scan) = scans.get_mut(&id, now) else {
-        return phone_page(app, "expired", 410);
-    };
-    if scan.sid != sid || !key.verify("scan-confirm", &[ticket.nonce, &sid], token) {
-        return phone_page(app, "denied", 403);
-    }
-    if !matches!(scan.status, Status::Scanned) {
-        // Decided once already (a replayed post): nothing changes.
-        return phone_page(app, "decided", 409);
-    }
-    scan.status = match session {
-        Some(session) => Status::Confirmed(session),
-        None => Status::Cancelled,
-    };
-    let back = format!("{}?t={}", app.path(CONFIRM), encode_component(text));
-    Ok(Reply::redirect(303, &back))
+    let nonce = Ticket::parse(app.key(), &text).map(|t| t.nonce.to_string());
+    let cookies = app.session_cookies(req);
+    let key = app.key().clone();
+    let back = format!("{}?t={}", app.path(CONFIRM), encode_component(&text));
+    app.with_store(
+        req,
+        move |store, now| {
+            let Some(Found {
+                cookie: sid,
+                session,
+            }) = store.session(&cookies, now)?
+            else {
+                return Ok(None);
+            };
+            let Some(nonce) = nonce else {
+                return Ok(Some(Decided::Gone));
+            };
+            let Some(scan) = store.scan(&nonce, &sid, now)? else {
+                return Ok(Some(Decided::Gone));
+            };
+            if !scan.mine || !key.verify("scan-confirm", &[&nonce, &sid], &token) {
+                return Ok(Some(Decided::NotYours));
+            }
+            // What the desktop will get, copied only when it is to get it.
+            let session = confirmed.then_some(session);
+            store.decide(&nonce, &text, &sid, session, now).map(Some)
+        },
+        move |app, decided| {
+            Ok(match decided {
+                None | Some(Decided::NotYours) => phone_page(app, "denied", 403)?,
+                Some(Decided::Gone) => phone_page(app, "expired", 410)?,
+                // Decided once already (a replayed post): nothing changes.
+                Some(Decided::Already) => phone_page(app, "decided", 409)?,
+                Some(Decided::Now) => Reply::redirect(303, &back),
+            }
+            .into())
+        },
+    )
 }
 
 /// GET /login/ticket?t=T: the desktop page asks how its ticket is doing.
 /// Only the browser the ticket is bound to learns anything about it.
-pub fn desktop_poll(app: &mut App, req: &Req) -> Result<Reply, AppError> {
-    let text = req.query("t").unwrap_or("");
+pub fn desktop_poll(app: &mut App, req: &Req) -> Step {
+    let text = req.query("t").unwrap_or("").to_string();
     let now = app.now();
-    let answer =
-        |status: &str, code: u16| Reply::json(&json!({ "status": status })).with_status(code);
     let key = app.key();
-    let Some(ticket) = Ticket::parse(key, text) else {
-        return Ok(answer("expired", 410));
+    let Some(ticket) = Ticket::parse(key, &text) else {
+        return Ok(answer("expired", 410).into());
     };
     let Some(next) = ticket.bound_next(key, app.login_cookies(req)) else {
-        return Ok(answer("forbidden", 403));
+        return Ok(answer("forbidden", 403).into());
     };
-    let (scans, _) = app.scans_mut();
-    let Some(scan) = scans.get_mut(&ticket.id(), now) else {
-        return Ok(match ticket.scannable(now) {
-            true => answer("pending", 200),
-            false => answer("expired", 410),
-        });
-    };
-    // Taking the session claims the ticket; any other status is put back.
-    let session = match std::mem::replace(&mut scan.status, Status::Claimed) {
-        Status::Confirmed(session) => session,
-        Status::Scanned => {
-            scan.status = Status::Scanned;
-            return Ok(answer("scanned", 200));
-        }
-        Status::Cancelled => {
-            scan.status = Status::Cancelled;
-            return Ok(answer("cancelled", 200));
-        }
-        // Used once: asking again finds nothing.
-        Status::Claimed => return Ok(answer("expired", 410)),
-    };
+    let (nonce, scannable) = (ticket.nonce.to_string(), ticket.scannable(now));
     // The desktop gets a session of its own; one it held before is ended.
-    app.end_sessions(req);
-    let sid = app.create_session(*session);
-    Ok(Reply::json(&json!({ "status": "done", "next": next }))
-        .with_cookie(&app.session_cookie(&sid)))
+    let old_sessions = app.session_cookies(req);
+    app.with_store(
+        req,
+        move |store, now| {
+            let claimed = store.claim(&nonce, &text, now)?;
+            let Claimed::Session(session) = claimed else {
+                return Ok(Err(claimed));
+            };
+            store.end_sessions(&old_sessions)?;
+            store.create_session(*session, now).map(Ok)
+        },
+        move |app, claimed| {
+            Ok(match claimed {
+                Ok(sid) => Reply::json(&json!({ "status": "done", "next": next }))
+                    .with_cookie(&app.session_cookie(&sid)),
+                Err(Claimed::Pending) if scannable => answer("pending", 200),
+                Err(Claimed::Scanned) => answer("scanned", 200),
+                Err(Claimed::Cancelled) => answer("cancelled", 200),
+                // Used once, or out of time: asking again finds nothing.
+                Err(_) => answer("expired", 410),
+            }
+            .into())
+        },
+    )
+}
+
+/// The desktop poll's JSON answer.
+fn answer(status: &str, code: u16) -> Reply {
+    Reply::json(&json!({ "status": status })).with_status(code)
 }
 
 /// The phone's page: `state` is confirm, confirmed, cancelled, expired,

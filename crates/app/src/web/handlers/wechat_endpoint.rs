@@ -7,8 +7,9 @@
 //! exactly when the first answer was lost), and is acted on once.
 
 use crate::log;
+use crate::store::backend::SavedReply;
 use crate::transport::http::{Reply, Req};
-use crate::web::app::App;
+use crate::web::app::{App, Step};
 use crate::web::error::AppError;
 use crate::wechat::message::{signature_ok, Message};
 
@@ -21,30 +22,50 @@ pub fn verify(app: &mut App, req: &Req) -> Result<Reply, AppError> {
     Ok(Reply::text(200, req.query("echostr").unwrap_or("")))
 }
 
-/// POST /wechat: a signed message or event.
-pub fn receive(app: &mut App, req: &Req) -> Result<Reply, AppError> {
+/// POST /wechat: a signed message or event. Its answer is chosen first
+/// (`act_on` changes nothing), then recorded for its retries: a retry, on
+/// this instance or another sharing the store, gets the first delivery's
+/// reply and is not acted on again.
+pub fn receive(app: &mut App, req: &Req) -> Step {
     let token = app.config().token.clone().ok_or(AppError::NotFound)?;
     let now = app.now();
     // The signature is checked before the body is even parsed.
     if !signed(token.expose(), req, now) {
-        return Ok(Reply::text(403, "invalid signature\n"));
+        return Ok(Reply::text(403, "invalid signature\n").into());
     }
     let Some(msg) = Message::parse(&req.body) else {
-        return Ok(Reply::text(400, "malformed message\n"));
+        return Ok(Reply::text(400, "malformed message\n").into());
     };
     let key = msg.retry_key();
-    if let Some(reply) = app.pushes().reply_to(&key, now) {
-        log::debug(&format!(
-            "wechat: retry of {} from {}",
-            msg.kind(),
-            msg.from
-        ));
-        return Ok(reply);
-    }
-    log::info(&format!("wechat: {} from {}", msg.kind(), msg.from));
     let reply = act_on(app, &msg, now);
-    app.pushes().remember(key, &reply, now);
-    Ok(reply)
+    let saved = SavedReply {
+        content_type: reply
+            .header("content-type")
+            .unwrap_or("text/plain")
+            .to_string(),
+        body: reply.body.clone(),
+    };
+    let (kind, from) = (msg.kind(), msg.from);
+    app.with_store(
+        req,
+        move |store, now| match store.push_reply(&key, now)? {
+            Some(first) => Ok(Some(first)),
+            None => store.remember_push(&key, saved, now),
+        },
+        move |_, first| {
+            Ok(match first {
+                Some(first) => {
+                    log::debug(&format!("wechat: retry of {kind} from {from}"));
+                    Reply::with_body(200, &first.content_type, first.body)
+                }
+                None => {
+                    log::info(&format!("wechat: {kind} from {from}"));
+                    reply
+                }
+            }
+            .into())
+        },
+    )
 }
 
 /// What a push makes us do, once: here, choose the answer.
