@@ -6,9 +6,9 @@ use crate::support::{start, start_real, start_with, Browser, Stack};
 use sha1::{Digest, Sha1};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const TOKEN: &str = "wxauthTestToken9";
+pub(crate) const TOKEN: &str = "wxauthTestToken9";
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -25,7 +25,7 @@ fn sign(token: &str, timestamp: &str, nonce: &str) -> String {
         .collect()
 }
 
-fn signed_query(token: &str, timestamp: i64) -> String {
+pub(crate) fn signed_query(token: &str, timestamp: i64) -> String {
     let (ts, nonce) = (timestamp.to_string(), "271828".to_string());
     format!(
         "signature={}&timestamp={ts}&nonce={nonce}&openid=oSim0PandaXiaoMingEmoji00001",
@@ -42,7 +42,7 @@ fn event(kind: &str, key: &str, create_time: i64) -> String {
     )
 }
 
-fn text(content: &str, msg_id: u64) -> String {
+pub(crate) fn text(content: &str, msg_id: u64) -> String {
     format!(
         "<xml><ToUserName><![CDATA[gh_0123456789ab]]></ToUserName>\
          <FromUserName><![CDATA[oSim3EmptyProfileAfter202104]]></FromUserName>\

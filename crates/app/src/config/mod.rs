@@ -73,6 +73,8 @@ pub struct Config {
     pub max_sessions: usize,
     /// Where sessions are saved at shutdown and loaded at start; None keeps them in memory only.
     pub session_file: Option<PathBuf>,
+    /// The shared store (WXAUTH_REDIS_URL): a secret, as it may carry a password.
+    pub redis_url: Option<Secret>,
     pub demo: bool,
     pub sim_listen: SocketAddr,
     pub templates: Option<PathBuf>,
@@ -216,6 +218,22 @@ impl Config {
                 ));
             }
         }
+        let redis_url = raw.get("WXAUTH_REDIS_URL").map(|u| Secret::new(u.to_string()));
+        if let Some(url) = &redis_url {
+            if redis_address(url.expose()).is_none() {
+                p.push(
+                    "WXAUTH_REDIS_URL: want redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://… (TLS)"
+                        .into(),
+                );
+            }
+            if session_file.is_some() {
+                p.push(
+                    "WXAUTH_SESSION_FILE: not with WXAUTH_REDIS_URL, where sessions already \
+                     survive any restart"
+                        .into(),
+                );
+            }
+        }
         let token = raw.get("WXAUTH_TOKEN").map(|t| Secret::new(t.to_string()));
         if let Some(t) = &token {
             let t = t.expose();
@@ -280,6 +298,7 @@ impl Config {
             session_ttl,
             max_sessions,
             session_file,
+            redis_url,
             demo,
             sim_listen,
             templates: raw.get("WXAUTH_TEMPLATES").map(PathBuf::from),
@@ -417,6 +436,13 @@ impl fmt::Display for Config {
                 "WXAUTH_SESSION_FILE",
                 or(path(&self.session_file), "(memory only)"),
             ),
+            (
+                "WXAUTH_REDIS_URL",
+                match &self.redis_url {
+                    Some(url) => redis_address(url.expose()).unwrap_or_default(),
+                    None => "(unset: state in this process)".to_string(),
+                },
+            ),
         ];
         if self.demo {
             rows.push(("WXAUTH_SIM_LISTEN", self.sim_listen.to_string()));
@@ -457,6 +483,19 @@ impl fmt::Display for Config {
         }
         Ok(())
     }
+}
+
+/// A Redis URL as it may be shown: scheme, host, port and database, never
+/// the user or password. None when it is not a redis:// or rediss:// URL
+/// with a host.
+pub fn redis_address(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "redis" | "rediss") {
+        return None;
+    }
+    let host = parsed.host_str().filter(|h| !h.is_empty())?;
+    let port = parsed.port().unwrap_or(6379);
+    Some(format!("{}://{host}:{port}{}", parsed.scheme(), parsed.path()))
 }
 
 #[cfg(test)]

@@ -90,6 +90,7 @@ pub const SETTINGS: &[Setting] = &[
     value("WXAUTH_SESSION_TTL", "604800", "session lifetime, seconds"),
     value("WXAUTH_MAX_SESSIONS", "100000", "sessions kept; oldest evicted"),
     value("WXAUTH_SESSION_FILE", "", "sessions saved here at shutdown"),
+    env_only("WXAUTH_REDIS_URL", "", "redis[s]://…: state shared by instances (env only)"),
     switch("WXAUTH_DEMO", "0", "1: run the built-in WeChat simulator"),
     value("WXAUTH_SIM_LISTEN", "LISTEN's IP:8081", "simulator address (demo)"),
     value("WXAUTH_TEMPLATES", "", "directory overriding the templates"),
@@ -128,6 +129,8 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("DOMAIN", "WXAUTH_PUBLIC_URL"),
     ("LOG_LEVEL", "WXAUTH_LOG"),
     ("SESSION_FILE_PATH", "WXAUTH_SESSION_FILE"),
+    ("REDIS", "WXAUTH_REDIS_URL"),
+    ("REDIS_URL", "WXAUTH_REDIS_URL"),
 ];
 
 /// Every problem found in the configuration, one line each. main exits 2.

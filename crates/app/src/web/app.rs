@@ -9,6 +9,7 @@ use crate::log;
 use crate::store::backend::{Backend, Found, Stored};
 use crate::store::logins::{self, LoginCookie, Logins, LOGIN_TTL};
 use crate::store::memory::Memory;
+use crate::store::redis::RedisStore;
 use crate::store::pushes::SeenPushes;
 use crate::store::session_file;
 use crate::store::sessions::SessionStore;
@@ -72,6 +73,27 @@ pub struct App {
 enum Store {
     /// In this process (the default).
     Memory(Memory),
+    /// In Redis, shared by every instance that uses the same URL.
+    Redis(RedisStore),
+}
+
+/// The signing key every instance sharing `redis` uses: the first one's.
+/// Asked once at start (the loop is not serving yet); Redis may take a few
+/// seconds to come up beside wxauth, so it is asked again for up to 10 s.
+fn shared_key(redis: &RedisStore, candidate: &Key) -> Result<Key, String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match redis.shared_key(&candidate.to_hex()) {
+            Ok(hex) => {
+                return Key::from_hex(&hex)
+                    .ok_or_else(|| "WXAUTH_REDIS_URL: the stored signing key is not one".into())
+            }
+            Err(down) if std::time::Instant::now() >= deadline => {
+                return Err(format!("WXAUTH_REDIS_URL: Redis does not answer: {down}"))
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(250)),
+        }
+    }
 }
 
 /// How much the app holds, published by the loop after every request so
@@ -136,8 +158,16 @@ impl App {
             scans: Scans::default(),
             pushes: SeenPushes::default(),
         };
+        let (store, key) = match &config.redis_url {
+            None => (Store::Memory(memory), key),
+            Some(url) => {
+                let redis = RedisStore::open(url.expose(), "wxauth", config.session_ttl as i64)?;
+                let key = shared_key(&redis, &key)?;
+                (Store::Redis(redis), key)
+            }
+        };
         let mut app = App {
-            store: Store::Memory(memory),
+            store,
             key,
             wechat: Arc::new(WechatClient::new(&config)),
             templates,
@@ -203,18 +233,32 @@ impl App {
     /// answered. A store that cannot answer is a 503, never "no session".
     pub fn with_store<T: Send + 'static>(
         &mut self,
-        _req: &Req,
+        req: &Req,
         op: impl FnOnce(&mut dyn Backend, i64) -> Stored<T> + Send + 'static,
         then: impl FnOnce(&mut App, T) -> Step + 'static,
     ) -> Step {
         let now = self.clock.now();
-        let answer = match &mut self.store {
-            Store::Memory(memory) => op(memory, now),
-        };
-        match answer {
-            Ok(answer) => then(self, answer),
+        let answered = |app: &mut App, answer: Stored<T>| match answer {
+            Ok(answer) => then(app, answer),
             Err(down) => Err(AppError::StoreDown(down.0)),
+        };
+        match &mut self.store {
+            Store::Memory(memory) => {
+                let answer = op(memory, now);
+                answered(self, answer)
+            }
+            Store::Redis(redis) => {
+                let redis = redis.clone();
+                let work = move || redis.with_backend(|store| op(store, now));
+                Ok(Outcome::Wait(self.call(req, work, answered)))
+            }
         }
+    }
+
+    /// True when the store is shared with other instances: a login under
+    /// way may be another instance's.
+    pub fn shares_store(&self) -> bool {
+        matches!(self.store, Store::Redis(_))
     }
 
     /// Runs `op` against the store with no request waiting on it: undoing a
@@ -224,11 +268,33 @@ impl App {
         op: impl FnOnce(&mut dyn Backend, i64) -> Stored<()> + Send + 'static,
     ) {
         let now = self.clock.now();
-        let done = match &mut self.store {
-            Store::Memory(memory) => op(memory, now),
-        };
-        if let Err(down) = done {
-            log::warn(&format!("store: {down}"));
+        match &mut self.store {
+            Store::Memory(memory) => {
+                if let Err(down) = op(memory, now) {
+                    log::warn(&format!("store: {down}"));
+                }
+            }
+            Store::Redis(redis) => {
+                // Rare (a call refused for room, or lost): on a thread of its
+                // own, a few at a time; past that the record simply expires.
+                static ASIDE: AtomicUsize = AtomicUsize::new(0);
+                if ASIDE.fetch_add(1, Ordering::SeqCst) >= 8 {
+                    ASIDE.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+                let redis = redis.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("store-aside".into())
+                    .spawn(move || {
+                        if let Err(down) = redis.with_backend(|store| op(store, now)) {
+                            log::warn(&format!("store: {down}"));
+                        }
+                        ASIDE.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    ASIDE.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
         }
     }
 
@@ -458,6 +524,7 @@ impl App {
         };
         match err {
             AppError::MethodNotAllowed { allow } => reply.with_header("Allow", allow),
+            AppError::StoreDown(_) => reply.with_header("Retry-After", "1"),
             _ => reply,
         }
     }

@@ -80,6 +80,21 @@ pub fn callback(app: &mut App, req: &Req) -> Step {
             Before::Failed => Err(AppError::BadState),
             // This state's exchange is under way: wait for it (server.rs),
             // then handle this request again; it lands where that one does.
+            // With a shared store it may be another instance's: a worker
+            // watches the record instead.
+            Before::Exchanging if app.shares_store() => {
+                let watched = login.clone();
+                app.with_store(
+                    &req_copy,
+                    move |store, now| wait_for_exchange(store, &watched, now),
+                    move |app, cookie| match cookie {
+                        Some(cookie) => Ok(Reply::redirect(302, &login.next)
+                            .with_cookie(&app.session_cookie(&cookie))
+                            .into()),
+                        None => Err(AppError::BadState),
+                    },
+                )
+            }
             Before::Exchanging => Ok(Outcome::Join(exchange_key(&login))),
             Before::Unspent => Err(code.err().unwrap_or(AppError::BadState)),
             Before::Spent => exchange_on_worker(app, &req_copy, login, code?),
@@ -122,6 +137,25 @@ fn before(store: &mut dyn Backend, login: &Checked, spend: bool, now: i64) -> St
                     return Ok(Before::Spent);
                 }
             }
+        }
+    }
+}
+
+/// On a worker (a shared store only): waits, up to 10 s, for another
+/// request's exchange of this state to end, and gives its session's cookie
+/// (None if it failed or ended without one).
+fn wait_for_exchange(store: &mut dyn Backend, login: &Checked, now: i64) -> Stored<Option<String>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match store.spent(login, now)? {
+            Some(SpentState::Exchanging) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Some(SpentState::Landed(cookie)) => {
+                let live = store.session(std::slice::from_ref(&cookie), now)?;
+                return Ok(live.map(|found| found.cookie));
+            }
+            _ => return Ok(None),
         }
     }
 }

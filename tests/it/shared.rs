@@ -1,0 +1,183 @@
+//! Two instances sharing one Redis (WXAUTH_REDIS_URL), as behind nginx with
+//! no sticky sessions: whatever one instance does, the other sees; Redis
+//! going away is a 503 within a second, never a logout, and its return is
+//! noticed by itself. Real redis-server, started by the test.
+
+use crate::mp::{signed_query, text, TOKEN};
+use crate::redis_server::{durable_redis_server, redis_server, RedisServer};
+use crate::support::{start_real, Browser, Stack};
+use std::time::{Duration, Instant};
+use wxauth_app::config::{Config, RawConfig};
+use wxauth_app::transport::listener::Listener;
+use wxauth_app::web::service::{self as app, AppHandle};
+
+/// Instance A (with the simulator, as `Stack`) and instance B, same
+/// configuration, same Redis. B's PUBLIC_URL is A's: one site.
+struct Pair {
+    a: Stack,
+    b: AppHandle,
+}
+
+impl Pair {
+    fn b_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.b.addr)
+    }
+}
+
+fn pair(redis: &RedisServer) -> Pair {
+    let url = redis.url();
+    let settings = [("WXAUTH_REDIS_URL", url.as_str()), ("WXAUTH_TOKEN", TOKEN)];
+    let a = start_real(&settings);
+    let mut env: std::collections::BTreeMap<String, String> = [
+        ("WXAUTH_DEMO", "0"),
+        ("WXAUTH_LISTEN", "127.0.0.1:0"),
+        ("WXAUTH_APPID", "wx000000000000test"),
+        ("WXAUTH_SECRET", a.secret.as_str()),
+        ("WXAUTH_PUBLIC_URL", a.app_url.as_str()),
+        ("WXAUTH_OPEN_BASE", a.sim_url.as_str()),
+        ("WXAUTH_API_BASE", a.sim_url.as_str()),
+        ("WXAUTH_UPSTREAM_TIMEOUT", "1"),
+        ("WXAUTH_CONNECT_TIMEOUT", "1"),
+        ("WXAUTH_LOG", "error"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in settings {
+        env.insert(k.to_string(), v.to_string());
+    }
+    let raw = RawConfig::from_env_and_args(env, &[]).expect("settings parse");
+    let config = Config::from_raw(&raw).expect("settings are valid");
+    let listener = Listener::bind("127.0.0.1:0").expect("bind B");
+    let b = app::start(listener, config).expect("start B");
+    Pair { a, b }
+}
+
+#[test]
+fn a_login_on_one_instance_is_served_by_the_other_and_a_logout_on_either_ends_it() {
+    let Some(redis) = redis_server() else { return };
+    let pair = pair(&redis);
+    let mut browser = Browser::new();
+    assert_eq!(browser.login_as(&pair.a, 0).status, 302);
+    for url in [pair.a.url("/api/me"), pair.b_url("/api/me")] {
+        let me = browser.get(&url);
+        assert_eq!(me.status, 200, "{url}: {}", me.body);
+        assert!(me.body.contains("oSim0"), "{}", me.body);
+    }
+    let check = browser.get(&pair.b_url("/auth/check"));
+    assert_eq!(check.status, 204);
+    assert!(check.header("x-wechat-openid").is_some());
+    // A copy of the cookie, as a second tab or a stolen one would hold it.
+    let mut copy = Browser::new();
+    copy.jar = browser.jar.clone();
+    let out = browser.post(&pair.b_url("/logout"), &[]);
+    assert_eq!(out.status, 303);
+    for url in [pair.a.url("/api/me"), pair.b_url("/api/me")] {
+        assert_eq!(copy.get(&url).status, 401, "{url}: logged out everywhere");
+    }
+}
+
+#[test]
+fn a_callback_reloaded_on_the_other_instance_lands_on_the_same_session() {
+    let Some(redis) = redis_server() else { return };
+    let pair = pair(&redis);
+    let mut browser = Browser::new();
+    let authorize = browser.start_login(&pair.a, None);
+    let callback = browser.consent(&authorize, 0, true);
+    let first = browser.get(&callback);
+    assert_eq!(first.status, 302, "{}", first.body);
+    let path_and_query = callback.splitn(4, '/').nth(3).expect("a path");
+    let again = browser.get(&pair.b_url(&format!("/{path_and_query}")));
+    assert_eq!(again.status, 302, "{}", again.body);
+    assert_eq!(again.location(), first.location());
+    let cookie = |r: &crate::support::Resp| {
+        r.header("set-cookie")
+            .and_then(|c| c.split(';').next())
+            .map(str::to_string)
+    };
+    assert!(cookie(&first).is_some());
+    assert_eq!(cookie(&first), cookie(&again), "the same session on both");
+    assert_eq!(pair.a.calls("access_token"), 1, "one code exchanged");
+}
+
+#[test]
+fn a_push_retried_on_the_other_instance_gets_the_same_reply_and_is_acted_on_once() {
+    let Some(redis) = redis_server() else { return };
+    let pair = pair(&redis);
+    let body = text("登录", 7_700_000_001);
+    let query = signed_query(TOKEN, crate::mp::now());
+    let first = Browser::new().post_raw(
+        &pair.a.url(&format!("/wechat?{query}")),
+        "text/xml",
+        body.as_bytes(),
+    );
+    let retry = Browser::new().post_raw(
+        &pair.b_url(&format!("/wechat?{query}")),
+        "text/xml",
+        body.as_bytes(),
+    );
+    assert_eq!(first.status, 200);
+    assert!(first.body.contains("/login"), "{}", first.body);
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.body, first.body, "the first delivery's reply, byte for byte");
+}
+
+#[test]
+fn no_token_or_session_key_is_stored_in_redis_in_the_clear() {
+    let Some(redis) = redis_server() else { return };
+    let pair = pair(&redis);
+    let mut browser = Browser::new();
+    assert_eq!(browser.login_as(&pair.a, 0).status, 302);
+    let cookie = browser.jar.values().cloned().collect::<Vec<_>>().join(" ");
+    let dump = redis.dump();
+    assert!(dump.contains("wxauth:"), "keys are namespaced: {dump}");
+    for secret in ["simAT_", "simRT_", pair.a.secret.as_str()] {
+        assert!(!dump.contains(secret), "{secret} in Redis: {dump}");
+    }
+    for part in cookie.split(['.', ' ', '!', ':']).filter(|p| p.len() >= 20) {
+        // The session id is a key's name; the session's own key never is.
+        if !redis.keys().iter().any(|k| k.ends_with(part)) {
+            assert!(!dump.contains(part), "a cookie secret in Redis: {part}");
+        }
+    }
+}
+
+#[test]
+fn redis_down_is_a_503_within_a_second_and_no_logout_and_service_returns_with_it() {
+    let Some(mut redis) = durable_redis_server() else { return };
+    let pair = pair(&redis);
+    let mut browser = Browser::new();
+    assert_eq!(browser.login_as(&pair.a, 0).status, 302);
+    assert_eq!(browser.get(&pair.a.url("/healthz")).status, 200);
+    redis.stop();
+    for url in [pair.a.url("/healthz"), pair.b_url("/healthz")] {
+        let started = Instant::now();
+        let health = browser.get(&url);
+        // Generous: the store gives up within about a second.
+        assert!(started.elapsed() < Duration::from_secs(3), "{url} took {:?}", started.elapsed());
+        assert_eq!(health.status, 503, "{}", health.body);
+        assert!(health.body.contains("\"status\":\"unavailable\""), "{}", health.body);
+        assert!(health.body.contains("\"redis\""), "{}", health.body);
+    }
+    let page = browser.get(&pair.a.url("/profile"));
+    assert_eq!(page.status, 503, "{}", page.body);
+    assert!(page.body.contains("服务暂时不可用"), "{}", page.body);
+    let api = browser.get(&pair.b_url("/api/me"));
+    assert_eq!(api.status, 503, "{}", api.body);
+    assert!(api.body.contains("unavailable"), "{}", api.body);
+    // The cookie was not cleared by the failure.
+    assert!(page.header("set-cookie").is_none());
+    redis.start();
+    // The service answers again by itself, within its backoff, and the
+    // session is there: Redis kept it on disk, and wxauth never dropped it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if browser.get(&pair.b_url("/healthz")).status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "service did not return with Redis");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(browser.get(&pair.a.url("/api/me")).status, 200);
+    assert_eq!(browser.get(&pair.b_url("/auth/check")).status, 204);
+}
