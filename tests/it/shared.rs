@@ -70,7 +70,9 @@ fn a_login_on_one_instance_is_served_by_the_other_and_a_logout_on_either_ends_it
     // A copy of the cookie, as a second tab or a stolen one would hold it.
     let mut copy = Browser::new();
     copy.jar = browser.jar.clone();
-    let out = browser.post(&pair.b_url("/logout"), &[]);
+    // B serves the same site as A (behind nginx both are its origin).
+    let origin = crate::support::origin_of(&pair.a.app_url);
+    let out = browser.post_with(&pair.b_url("/logout"), &[], &[("Origin", &origin)]);
     assert_eq!(out.status, 303);
     for url in [pair.a.url("/api/me"), pair.b_url("/api/me")] {
         assert_eq!(copy.get(&url).status, 401, "{url}: logged out everywhere");
@@ -119,7 +121,10 @@ fn a_push_retried_on_the_other_instance_gets_the_same_reply_and_is_acted_on_once
     assert_eq!(first.status, 200);
     assert!(first.body.contains("/login"), "{}", first.body);
     assert_eq!(retry.status, 200);
-    assert_eq!(retry.body, first.body, "the first delivery's reply, byte for byte");
+    assert_eq!(
+        retry.body, first.body,
+        "the first delivery's reply, byte for byte"
+    );
 }
 
 #[test]
@@ -144,7 +149,9 @@ fn no_token_or_session_key_is_stored_in_redis_in_the_clear() {
 
 #[test]
 fn redis_down_is_a_503_within_a_second_and_no_logout_and_service_returns_with_it() {
-    let Some(mut redis) = durable_redis_server() else { return };
+    let Some(mut redis) = durable_redis_server() else {
+        return;
+    };
     let pair = pair(&redis);
     let mut browser = Browser::new();
     assert_eq!(browser.login_as(&pair.a, 0).status, 302);
@@ -154,9 +161,17 @@ fn redis_down_is_a_503_within_a_second_and_no_logout_and_service_returns_with_it
         let started = Instant::now();
         let health = browser.get(&url);
         // Generous: the store gives up within about a second.
-        assert!(started.elapsed() < Duration::from_secs(3), "{url} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{url} took {:?}",
+            started.elapsed()
+        );
         assert_eq!(health.status, 503, "{}", health.body);
-        assert!(health.body.contains("\"status\":\"unavailable\""), "{}", health.body);
+        assert!(
+            health.body.contains("\"status\":\"unavailable\""),
+            "{}",
+            health.body
+        );
         assert!(health.body.contains("\"redis\""), "{}", health.body);
     }
     let page = browser.get(&pair.a.url("/profile"));
@@ -175,7 +190,10 @@ fn redis_down_is_a_503_within_a_second_and_no_logout_and_service_returns_with_it
         if browser.get(&pair.b_url("/healthz")).status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "service did not return with Redis");
+        assert!(
+            Instant::now() < deadline,
+            "service did not return with Redis"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(browser.get(&pair.a.url("/api/me")).status, 200);

@@ -218,7 +218,9 @@ impl Config {
                 ));
             }
         }
-        let redis_url = raw.get("WXAUTH_REDIS_URL").map(|u| Secret::new(u.to_string()));
+        let redis_url = raw
+            .get("WXAUTH_REDIS_URL")
+            .map(|u| Secret::new(u.to_string()));
         if let Some(url) = &redis_url {
             if redis_address(url.expose()).is_none() {
                 p.push(
@@ -495,7 +497,11 @@ pub fn redis_address(url: &str) -> Option<String> {
     }
     let host = parsed.host_str().filter(|h| !h.is_empty())?;
     let port = parsed.port().unwrap_or(6379);
-    Some(format!("{}://{host}:{port}{}", parsed.scheme(), parsed.path()))
+    Some(format!(
+        "{}://{host}:{port}{}",
+        parsed.scheme(),
+        parsed.path()
+    ))
 }
 
 #[cfg(test)]

@@ -36,8 +36,8 @@
 use crate::log;
 use crate::random;
 use crate::store::backend::{
-    Backend, Claimed, Decided, Found, SavedReply, ScanStatus, ScanView, SpentState, StoreDown,
-    Stored,
+    Backend, Claimed, Decided, Found, Replaced, SavedReply, ScanStatus, ScanView, SpentState,
+    StoreDown, Stored,
 };
 use crate::store::logins::{Checked, LOGIN_TTL};
 use crate::store::sealed::{self, SealKey};
@@ -376,7 +376,7 @@ fn scan_key(ticket: &str) -> SealKey {
 
 /// What a scan record keeps of the phone's browser id and of its session
 /// cookie (which holds the session's secret): digests, compared as such.
-/// `ScanView::phone` and `ScanView::sid` carry these in place of the values.
+/// `ScanView::mine` is the comparison of the asking session's digest.
 pub fn scan_digest(value: &str) -> String {
     sealed::digest_hex(value.as_bytes())
 }
@@ -437,13 +437,17 @@ return 0",
 });
 
 /// Writes back a refreshed session if it still holds the refresh token it
-/// was read with. ARGV: the old token's digest, the new value.
+/// was read with. ARGV: the old token's digest, the new value. Returns 1
+/// when written, 2 when the session holds other tokens, 0 when it is gone.
 static SESSION_REPLACE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local v = redis.call('GET', KEYS[1])
-if not v or string.sub(v, 1, 1) ~= '1' or string.sub(v, 2, 65) ~= ARGV[1] then
+if not v then
   return 0
+end
+if string.sub(v, 1, 1) ~= '1' or string.sub(v, 2, 65) ~= ARGV[1] then
+  return 2
 end
 redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 return 1",
@@ -606,18 +610,23 @@ impl Backend for RedisStore {
         refresh_token: &str,
         session: Session,
         _now: i64,
-    ) -> Stored<bool> {
+    ) -> Stored<Replaced> {
         let Some((id, secret, key)) = self.session_parts(cookie) else {
-            return Ok(false);
+            return Ok(Replaced::Gone);
         };
         let old = refresh_digest(secret, refresh_token);
         let value = Self::session_value(id, secret, &session);
-        self.run(|con| {
+        let answer = self.run(|con| {
             SESSION_REPLACE
                 .key(&key)
                 .arg(&old)
                 .arg(&value)
-                .invoke::<bool>(con)
+                .invoke::<i64>(con)
+        })?;
+        Ok(match answer {
+            1 => Replaced::Written,
+            2 => Replaced::Changed,
+            _ => Replaced::Gone,
         })
     }
 
@@ -689,7 +698,7 @@ impl Backend for RedisStore {
         Ok(())
     }
 
-    fn scan(&mut self, nonce: &str, now: i64) -> Stored<Option<ScanView>> {
+    fn scan(&mut self, nonce: &str, sid: &str, now: i64) -> Stored<Option<ScanView>> {
         let key = self.key("scan", nonce);
         let mut record: HashMap<String, Vec<u8>> =
             self.run(|con| ::redis::cmd("HGETALL").arg(&key).query(con))?;
@@ -703,11 +712,10 @@ impl Backend for RedisStore {
         let Some(status) = status_of(&field("status")) else {
             return Ok(None);
         };
-        Ok(Some(ScanView {
-            phone: String::from_utf8(field("phone")).unwrap_or_default(),
-            sid: String::from_utf8(field("sid")).unwrap_or_default(),
-            status,
-        }))
+        // Only a digest of the phone's session cookie is kept (the cookie
+        // holds the session's key): the asking session's is compared.
+        let mine = !sid.is_empty() && field("sid") == scan_digest(sid).into_bytes();
+        Ok(Some(ScanView { mine, status }))
     }
 
     fn record_scan(
@@ -1076,40 +1084,58 @@ mod tests {
         refreshed.tokens = Tokens::new("A2", "R2", 5, 6);
 
         // A stale refresh token loses; the matching one wins, TTL kept.
-        assert!(!store
-            .replace_session(&cookie, "R-old", refreshed.clone(), now)
-            .unwrap());
+        assert_eq!(
+            store
+                .replace_session(&cookie, "R-old", refreshed.clone(), now)
+                .unwrap(),
+            Replaced::Changed
+        );
         ::redis::cmd("EXPIRE")
             .arg(&key)
             .arg(1234)
             .query::<()>(&mut raw)
             .unwrap();
-        assert!(store
-            .replace_session(&cookie, REFRESH, refreshed.clone(), now)
-            .unwrap());
+        assert_eq!(
+            store
+                .replace_session(&cookie, REFRESH, refreshed.clone(), now)
+                .unwrap(),
+            Replaced::Written
+        );
         let now_held = store.session(&one(&cookie), now).unwrap().unwrap();
         assert_eq!(now_held.session.tokens.access_token(), "A2");
         assert!((1230..=1234).contains(&ttl(&mut raw, &key)));
         // A second refresh from the same old read loses.
-        assert!(!store
-            .replace_session(&cookie, REFRESH, refreshed.clone(), now)
-            .unwrap());
+        assert_eq!(
+            store
+                .replace_session(&cookie, REFRESH, refreshed.clone(), now)
+                .unwrap(),
+            Replaced::Changed
+        );
         // After a logout nothing is written back.
         store.end_sessions(std::slice::from_ref(&cookie)).unwrap();
-        assert!(!store
-            .replace_session(&cookie, "R2", refreshed.clone(), now)
-            .unwrap());
+        assert_eq!(
+            store
+                .replace_session(&cookie, "R2", refreshed.clone(), now)
+                .unwrap(),
+            Replaced::Gone
+        );
         assert!(store.session(&one(&cookie), now).unwrap().is_none());
         // Nor under a cookie whose secret is not the session's.
         let cookie = store.create_session(session("o3"), now).unwrap();
         let id = cookie.split_once('.').unwrap().0;
         let forged = format!("{id}.{}", random::token(SECRET_LEN));
-        assert!(!store
-            .replace_session(&forged, REFRESH, refreshed, now)
-            .unwrap());
-        assert!(!store
-            .replace_session("junk", REFRESH, session("x"), now)
-            .unwrap());
+        assert_ne!(
+            store
+                .replace_session(&forged, REFRESH, refreshed, now)
+                .unwrap(),
+            Replaced::Written
+        );
+        assert_eq!(
+            store
+                .replace_session("junk", REFRESH, session("x"), now)
+                .unwrap(),
+            Replaced::Gone
+        );
     }
 
     #[test]
@@ -1193,7 +1219,7 @@ mod tests {
         let nonce = random::token(22);
         let ticket = format!("{nonce}{}", random::token(100));
         let (phone, sid) = (random::token(32), random::token(40));
-        assert!(store.scan(&nonce, now).unwrap().is_none());
+        assert!(store.scan(&nonce, &sid, now).unwrap().is_none());
         assert!(matches!(
             store.claim(&nonce, &ticket, now).unwrap(),
             Claimed::Pending
@@ -1215,10 +1241,11 @@ mod tests {
         store
             .record_scan(&nonce, &random::token(32), &thief, now + 180, now)
             .unwrap();
-        let view = store.scan(&nonce, now).unwrap().unwrap();
+        let view = store.scan(&nonce, &sid, now).unwrap().unwrap();
         assert_eq!(view.status, ScanStatus::Scanned);
-        assert_eq!(view.sid, scan_digest(&sid));
-        assert_eq!(view.phone, scan_digest(&phone));
+        assert!(view.mine, "the phone's own session sees its record");
+        assert!(!store.scan(&nonce, &thief, now).unwrap().unwrap().mine);
+        assert!(!store.scan(&nonce, "", now).unwrap().unwrap().mine);
         let key = format!("wxauth:scan:{nonce}");
         let left: i64 = ::redis::cmd("PTTL").arg(&key).query(&mut raw).unwrap();
         assert!((179_000..=180_000).contains(&left), "PTTL {left}");
@@ -1244,17 +1271,15 @@ mod tests {
             Decided::Already
         );
         assert_eq!(
-            store.scan(&nonce, now).unwrap().unwrap().status,
+            store.scan(&nonce, &sid, now).unwrap().unwrap().status,
             ScanStatus::Confirmed
         );
         // Once confirmed, the phone cannot take the ticket over again.
         store
             .record_scan(&nonce, &phone, "sid-9", now + 180, now)
             .unwrap();
-        assert_eq!(
-            store.scan(&nonce, now).unwrap().unwrap().sid,
-            scan_digest(&sid)
-        );
+        assert!(store.scan(&nonce, &sid, now).unwrap().unwrap().mine);
+        assert!(!store.scan(&nonce, "sid-9", now).unwrap().unwrap().mine);
         for (key, bytes) in dump(&mut raw) {
             for secret in [
                 ACCESS,
@@ -1279,11 +1304,11 @@ mod tests {
             Claimed::Gone
         ));
         assert_eq!(
-            store.scan(&nonce, now).unwrap().unwrap().status,
+            store.scan(&nonce, &sid, now).unwrap().unwrap().status,
             ScanStatus::Claimed
         );
         // Expired on the app's clock: a record no more.
-        assert!(store.scan(&nonce, now + 180).unwrap().is_none());
+        assert!(store.scan(&nonce, &sid, now + 180).unwrap().is_none());
 
         // A cancelled ticket stays cancelled for the desktop.
         let nonce = random::token(22);

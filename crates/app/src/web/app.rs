@@ -9,8 +9,8 @@ use crate::log;
 use crate::store::backend::{Backend, Found, Stored};
 use crate::store::logins::{self, LoginCookie, Logins, LOGIN_TTL};
 use crate::store::memory::Memory;
-use crate::store::redis::RedisStore;
 use crate::store::pushes::SeenPushes;
+use crate::store::redis::RedisStore;
 use crate::store::session_file;
 use crate::store::sessions::SessionStore;
 use crate::store::signed::Key;
@@ -71,8 +71,9 @@ pub struct App {
 
 /// Where the app's state lives.
 enum Store {
-    /// In this process (the default).
-    Memory(Memory),
+    /// In this process (the default). Boxed: the stores are large and the
+    /// variant is chosen once.
+    Memory(Box<Memory>),
     /// In Redis, shared by every instance that uses the same URL.
     Redis(RedisStore),
 }
@@ -159,7 +160,7 @@ impl App {
             pushes: SeenPushes::default(),
         };
         let (store, key) = match &config.redis_url {
-            None => (Store::Memory(memory), key),
+            None => (Store::Memory(Box::new(memory)), key),
             Some(url) => {
                 let redis = RedisStore::open(url.expose(), "wxauth", config.session_ttl as i64)?;
                 let key = shared_key(&redis, &key)?;
@@ -244,7 +245,7 @@ impl App {
         };
         match &mut self.store {
             Store::Memory(memory) => {
-                let answer = op(memory, now);
+                let answer = op(memory.as_mut(), now);
                 answered(self, answer)
             }
             Store::Redis(redis) => {
@@ -270,7 +271,7 @@ impl App {
         let now = self.clock.now();
         match &mut self.store {
             Store::Memory(memory) => {
-                if let Err(down) = op(memory, now) {
+                if let Err(down) = op(memory.as_mut(), now) {
                     log::warn(&format!("store: {down}"));
                 }
             }
