@@ -56,7 +56,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-read -r app_port sim_port ref_port boot_port before_port < <(python3 scripts/free_ports.py 5)
+read -r app_port sim_port ref_port boot_port before_port redis_port shared_port < <(python3 scripts/free_ports.py 7)
 app="http://127.0.0.1:$app_port"
 sim="http://127.0.0.1:$sim_port"
 real_env=(WXAUTH_APPID=wx00000000000bench WXAUTH_SECRET=bench-secret
@@ -136,6 +136,43 @@ for what in profile reference; do
 done
 result[profile_vs_reference]=$(awk -v a="${result[profile_c32_rps]}" -v b="${result[reference_c32_rps]}" 'BEGIN { printf "%.2f", a / b }')
 
+# The same app with its state in Redis (WXAUTH_REDIS_URL) beside the memory
+# one: /auth/check and /profile at 32 connections, alternately, three times.
+if command -v redis-server >/dev/null; then
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+        --dir "$work" >/dev/null 2>&1 &
+    pids+=($!)
+    shared="http://127.0.0.1:$shared_port"
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break
+        sleep 0.05
+    done
+    env -i PATH="$PATH" "${real_env[@]}" WXAUTH_PUBLIC_URL="$shared" \
+        WXAUTH_LISTEN="127.0.0.1:$shared_port" WXAUTH_LOG=info \
+        WXAUTH_REDIS_URL="redis://127.0.0.1:$redis_port/0" "$bin" >/dev/null 2>>"$work/shared.err" &
+    shared_pid=$!
+    pids+=($shared_pid)
+    wait_for "$shared/healthz"
+    shared_cookie=$("$bench" cookie "$shared" "$sim")
+    echo "memory and Redis, ${duration} s per run..." >&2
+    for round in 1 2 3; do
+        wrk_run "check_memory_r$round" "$app/auth/check" 32 "$cookie"
+        wrk_run "check_redis_r$round" "$shared/auth/check" 32 "$shared_cookie"
+        wrk_run "profile_memory_r$round" "$app/profile" 32 "$cookie"
+        wrk_run "profile_redis_r$round" "$shared/profile" 32 "$shared_cookie"
+    done
+    for what in check_memory check_redis profile_memory profile_redis; do
+        result[${what}_rps]=$(median3 "${result[${what}_r1_rps]}" "${result[${what}_r2_rps]}" "${result[${what}_r3_rps]}")
+        result[${what}_p99_ms]=$(median3 "${result[${what}_r1_p99_ms]}" "${result[${what}_r2_p99_ms]}" "${result[${what}_r3_p99_ms]}")
+    done
+    for what in check profile; do
+        result[${what}_redis_vs_memory]=$(awk -v a="${result[${what}_redis_rps]}" -v b="${result[${what}_memory_rps]}" 'BEGIN { printf "%.2f", a / b }')
+    done
+    kill "$shared_pid"
+else
+    echo "bench: redis-server is missing: no Redis figures" >&2
+fi
+
 echo "logins, ${duration} s per run..." >&2
 before=$(cpu_ticks "$app_pid")
 out=$("$bench" logins "$app" "$sim" 1 "$duration")
@@ -213,6 +250,20 @@ wrk and the servers share the cores; ${duration} s per run.
 | reference page (tiny_http + minijinja), req/s (p99) | ${result[reference_c1_rps]} (${result[reference_c1_p99_ms]} ms) | ${result[reference_c32_rps]} (${result[reference_c32_p99_ms]} ms) |
 | /profile as a fraction of the reference | | ${result[profile_vs_reference]} |
 | complete logins/s (1 and 4 clients) | ${result[logins_1_per_s]} | ${result[logins_4_per_s]} (4) |
+
+EOF
+if [ -n "${result[check_redis_rps]:-}" ]; then
+    cat <<EOF
+
+State in memory and in Redis (WXAUTH_REDIS_URL, redis-server on loopback), 32 connections, medians of 3:
+
+| request | memory, req/s (p99) | Redis, req/s (p99) | Redis / memory |
+|---|---|---|---|
+| GET /auth/check | ${result[check_memory_rps]} (${result[check_memory_p99_ms]} ms) | ${result[check_redis_rps]} (${result[check_redis_p99_ms]} ms) | ${result[check_redis_vs_memory]} |
+| GET /profile | ${result[profile_memory_rps]} (${result[profile_memory_p99_ms]} ms) | ${result[profile_redis_rps]} (${result[profile_redis_p99_ms]} ms) | ${result[profile_redis_vs_memory]} |
+EOF
+fi
+cat <<EOF
 
 Login storm: every WeChat answer takes 100 ms; a logged-in probe asks /auth/check every 20 ms.
 

@@ -123,7 +123,7 @@ log_in
 ) &
 traffic=$!
 sleep 1
-kill -9 "$a_pid"
+{ kill -9 "$a_pid"; wait "$a_pid"; } 2>/dev/null || true
 wait "$traffic"
 bad=$(grep -vc '^204$' "$work/codes" || true)
 [ "$bad" = 0 ] || fail "answers other than 204 around the kill: $(sort "$work/codes" | uniq -c | tr '\n' ' ')"
@@ -133,7 +133,7 @@ start_instance a "$a_port"
 ok "the restarted instance serves the same session: nothing was lost"
 
 # Redis killed: a clear 503 within about a second, no logout; back by itself.
-kill -9 "$redis_pid"
+{ kill -9 "$redis_pid"; wait "$redis_pid"; } 2>/dev/null || true
 start=$(date +%s%N)
 health=$(curl -sS --max-time 5 -w ' %{http_code}' "$public/healthz")
 took=$(( ($(date +%s%N) - start) / 1000000 ))
