@@ -199,13 +199,27 @@ fn sim(config: Config) -> ExitCode {
 
 /// `wxauth menu create [FILE] | show | delete`: the account's custom menu.
 fn menu(config: Config, words: &[String]) -> ExitCode {
+    use wxauth_app::store::redis::{RedisStore, TokenShelf};
     use wxauth_app::wechat::account::{self, BaseToken};
     if config.demo {
         err!("wxauth: menu: needs WXAUTH_APPID and a secret (demo mode has no account; point WXAUTH_API_BASE at `wxauth sim` to try it)");
         return ExitCode::from(2);
     }
     let client = wxauth_app::wechat::client::WechatClient::new(&config);
-    let (mut cache, clock) = (BaseToken::default(), Clock::new());
+    // With a shared store, every instance (and this command) uses one base
+    // token, fetched by one of them at a time.
+    let mut cache = match &config.redis_url {
+        Some(url) => match RedisStore::open(url.expose(), "wxauth", config.session_ttl as i64) {
+            Ok(store) => BaseToken::shared(Box::new(TokenShelf::new(
+                store,
+                &config.appid,
+                config.secret.expose(),
+            ))),
+            Err(e) => return fail(&format!("menu: {e}")),
+        },
+        None => BaseToken::default(),
+    };
+    let clock = Clock::new();
     let result = match words.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["create"] => {
             let menu = account::default_menu(&config.public_url);

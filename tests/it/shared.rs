@@ -199,3 +199,59 @@ fn redis_down_is_a_503_within_a_second_and_no_logout_and_service_returns_with_it
     assert_eq!(browser.get(&pair.a.url("/api/me")).status, 200);
     assert_eq!(browser.get(&pair.b_url("/auth/check")).status, 204);
 }
+
+#[test]
+fn instances_share_one_base_token_fetched_once_and_kept_sealed() {
+    use wxauth_app::store::redis::{RedisStore, TokenShelf};
+    use wxauth_app::wechat::account::{menu_show, BaseToken};
+    let Some(redis) = redis_server() else { return };
+    let stack = start_real(&[]);
+    let env = [
+        ("WXAUTH_APPID", "wx000000000000test"),
+        ("WXAUTH_SECRET", stack.secret.as_str()),
+        ("WXAUTH_PUBLIC_URL", "https://wx.example.com"),
+        ("WXAUTH_API_BASE", stack.sim_url.as_str()),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let config = Config::from_raw(&RawConfig::from_env_and_args(env, &[]).unwrap()).unwrap();
+    let client = wxauth_app::wechat::client::WechatClient::new(&config);
+    let clock = wxauth_app::clock::Clock::new();
+    let shelf = || {
+        let store = RedisStore::open(&redis.url(), "wxauth", 3600).expect("a Redis URL");
+        Box::new(TokenShelf::new(
+            store,
+            &config.appid,
+            config.secret.expose(),
+        ))
+    };
+    // Two instances, each with its own cache.
+    let (mut one, mut two) = (BaseToken::shared(shelf()), BaseToken::shared(shelf()));
+    for _ in 0..5 {
+        let _ = menu_show(&client, &mut one, &clock);
+        let _ = menu_show(&client, &mut two, &clock);
+    }
+    assert_eq!(stack.calls("stable_token"), 1, "one fetch for both");
+    assert_eq!((one.fetches, two.fetches), (1, 0));
+    assert_eq!(stack.calls("menu_get"), 10);
+    let dump = redis.dump();
+    assert!(dump.contains("wxauth:token:wx000000000000test"), "{dump}");
+    assert!(
+        !dump.contains("simBT_") && !dump.contains("access_token"),
+        "{dump}"
+    );
+    // WeChat calls the token stale (40001) on one instance: it is dropped
+    // from the shelf, fetched once more (never forced), and the other
+    // instance takes the new one from the shelf.
+    stack.control(&[("fault", "menu_get:errcode:40001")]);
+    let _ = menu_show(&client, &mut one, &clock);
+    assert_eq!(stack.calls("stable_token"), 2);
+    clock.advance(7200);
+    stack.control(&[("advance", "7200")]);
+    let _ = menu_show(&client, &mut two, &clock);
+    let _ = menu_show(&client, &mut one, &clock);
+    assert_eq!(
+        stack.calls("stable_token"),
+        3,
+        "after expiry, one fetch again for both"
+    );
+}

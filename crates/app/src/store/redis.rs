@@ -410,6 +410,85 @@ fn describe(e: &RedisError) -> String {
     }
 }
 
+/// The base token of `appid` kept in Redis for every instance
+/// (`wechat::account::TokenShelf`): sealed under a key derived from the
+/// appsecret, which Redis never sees, so what Redis holds is no token.
+pub struct TokenShelf {
+    store: RedisStore,
+    appid: String,
+    key: SealKey,
+}
+
+impl TokenShelf {
+    pub fn new(store: RedisStore, appid: &str, secret: &str) -> TokenShelf {
+        TokenShelf {
+            store,
+            appid: appid.to_string(),
+            key: sealed::derive("wxauth-base-token", &[appid.as_bytes(), secret.as_bytes()]),
+        }
+    }
+
+    fn name(&self) -> String {
+        format!("token:{}", self.appid)
+    }
+}
+
+impl TokenShelf {
+    /// The stored text and what it holds.
+    fn kept(&self) -> Option<(String, String, i64)> {
+        let kept = self.store.get_value(&self.name()).ok()??;
+        let (expires, sealed) = kept.split_once(':')?;
+        let sealed = sealed::from_hex(sealed)?;
+        let token = sealed::open(&self.key, self.appid.as_bytes(), &sealed)?;
+        let (token, expires) = (String::from_utf8(token).ok()?, expires.parse().ok()?);
+        Some((kept, token, expires))
+    }
+}
+
+impl crate::wechat::account::TokenShelf for TokenShelf {
+    fn read(&self) -> Option<(String, i64)> {
+        self.kept().map(|(_, token, expires)| (token, expires))
+    }
+
+    fn write(&self, token: &str, expires: i64, now: i64) {
+        let sealed = sealed::seal(&self.key, self.appid.as_bytes(), token.as_bytes());
+        let value = format!("{expires}:{}", sealed::hex(&sealed));
+        let _ = self
+            .store
+            .set_value(&self.name(), &value, (expires - now).max(1) as u64);
+    }
+
+    fn forget(&self, token: &str) {
+        // Compare-and-delete on the stored text: a newer token another
+        // instance kept meanwhile stays.
+        if let Some((stored, _, _)) = self.kept().filter(|(_, kept, _)| kept == token) {
+            let key = format!("{}:{}", self.store.inner.namespace, self.name());
+            let _ = self
+                .store
+                .run(|con| UNLOCK.key(&key).arg(&stored).invoke::<i64>(con));
+        }
+    }
+
+    fn lock(&self) -> Box<dyn std::any::Any> {
+        // A fetch takes one or two WeChat calls: 10 s covers it; waiting
+        // longer than 3 s for another holder, fetch anyway (stable_token
+        // gives the same token to both).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            match self.store.lock(&self.name(), 10_000) {
+                Ok(Some(lock)) => return Box::new(lock),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    if self.read().is_some() {
+                        return Box::new(());
+                    }
+                }
+                _ => return Box::new(()),
+            }
+        }
+    }
+}
+
 /// A lock taken with `RedisStore::lock`, released when dropped (if it is
 /// still ours: past its TTL another holder's is left alone).
 pub struct Lock {

@@ -48,6 +48,17 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// `hex`'s inverse; None for anything else.
+pub fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// `plain` sealed under `key`, bound to `aad`: nonce, then ciphertext and tag.
 pub fn seal(key: &SealKey, aad: &[u8], plain: &[u8]) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_BYTES];

@@ -22,21 +22,73 @@ const REFRESH_AHEAD: i64 = 300;
 #[derive(Default)]
 pub struct BaseToken {
     token: Option<(String, i64)>,
+    /// Where instances sharing a store keep it (WXAUTH_REDIS_URL).
+    shelf: Option<Box<dyn TokenShelf>>,
     /// How many times a token was fetched (tests, and the log).
     pub fetches: u32,
 }
 
+/// Where the instances that share a store keep the base token, so that
+/// they use one token and only one of them fetches it at a time (stable
+/// token: docs/wechat.md §8). Implemented by the Redis store; a shelf that
+/// cannot answer is passed by (each instance then fetches its own, which
+/// stable_token makes the same token anyway).
+pub trait TokenShelf {
+    /// The token kept, and when it expires.
+    fn read(&self) -> Option<(String, i64)>;
+    /// Keeps `token` until `expires`.
+    fn write(&self, token: &str, expires: i64, now: i64);
+    /// Forgets `token`, if it is still the one kept (WeChat called it stale:
+    /// a newer one another instance kept is left alone).
+    fn forget(&self, token: &str);
+    /// Takes the shelf's lock for a fetch, waiting a little for another
+    /// holder; whatever it returns releases it when dropped.
+    fn lock(&self) -> Box<dyn std::any::Any>;
+}
+
 impl BaseToken {
-    /// The current token, fetched only when there is none or it is about to expire.
-    pub fn get(&mut self, client: &WechatClient, now: i64) -> Result<String, WechatError> {
-        if let Some((token, expires)) = &self.token {
-            if now < expires - REFRESH_AHEAD {
-                return Ok(token.clone());
-            }
+    /// A cache whose token is shared through `shelf`.
+    pub fn shared(shelf: Box<dyn TokenShelf>) -> BaseToken {
+        BaseToken {
+            shelf: Some(shelf),
+            ..BaseToken::default()
         }
+    }
+
+    /// The current token, fetched only when there is none or it is about to
+    /// expire. With a shelf: the shelf's, else fetched under its lock after
+    /// looking again (another instance may have fetched meanwhile).
+    pub fn get(&mut self, client: &WechatClient, now: i64) -> Result<String, WechatError> {
+        let fresh = |kept: &Option<(String, i64)>| {
+            kept.as_ref()
+                .filter(|(_, expires)| now < expires - REFRESH_AHEAD)
+                .map(|(token, _)| token.clone())
+        };
+        if let Some(token) = fresh(&self.token) {
+            return Ok(token);
+        }
+        let _lock = match &self.shelf {
+            Some(shelf) => {
+                if let Some(token) = fresh(&shelf.read()) {
+                    self.token = shelf.read();
+                    return Ok(token);
+                }
+                let lock = shelf.lock();
+                let kept = shelf.read();
+                if let Some(token) = fresh(&kept) {
+                    self.token = kept;
+                    return Ok(token);
+                }
+                Some(lock)
+            }
+            None => None,
+        };
         let (token, expires_in) = fetch(client)?;
         self.fetches += 1;
         self.token = Some((token.clone(), now + expires_in));
+        if let Some(shelf) = &self.shelf {
+            shelf.write(&token, now + expires_in, now);
+        }
         Ok(token)
     }
 
@@ -52,6 +104,9 @@ impl BaseToken {
         match call(&token) {
             Err(e) if e.is_stale_token() => {
                 self.token = None;
+                if let Some(shelf) = &self.shelf {
+                    shelf.forget(&token);
+                }
                 let token = self.get(client, clock.now())?;
                 call(&token)
             }
