@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod compact;
 pub mod expiring;
+pub mod journal;
 pub mod logins;
 pub mod pushes;
 pub mod session_file;

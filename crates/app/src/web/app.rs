@@ -6,6 +6,7 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::log;
+use crate::store::journal::{Journal, SpentStates};
 use crate::store::logins::{self, Checked, LoginCookie, Logins, LOGIN_TTL};
 use crate::store::pushes::SeenPushes;
 use crate::store::session_file;
@@ -45,6 +46,9 @@ pub struct App {
     sessions: SessionStore,
     /// The signing key and the login states already spent.
     logins: Logins,
+    /// Where changes to sessions and spent states go, with a session file
+    /// (journal.rs); off without one.
+    journal: Journal,
     /// Shared with the workers that make the calls (one ureq agent).
     wechat: Arc<WechatClient>,
     templates: Environment<'static>,
@@ -106,11 +110,13 @@ pub struct Stats {
 }
 
 impl App {
-    /// Builds the app and restores saved sessions; fails only on a broken
-    /// template override. A bad session file is reported and skipped: the
-    /// server always starts.
+    /// Builds the app, restores saved sessions and starts their journal;
+    /// fails on a broken template override, or when the session file's
+    /// directory can be neither written nor cleared (session_file::open).
+    /// A bad session file is reported and skipped: the server starts empty.
     pub fn new(config: Config, clock: Clock) -> Result<App, String> {
-        let mut templates = render::environment(config.templates.as_deref())?;
+        let mut templates = render::environment(config.templates.as_deref())
+            .map_err(|e| format!("WXAUTH_TEMPLATES: {e}"))?;
         templates.add_global("demo", config.demo);
         // Every link in the templates starts with it: "" at the root, "/wx".
         templates.add_global("base", config.prefix.clone());
@@ -127,6 +133,7 @@ impl App {
             sessions: SessionStore::new(config.session_ttl, config.max_sessions),
             // Replaced by the saved key, if the session file has one.
             logins: Logins::new(Key::random()),
+            journal: Journal::off(),
             wechat: Arc::new(WechatClient::new(&config)),
             templates,
             clock,
@@ -142,18 +149,24 @@ impl App {
             config,
         };
         if let Some(path) = app.config.session_file.clone() {
-            let now = app.clock.now();
-            // No file: a first start; nothing to say.
-            let found = path.exists();
-            match session_file::load(&path, &mut app.sessions, &mut app.logins, now) {
-                Ok(_) if !found => {}
-                Ok(n) => log::info(&format!(
+            let opened = session_file::open(
+                &path,
+                &mut app.sessions,
+                &mut app.logins,
+                app.config.max_sessions,
+                app.clock.clone(),
+            )?;
+            match opened.restored {
+                // No file: a first start; nothing to say.
+                Ok(None) => {}
+                Ok(Some((n, from))) => log::info(&format!(
                     "restored {} from {}",
                     count(n, "session"),
-                    path.display()
+                    from.display()
                 )),
                 Err(e) => log::error(&format!("session file: {e}; starting with no sessions")),
             }
+            app.journal = opened.journal;
         }
         Ok(app)
     }
@@ -188,9 +201,10 @@ impl App {
         &self.logins
     }
 
-    /// The login states spent, to record a callback's progress.
-    pub fn logins_mut(&mut self) -> &mut Logins {
-        &mut self.logins
+    /// The login states spent, to record a callback's progress (each
+    /// change journaled).
+    pub fn logins_mut(&mut self) -> SpentStates<'_> {
+        SpentStates::new(&mut self.logins, &mut self.journal)
     }
 
     /// The live session with this id.
@@ -198,19 +212,24 @@ impl App {
         self.sessions.get(id, self.clock.now())
     }
 
-    /// The live session with this id, to update it.
+    /// The live session with this id, to update it (journaled as it is
+    /// when the request is finished).
     pub fn session_mut(&mut self, id: &str) -> Option<&mut Session> {
+        self.journal.touch(id);
         self.sessions.get_mut(id, self.clock.now())
     }
 
     /// Stores a session under a fresh id (never one the browser sent).
     pub fn create_session(&mut self, session: Session) -> String {
-        self.sessions.create(session, self.clock.now())
+        let id = self.sessions.create(session, self.clock.now());
+        self.journal.touch(&id);
+        id
     }
 
     /// Ends one session.
     pub fn end_session(&mut self, id: &str) {
         self.sessions.remove(id);
+        self.journal.touch(id);
     }
 
     /// The scan records.
@@ -247,19 +266,37 @@ impl App {
         Arc::clone(&self.counters)
     }
 
-    /// Writes the sessions to WXAUTH_SESSION_FILE, if one is configured.
-    /// Called once, after the loop has stopped.
-    pub fn save_sessions(&self) {
+    /// Writes the sessions to WXAUTH_SESSION_FILE, if one is configured,
+    /// after the journal has written what it was sent; the journal goes once
+    /// the file is written. Called once, after the loop has stopped. False
+    /// (said in one line) when the file could not be written.
+    pub fn save_sessions(&mut self) -> bool {
         let Some(path) = &self.config.session_file else {
-            return;
+            return true;
         };
-        match session_file::save(path, &self.sessions, &self.logins) {
-            Ok(n) => log::info(&format!(
-                "saved {} to {}",
-                count(n, "session"),
-                path.display()
-            )),
-            Err(e) => log::error(&format!("cannot save sessions to {}: {e}", path.display())),
+        let journaled = self.journal.is_on();
+        let generation = self.journal.close(&self.sessions);
+        match session_file::save_after(path, generation, &self.sessions, &self.logins) {
+            Ok(n) => {
+                log::info(&format!(
+                    "saved {} to {}",
+                    count(n, "session"),
+                    path.display()
+                ));
+                true
+            }
+            Err(e) => {
+                let kept = if journaled {
+                    "; the journal beside it keeps them for the next start"
+                } else {
+                    ""
+                };
+                log::error(&format!(
+                    "cannot save sessions to {}: {e}{kept}",
+                    path.display()
+                ));
+                false
+            }
         }
     }
 
@@ -371,6 +408,7 @@ impl App {
         let ids: Vec<String> = self.session_ids(req).map(str::to_string).collect();
         for id in ids {
             self.sessions.remove(&id);
+            self.journal.touch(&id);
         }
     }
 
@@ -523,6 +561,8 @@ impl App {
                 ))
             }
         };
+        // The sessions this request changed go to the journal.
+        self.journal.flush(&self.sessions);
         self.counters
             .sessions
             .store(self.sessions.len(), Ordering::Relaxed);
