@@ -99,8 +99,10 @@ fn serve(mut config: Config) -> ExitCode {
     }
     let mut app = match App::new(config, Clock::new()) {
         Ok(app) => app,
+        // A broken template override, or a session file directory that can
+        // be neither written nor cleared (the message names which).
         Err(e) => {
-            err!("wxauth: WXAUTH_TEMPLATES: {e}");
+            err!("wxauth: {e}");
             return ExitCode::from(2);
         }
     };
@@ -109,12 +111,15 @@ fn serve(mut config: Config) -> ExitCode {
     let ended = listener.run(&mut app);
     // The loop has answered every request it took: calls under way had the
     // grace period to finish, what was left got 503. Nothing changes now.
-    app.save_sessions();
+    let saved = app.save_sessions();
     match ended {
-        Ok(()) => {
+        Ok(()) if saved => {
             out!("wxauth stopped");
             ExitCode::SUCCESS
         }
+        // The line saying why is written; the sessions may be lost, and
+        // whoever stopped us should know.
+        Ok(()) => ExitCode::from(1),
         // Up but deaf helps no one: exit non-zero so systemd restarts us.
         Err(e) => fail(&e),
     }

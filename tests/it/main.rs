@@ -5,6 +5,7 @@ mod adversarial;
 mod browser;
 mod callback;
 mod cli;
+mod durable;
 mod flow;
 mod gateway;
 mod hosts;

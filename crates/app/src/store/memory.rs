@@ -6,6 +6,7 @@ use crate::store::backend::{
     Backend, Claimed, Decided, Found, Replaced, SavedReply, ScanStatus, ScanView, SpentState,
     Stored,
 };
+use crate::store::journal::{Journal, SpentStates};
 use crate::store::logins::NONCE_LEN;
 use crate::store::logins::{Checked, Logins};
 use crate::store::pushes::SeenPushes;
@@ -19,9 +20,23 @@ pub struct Memory {
     pub logins: Logins,
     pub scans: Scans,
     pub pushes: SeenPushes,
+    /// Where changes to sessions and spent states go, with a session file
+    /// (journal.rs); off without one.
+    pub journal: Journal,
 }
 
 impl Memory {
+    /// The spent states, each change journaled.
+    fn spent_states(&mut self) -> SpentStates<'_> {
+        SpentStates::new(&mut self.logins, &mut self.journal)
+    }
+
+    /// Sends the sessions the request in hand changed to the journal (the
+    /// loop calls it once a request is answered).
+    pub fn journal_changes(&mut self) {
+        self.journal.flush(&self.sessions);
+    }
+
     /// Drops expired records (the loop calls it now and then).
     pub fn sweep(&mut self, now: i64) {
         self.sessions.sweep(now);
@@ -46,12 +61,15 @@ impl Backend for Memory {
     }
 
     fn create_session(&mut self, session: Session, now: i64) -> Stored<String> {
-        Ok(self.sessions.create(session, now))
+        let id = self.sessions.create(session, now);
+        self.journal.touch(&id);
+        Ok(id)
     }
 
     fn end_sessions(&mut self, cookies: &[String]) -> Stored<()> {
         for cookie in cookies {
             self.sessions.remove(cookie);
+            self.journal.touch(cookie);
         }
         Ok(())
     }
@@ -66,6 +84,7 @@ impl Backend for Memory {
         Ok(match self.sessions.get_mut(cookie, now) {
             Some(held) if held.tokens.refresh_token() == refresh_token => {
                 *held = session;
+                self.journal.touch(cookie);
                 Replaced::Written
             }
             Some(_) => Replaced::Changed,
@@ -88,22 +107,22 @@ impl Backend for Memory {
         if self.logins.spent(login, now).is_some() {
             return Ok(false);
         }
-        self.logins.spend(login, now);
+        self.spent_states().spend(login, now);
         Ok(true)
     }
 
     fn complete(&mut self, login: &Checked, cookie: &str, _now: i64) -> Stored<()> {
-        self.logins.complete(login, cookie);
+        self.spent_states().complete(login, cookie);
         Ok(())
     }
 
     fn unspend(&mut self, login: &Checked) -> Stored<()> {
-        self.logins.unspend(login);
+        self.spent_states().unspend(login);
         Ok(())
     }
 
     fn fail(&mut self, login: &Checked, _now: i64) -> Stored<()> {
-        self.logins.fail(login);
+        self.spent_states().fail(login);
         Ok(())
     }
 

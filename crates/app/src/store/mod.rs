@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod compact;
 pub mod expiring;
+pub mod journal;
 pub mod logins;
 pub mod memory;
 pub mod pushes;

@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::log;
 use crate::store::backend::{Backend, Found, Stored};
+use crate::store::journal::Journal;
 use crate::store::logins::{self, LoginCookie, Logins, LOGIN_TTL};
 use crate::store::memory::Memory;
 use crate::store::pushes::SeenPushes;
@@ -134,11 +135,14 @@ pub struct Stats {
 }
 
 impl App {
-    /// Builds the app and restores saved sessions; fails only on a broken
-    /// template override. A bad session file is reported and skipped: the
-    /// server always starts.
+    /// Builds the app, restores saved sessions and starts their journal;
+    /// fails on a broken template override, when the session file's
+    /// directory can be neither written nor cleared (session_file::open),
+    /// or when WXAUTH_REDIS_URL's Redis does not answer within 10 s. A bad
+    /// session file is reported and skipped: the server starts empty.
     pub fn new(config: Config, clock: Clock) -> Result<App, String> {
-        let mut templates = render::environment(config.templates.as_deref())?;
+        let mut templates = render::environment(config.templates.as_deref())
+            .map_err(|e| format!("WXAUTH_TEMPLATES: {e}"))?;
         templates.add_global("demo", config.demo);
         // Every link in the templates starts with it: "" at the root, "/wx".
         templates.add_global("base", config.prefix.clone());
@@ -158,6 +162,7 @@ impl App {
             logins: Logins::new(key.clone()),
             scans: Scans::default(),
             pushes: SeenPushes::default(),
+            journal: Journal::off(),
         };
         let (store, key) = match &config.redis_url {
             None => (Store::Memory(Box::new(memory)), key),
@@ -185,20 +190,25 @@ impl App {
         if let (Some(path), Store::Memory(memory)) =
             (app.config.session_file.clone(), &mut app.store)
         {
-            let now = app.clock.now();
-            // No file: a first start; nothing to say.
-            let found = path.exists();
-            let loaded = session_file::load(&path, &mut memory.sessions, &mut memory.logins, now);
+            let opened = session_file::open(
+                &path,
+                &mut memory.sessions,
+                &mut memory.logins,
+                app.config.max_sessions,
+                app.clock.clone(),
+            )?;
             app.key = memory.logins.key().clone();
-            match loaded {
-                Ok(_) if !found => {}
-                Ok(n) => log::info(&format!(
+            match opened.restored {
+                // No file: a first start; nothing to say.
+                Ok(None) => {}
+                Ok(Some((n, from))) => log::info(&format!(
                     "restored {} from {}",
                     count(n, "session"),
-                    path.display()
+                    from.display()
                 )),
                 Err(e) => log::error(&format!("session file: {e}; starting with no sessions")),
             }
+            memory.journal = opened.journal;
         }
         Ok(app)
     }
@@ -321,19 +331,38 @@ impl App {
         Arc::clone(&self.counters)
     }
 
-    /// Writes the sessions to WXAUTH_SESSION_FILE, if one is configured.
-    /// Called once, after the loop has stopped.
-    pub fn save_sessions(&self) {
-        let (Some(path), Store::Memory(memory)) = (&self.config.session_file, &self.store) else {
-            return;
+    /// Writes the sessions to WXAUTH_SESSION_FILE, if one is configured,
+    /// after the journal has written what it was sent; the journal goes once
+    /// the file is written. Called once, after the loop has stopped. False
+    /// (said in one line) when the file could not be written.
+    pub fn save_sessions(&mut self) -> bool {
+        let (Some(path), Store::Memory(memory)) = (&self.config.session_file, &mut self.store)
+        else {
+            return true;
         };
-        match session_file::save(path, &memory.sessions, &memory.logins) {
-            Ok(n) => log::info(&format!(
-                "saved {} to {}",
-                count(n, "session"),
-                path.display()
-            )),
-            Err(e) => log::error(&format!("cannot save sessions to {}: {e}", path.display())),
+        let journaled = memory.journal.is_on();
+        let generation = memory.journal.close(&memory.sessions);
+        match session_file::save_after(path, generation, &memory.sessions, &memory.logins) {
+            Ok(n) => {
+                log::info(&format!(
+                    "saved {} to {}",
+                    count(n, "session"),
+                    path.display()
+                ));
+                true
+            }
+            Err(e) => {
+                let kept = if journaled {
+                    "; the journal beside it keeps them for the next start"
+                } else {
+                    ""
+                };
+                log::error(&format!(
+                    "cannot save sessions to {}: {e}{kept}",
+                    path.display()
+                ));
+                false
+            }
         }
     }
 
@@ -586,7 +615,9 @@ impl App {
                 ))
             }
         };
-        if let Store::Memory(memory) = &self.store {
+        if let Store::Memory(memory) = &mut self.store {
+            // The sessions this request changed go to the journal.
+            memory.journal_changes();
             let counters = &self.counters;
             let sessions = memory.sessions.len();
             counters.sessions.store(sessions, Ordering::Relaxed);

@@ -1,0 +1,242 @@
+//! The session file and its journal, through the real binary: a kill -9
+//! loses no session and brings back no logout, a session file left behind
+//! never outranks the journal after it, and a stop that cannot save says so
+//! in its exit status and leaves no partial copy of the tokens.
+
+use crate::cli::wxauth_command;
+use crate::support::Browser;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The binary in demo mode, killed when the test ends however it ends.
+struct Server {
+    child: Child,
+    app: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts the binary with WXAUTH_SESSION_FILE=`file`, once it has said
+    /// where the app and the simulator are.
+    fn start(file: &Path) -> Server {
+        let mut child = wxauth_command()
+            .env("WXAUTH_LISTEN", "127.0.0.1:0")
+            .env("WXAUTH_SIM_LISTEN", "127.0.0.1:0")
+            .env("WXAUTH_SESSION_FILE", file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wxauth");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        for (stream, prefix) in [
+            (Box::new(stdout) as Box<dyn std::io::Read + Send>, ""),
+            (Box::new(stderr), "stderr: "),
+        ] {
+            let (tx, log) = (tx.clone(), Arc::clone(&log));
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    println!("[wxauth] {prefix}{line}");
+                    log.lock().unwrap().push(format!("{prefix}{line}"));
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let (mut app, mut sim) = (None, None);
+        while app.is_none() || sim.is_none() {
+            let line = rx
+                .recv_timeout(Duration::from_secs(10))
+                .expect("wxauth prints both URLs within 10 s");
+            let url = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .map(String::from);
+            if line.trim_start().starts_with("app:") {
+                app = url;
+            } else if line.trim_start().starts_with("simulator:") {
+                sim = url;
+            }
+        }
+        Server {
+            child,
+            app: app.unwrap(),
+            log,
+        }
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// A browser logged in here as test user `user`.
+    fn logged_in(&self, user: usize) -> Browser {
+        let mut browser = Browser::new();
+        let login = browser.get(&format!("{}/login", self.app));
+        let callback = browser.consent(login.location(), user, true);
+        assert_eq!(browser.get(&callback).status, 302);
+        assert_eq!(self.me(&mut browser), 200);
+        browser
+    }
+
+    /// /api/me's status for this browser: 200 logged in, 401 not.
+    fn me(&self, browser: &mut Browser) -> u16 {
+        browser.get(&format!("{}/api/me", self.app)).status
+    }
+
+    /// kill -9, and the exit.
+    fn kill(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+
+    /// SIGTERM, and the exit status (within 10 s).
+    fn stop(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for wxauth") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "wxauth did not stop within 10 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A fresh directory for one test, and the session file's path in it.
+fn session_file(name: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("wxauth-durable-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessions.json");
+    (dir, file)
+}
+
+fn journal_of(file: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.journal", file.display()))
+}
+
+/// Longer than the journal takes to make a change durable (100 ms).
+fn let_the_journal_sync() {
+    std::thread::sleep(Duration::from_millis(400));
+}
+
+#[test]
+fn a_kill_9_loses_no_session_and_brings_back_no_logout() {
+    let (dir, file) = session_file("kill");
+    let first = Server::start(&file);
+    let mut kept = first.logged_in(0);
+    let mut logged_out = first.logged_in(3);
+    let stale = logged_out.jar["wxauth_session"].clone();
+    logged_out.post(&format!("{}/logout", first.app), &[]);
+    let_the_journal_sync();
+    first.kill();
+
+    let second = Server::start(&file);
+    assert_eq!(second.me(&mut kept), 200, "the session survived kill -9");
+    logged_out.jar.insert("wxauth_session".into(), stale);
+    assert_eq!(
+        second.me(&mut logged_out),
+        401,
+        "the logout survived kill -9"
+    );
+    assert!(
+        second
+            .log()
+            .iter()
+            .any(|l| l.contains("restored 1 session from") && l.contains(".journal")),
+        "{:?}",
+        second.log()
+    );
+    let mode = std::fs::metadata(journal_of(&file))
+        .expect("a journal beside the file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "it holds tokens");
+    // And once more: what the second process restored is in its own journal.
+    second.kill();
+    let third = Server::start(&file);
+    assert_eq!(third.me(&mut kept), 200);
+    assert_eq!(third.me(&mut logged_out), 401);
+    drop(third);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_session_file_left_behind_never_brings_back_a_logout() {
+    let (dir, file) = session_file("left");
+    let mut first = Server::start(&file);
+    let mut stays = first.logged_in(0);
+    let mut leaves = first.logged_in(3);
+    assert_eq!(first.stop().code(), Some(0));
+    // What a start that could not remove the file after reading it would leave.
+    let left_behind = std::fs::read(&file).expect("saved at the stop");
+
+    let second = Server::start(&file);
+    let sid = leaves.jar["wxauth_session"].clone();
+    leaves.post(&format!("{}/logout", second.app), &[]);
+    // Answered after the start-up: the file was read by then.
+    assert!(!file.exists(), "the file is consumed at start");
+    let_the_journal_sync();
+    second.kill();
+    std::fs::write(&file, left_behind).unwrap();
+
+    let third = Server::start(&file);
+    leaves.jar.insert("wxauth_session".into(), sid);
+    assert_eq!(third.me(&mut leaves), 401, "the logout stays a logout");
+    assert_eq!(third.me(&mut stays), 200, "the other session stays");
+    drop(third);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_stop_that_cannot_save_exits_non_zero_and_leaves_no_partial_file() {
+    let (dir, file) = session_file("nosave");
+    let temp = dir.join(".sessions.json.tmp");
+    // First the rename fails (a directory where the file goes): the temp
+    // file was written whole, tokens and all, and must go. Then the temp
+    // file cannot even be created (a directory in its place).
+    for (obstacle, what) in [(&file, "the file"), (&temp, "the temp file")] {
+        let mut server = Server::start(&file);
+        let mut browser = server.logged_in(0);
+        std::fs::create_dir_all(obstacle.join("in-the-way")).unwrap();
+        let status = server.stop();
+        assert_eq!(status.code(), Some(1), "{what}: {:?}", server.log());
+        let complaints: Vec<String> = server
+            .log()
+            .into_iter()
+            .filter(|l| l.starts_with("stderr: "))
+            .collect();
+        assert_eq!(complaints.len(), 1, "one line: {complaints:?}");
+        assert!(
+            complaints[0].contains("cannot save sessions to"),
+            "{complaints:?}"
+        );
+        assert!(!temp.is_file(), "{what}: no partial copy of the tokens");
+        assert!(!file.is_file());
+        std::fs::remove_dir_all(obstacle).unwrap();
+        // The journal still holds them: the next start loses nothing.
+        let again = Server::start(&file);
+        assert_eq!(again.me(&mut browser), 200, "{what}");
+        drop(again);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
