@@ -5,7 +5,7 @@
 
 use crate::mp::{signed_query, text, TOKEN};
 use crate::redis_server::{durable_redis_server, redis_server, RedisServer};
-use crate::support::{start_real, Browser, Stack};
+use crate::support::{settings_with, start_real, Browser, Stack};
 use std::time::{Duration, Instant};
 use wxauth_app::config::{Config, RawConfig};
 use wxauth_app::transport::listener::Listener;
@@ -28,24 +28,16 @@ fn pair(redis: &RedisServer) -> Pair {
     let url = redis.url();
     let settings = [("WXAUTH_REDIS_URL", url.as_str()), ("WXAUTH_TOKEN", TOKEN)];
     let a = start_real(&settings);
-    let mut env: std::collections::BTreeMap<String, String> = [
+    let env = settings_with(&[
         ("WXAUTH_DEMO", "0"),
-        ("WXAUTH_LISTEN", "127.0.0.1:0"),
         ("WXAUTH_APPID", "wx000000000000test"),
         ("WXAUTH_SECRET", a.secret.as_str()),
         ("WXAUTH_PUBLIC_URL", a.app_url.as_str()),
         ("WXAUTH_OPEN_BASE", a.sim_url.as_str()),
         ("WXAUTH_API_BASE", a.sim_url.as_str()),
-        ("WXAUTH_UPSTREAM_TIMEOUT", "1"),
-        ("WXAUTH_CONNECT_TIMEOUT", "1"),
-        ("WXAUTH_LOG", "error"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    for (k, v) in settings {
-        env.insert(k.to_string(), v.to_string());
-    }
+        settings[0],
+        settings[1],
+    ]);
     let raw = RawConfig::from_env_and_args(env, &[]).expect("settings parse");
     let config = Config::from_raw(&raw).expect("settings are valid");
     let listener = Listener::bind("127.0.0.1:0").expect("bind B");

@@ -79,7 +79,9 @@ pub fn start_real(settings: &[(&str, &str)]) -> Stack {
     }
 }
 
-fn settings_with(settings: &[(&str, &str)]) -> BTreeMap<String, String> {
+/// The test defaults (demo mode, port 0, 1 s upstream timeouts, quiet
+/// logs) with `settings` over them.
+pub fn settings_with(settings: &[(&str, &str)]) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = [
         ("WXAUTH_DEMO", "1"),
         ("WXAUTH_LISTEN", "127.0.0.1:0"),
