@@ -14,6 +14,7 @@
 use crate::store::logins::Checked;
 use crate::store::sessions::Session;
 use std::fmt;
+use std::sync::Arc;
 
 /// The store could not answer (Redis down, timed out, or refused): the
 /// request gets a 503, and nothing is concluded from it (a session that
@@ -36,7 +37,9 @@ pub struct Found {
     /// The session cookie's value that found it (the id; with Redis, the
     /// id and the session's own key).
     pub cookie: String,
-    pub session: Session,
+    /// Shared with the store that holds it: reading a session copies no
+    /// profile or token (a request holds it only until answered).
+    pub session: Arc<Session>,
 }
 
 /// A spent login state, as the callback needs it.

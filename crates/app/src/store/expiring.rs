@@ -19,6 +19,12 @@ impl<T: Expires + ?Sized> Expires for Box<T> {
     }
 }
 
+impl<T: Expires + ?Sized> Expires for std::sync::Arc<T> {
+    fn expires(&self) -> i64 {
+        (**self).expires()
+    }
+}
+
 /// Queue slots for removed entries tolerated beyond twice the live count
 /// before the queue is compacted: small stores never bother.
 const SLACK: usize = 64;

@@ -52,10 +52,10 @@ fn nonce_id(nonce: &str) -> Option<[u8; NONCE_LEN]> {
 impl Backend for Memory {
     fn session(&mut self, cookies: &[String], now: i64) -> Stored<Option<Found>> {
         Ok(cookies.iter().find_map(|cookie| {
-            let session = self.sessions.get(cookie, now)?;
+            let session = self.sessions.get_shared(cookie, now)?;
             Some(Found {
                 cookie: cookie.clone(),
-                session: session.clone(),
+                session,
             })
         }))
     }

@@ -648,7 +648,7 @@ impl Backend for RedisStore {
             if let Some(session) = found {
                 return Ok(Some(Found {
                     cookie: cookie.clone(),
-                    session,
+                    session: std::sync::Arc::new(session),
                 }));
             }
         }
@@ -1159,7 +1159,9 @@ mod tests {
         let now = 1_000_000;
         let cookie = store.create_session(session("o1"), now).unwrap();
         let key = format!("wxauth:s:{}", cookie.split_once('.').unwrap().0);
-        let mut refreshed = store.session(&one(&cookie), now).unwrap().unwrap().session;
+        let mut refreshed = std::sync::Arc::unwrap_or_clone(
+            store.session(&one(&cookie), now).unwrap().unwrap().session,
+        );
         refreshed.tokens = Tokens::new("A2", "R2", 5, 6);
 
         // A stale refresh token loses; the matching one wins, TTL kept.

@@ -8,6 +8,7 @@ use crate::random;
 pub use crate::store::compact::{StoredUser, Tokens};
 use crate::store::expiring::{Expires, Expiring};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// Length of session ids (≈190 bits).
 pub const ID_LEN: usize = 32;
@@ -53,9 +54,10 @@ impl Expires for Session {
 
 /// Session id → session, with a lifetime and a cap.
 pub struct SessionStore {
-    /// Boxed so that the table's spare capacity costs a pointer per slot,
-    /// not a whole session.
-    map: Expiring<Id, Box<Session>>,
+    /// Behind a pointer so that the table's spare capacity costs a pointer
+    /// per slot, not a whole session; shared (`Arc`), so that a request
+    /// reading one gets it without a copy (`get_shared`).
+    map: Expiring<Id, Arc<Session>>,
     ttl: i64,
 }
 
@@ -74,7 +76,7 @@ impl SessionStore {
         session.expires = now + self.ttl;
         let token = random::token(ID_LEN);
         let id = Id::parse(&token).expect("random::token makes ids");
-        self.map.insert(id, Box::new(session));
+        self.map.insert(id, Arc::new(session));
         token
     }
 
@@ -83,9 +85,15 @@ impl SessionStore {
         self.map.get(&Id::parse(id)?, now).map(|s| &**s)
     }
 
-    /// The live session with this id, to update it.
+    /// The live session with this id, shared: a pointer's copy.
+    pub fn get_shared(&self, id: &str, now: i64) -> Option<Arc<Session>> {
+        self.map.get(&Id::parse(id)?, now).map(Arc::clone)
+    }
+
+    /// The live session with this id, to update it (copied first if a
+    /// request still holds it).
     pub fn get_mut(&mut self, id: &str, now: i64) -> Option<&mut Session> {
-        self.map.get_mut(&Id::parse(id)?, now).map(|s| &mut **s)
+        self.map.get_mut(&Id::parse(id)?, now).map(Arc::make_mut)
     }
 
     /// Ends a session (logout, or a grant WeChat no longer honours).
@@ -123,7 +131,7 @@ impl SessionStore {
     pub fn restore(&mut self, id: &str, session: Session, now: i64) {
         let Some(id) = Id::parse(id) else { return };
         if session.expires > now && !self.map.contains_key(&id) && !self.map.is_full() {
-            self.map.insert(id, Box::new(session));
+            self.map.insert(id, Arc::new(session));
         }
     }
 }

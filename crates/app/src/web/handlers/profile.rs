@@ -11,6 +11,7 @@ use crate::web::app::{App, Step};
 use crate::web::error::AppError;
 use crate::wechat::refresh::{self, Fresh, Held};
 use minijinja::{context, Value};
+use std::sync::Arc;
 
 /// GET /: a welcome for the logged-in user, "游客" and a login link otherwise.
 /// Inside WeChat the page does not ask to be opened in WeChat.
@@ -57,7 +58,10 @@ pub fn profile_refresh(app: &mut App, req: &Req) -> Step {
         let job = app.call(
             &req_copy,
             move || refresh::ask_again(&wechat, scope, &openid, held, now),
-            move |app, fresh| refreshed(app, &resume, cookie, session, fresh),
+            move |app, fresh| {
+                let session = Arc::unwrap_or_clone(session);
+                refreshed(app, &resume, cookie, session, fresh)
+            },
         );
         Ok(Outcome::Wait(job))
     })

@@ -26,6 +26,7 @@ use crate::web::app::{App, Step};
 use crate::web::error::AppError;
 use minijinja::{context, Value};
 use serde_json::json;
+use std::sync::Arc;
 
 /// Where the phone lands after its login (under the site's path prefix).
 pub const CONFIRM: &str = "/login/scan/confirm";
@@ -270,7 +271,7 @@ fn decide(app: &mut App, req: &Req, confirmed: bool) -> Step {
                 return Ok(Some(Decided::NotYours));
             }
             // What the desktop will get, copied only when it is to get it.
-            let session = confirmed.then_some(session);
+            let session = confirmed.then(|| Arc::unwrap_or_clone(session));
             store.decide(&nonce, &text, &sid, session, now).map(Some)
         },
         move |app, decided| {
