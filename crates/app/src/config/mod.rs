@@ -835,6 +835,27 @@ mod tests {
     }
 
     #[test]
+    fn a_redis_url_is_checked_and_shown_without_its_password() {
+        assert_eq!(
+            redis_address("redis://:s3cret@10.0.0.5:6380/2").as_deref(),
+            Some("redis://10.0.0.5:6380/2")
+        );
+        assert_eq!(
+            redis_address("rediss://user:pw@redis.example.com").as_deref(),
+            Some("rediss://redis.example.com:6379")
+        );
+        for bad in ["", "http://h", "redis://", "redis:///0", "10.0.0.5:6379"] {
+            assert_eq!(redis_address(bad), None, "{bad}");
+        }
+        let c = config(&[("WXAUTH_REDIS_URL", "redis://:s3cret@127.0.0.1:6379/0")]).unwrap();
+        let shown = c.to_string();
+        assert!(shown.contains("redis://127.0.0.1:6379/0"), "{shown}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let e = config(&[("WXAUTH_REDIS_URL", "http://127.0.0.1:6379")]).unwrap_err();
+        assert!(e.0[0].starts_with("WXAUTH_REDIS_URL:"), "{e:?}");
+    }
+
+    #[test]
     fn a_session_file_in_a_missing_directory_is_an_error() {
         let e = config(&[("WXAUTH_SESSION_FILE", "/nonexistent-dir/s.json")]).unwrap_err();
         assert!(e.0[0].starts_with("WXAUTH_SESSION_FILE:"), "{e:?}");

@@ -1,7 +1,8 @@
-//! The app: its state (configuration, sessions, the signing key and spent
-//! login states, scan records, the WeChat client, templates, clock) and the
-//! `Service` the request loop calls. Every error becomes a page here, and
-//! every reply gets the security headers.
+//! The app's state (configuration, the store, the signing key, the WeChat
+//! client, templates, clock) behind the methods handlers need: the store
+//! through `with_store` (store/backend.rs), WeChat through `call`. Every
+//! error becomes a page here (`finish`), and every reply gets the security
+//! headers; web/service.rs is the `Service` the loop calls.
 
 use crate::clock::Clock;
 use crate::config::Config;
