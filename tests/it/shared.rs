@@ -247,3 +247,58 @@ fn instances_share_one_base_token_fetched_once_and_kept_sealed() {
         "after expiry, one fetch again for both"
     );
 }
+
+#[test]
+fn scan_to_log_in_works_with_the_desktop_on_one_instance_and_the_phone_on_the_other() {
+    let Some(redis) = redis_server() else { return };
+    let pair = pair(&redis);
+    let origin = crate::support::origin_of(&pair.a.app_url);
+    let mut desktop = Browser::new();
+    desktop.user_agent =
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36".into();
+    let page = desktop.get(&pair.a.url("/login?next=%2Fapi%2Fme"));
+    assert_eq!(page.status, 200);
+    let ticket = crate::support::attribute(&page.body, "data-ticket");
+    let poll = |desktop: &mut Browser, url: String| {
+        let resp = desktop.get(&url);
+        let json: serde_json::Value = serde_json::from_str(&resp.body).unwrap();
+        (
+            resp.status,
+            json["status"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let on_b = format!("/login/ticket?t={ticket}");
+    assert_eq!(
+        poll(&mut desktop, pair.b_url(&on_b)),
+        (200, "pending".into())
+    );
+
+    // The phone scans through B; WeChat sends it back to the site (A).
+    let mut phone = Browser::new();
+    let authorize = phone.get(&pair.b_url(&format!("/login/scan?t={ticket}")));
+    assert_eq!(authorize.status, 302, "{}", authorize.body);
+    let callback = phone.consent(authorize.location(), 0, true);
+    let back = phone.get(&callback);
+    assert_eq!(back.status, 302, "{}", back.body);
+    assert!(back.location().starts_with("/login/scan/confirm?t="));
+    let confirm = phone.get(&pair.b_url(back.location()));
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert_eq!(
+        poll(&mut desktop, pair.a.url(&on_b)),
+        (200, "scanned".into())
+    );
+    let token = crate::support::attribute(&confirm.body, "name=\"token\" value");
+    let decided = phone.post_with(
+        &pair.a.url("/login/scan/confirm"),
+        &[("t", ticket.as_str()), ("token", token.as_str())],
+        &[("Origin", &origin)],
+    );
+    assert_eq!(decided.status, 303, "{}", decided.body);
+
+    // The desktop's poll on B takes the session, once; it works on A.
+    assert_eq!(poll(&mut desktop, pair.b_url(&on_b)), (200, "done".into()));
+    assert_eq!(poll(&mut desktop, pair.a.url(&on_b)).0, 410, "claimed once");
+    let me = desktop.get(&pair.a.url("/api/me"));
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert!(me.body.contains("oSim0"), "{}", me.body);
+}
