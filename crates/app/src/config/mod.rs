@@ -57,13 +57,13 @@ pub struct Config {
     pub secret: Secret,
     /// Without a trailing slash. In real mode never derived from a request's
     /// Host header; in demo mode without WXAUTH_PUBLIC_URL a request may
-    /// replace it with the host it was sent to (site.rs, `follow_host`).
+    /// replace it with the host it was sent to (web/site.rs, `follow_host`).
     pub public_url: String,
     /// PUBLIC_URL's path: "" at the root, else like "/wx". wxauth serves its
     /// routes under it, and every link, redirect and cookie path carries it.
     pub prefix: String,
     /// Demo mode with no WXAUTH_PUBLIC_URL: pages follow the host the
-    /// browser used when the demo listens there (site.rs).
+    /// browser used when the demo listens there (web/site.rs).
     pub follow_host: bool,
     pub scope: Scope,
     pub lang: String,

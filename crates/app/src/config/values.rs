@@ -19,7 +19,7 @@ impl Secret {
         Secret(value)
     }
 
-    /// The value, for the one place that must send it (wechat.rs).
+    /// The value, for the one place that must send it (wechat/client.rs).
     pub fn expose(&self) -> &str {
         &self.0
     }

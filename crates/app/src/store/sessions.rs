@@ -1,7 +1,7 @@
 //! Who is logged in: `SessionStore`, session id → user and tokens. Bounded:
 //! sessions expire, and past a cap the oldest go first. A plain map: the
 //! request loop is single-threaded, so there are no locks. (Logins under way
-//! are stored nowhere: login.rs.)
+//! are stored nowhere: logins.rs.)
 
 use crate::config::Scope;
 use crate::random;

@@ -1,7 +1,7 @@
 //! Values the server can check later without having stored them: a tag,
 //! HMAC-SHA256 under a key only the server holds, truncated to 128 bits and
 //! written in [A-Za-z0-9] like every other token here. What the values mean
-//! (login states, scan tickets) lives in login.rs and scan.rs.
+//! (login states, scan tickets) lives in logins.rs and tickets.rs.
 
 use crate::random::constant_time_eq;
 use hmac::{Hmac, Mac};
@@ -16,7 +16,7 @@ pub const TIME_LEN: usize = 6;
 const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// The server's signing key: random at first start, then kept in the session
-/// file (persist.rs) so that logins under way survive a restart. Never shown,
+/// file (session_file.rs) so that logins under way survive a restart. Never shown,
 /// never logged: `Debug` prints `****`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Key([u8; 32]);

@@ -1,6 +1,6 @@
 //! The request and reply types every handler sees, and the small parsers for
 //! query strings, form bodies and cookies. Knows nothing about tiny_http
-//! (server.rs converts) and nothing about WeChat.
+//! (event_loop.rs converts) and nothing about WeChat.
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::net::{IpAddr, SocketAddr};
@@ -19,7 +19,7 @@ pub const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("X-Content-Type-Options", "nosniff"),
     // same-origin, not no-referrer: under no-referrer browsers send
     // `Origin: null` on our own form posts, and the origin check
-    // (routes.rs) could not tell them from a cross-site post. Other sites
+    // (web/routes.rs) could not tell them from a cross-site post. Other sites
     // still get no Referer, so a code or state never leaks in one.
     ("Referrer-Policy", "same-origin"),
     ("X-Frame-Options", "DENY"),
@@ -85,7 +85,7 @@ pub struct Req {
     pub body: Vec<u8>,
     /// The socket's peer (nginx, when it is in front).
     pub peer: Option<SocketAddr>,
-    /// The client: the peer, or the X-Real-IP a trusted proxy sent (server.rs).
+    /// The client: the peer, or the X-Real-IP a trusted proxy sent (limits.rs).
     pub client: Option<IpAddr>,
 }
 
@@ -245,7 +245,8 @@ impl Cookie {
     }
 }
 
-/// What a handler answers. `server.rs` writes it; nothing else touches sockets.
+/// What a handler answers. `event_loop.rs` hands it to the connection's
+/// thread, which writes it; nothing else touches sockets.
 #[derive(Clone, Debug)]
 pub struct Reply {
     pub status: u16,

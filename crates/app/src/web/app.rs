@@ -36,7 +36,7 @@ pub type Step = Result<Outcome<App>, AppError>;
 /// The cookie holding the session id.
 pub const SESSION_COOKIE: &str = "wxauth_session";
 /// The login cookie: the browser's id and the `next` of its logins under way
-/// (login.rs); login states and QR tickets are bound to it.
+/// (store/logins.rs); login states and QR tickets are bound to it.
 pub const LOGIN_COOKIE: &str = "wxauth_login";
 /// The same two with an https public URL at the root path (`Config::host_cookies`).
 const HOST_SESSION_COOKIE: &str = "__Host-wxauth_session";

@@ -24,7 +24,7 @@ pub enum AppError {
     NotFound,
     /// 405, with the methods the path does take.
     MethodNotAllowed { allow: String },
-    /// 413, 414 or 431: a request over the size limits (server.rs).
+    /// 413, 414 or 431: a request over the size limits (transport/limits.rs).
     TooLarge(u16),
     /// 403 from the gateway: logged in, but not on WXAUTH_ALLOW.
     NotAllowed { openid: String },

@@ -62,7 +62,7 @@ pub const ROUTES: &[(Method, &str, Handler)] = &[
 ];
 
 /// POST routes other sites may call: WeChat's server pushes, which carry no
-/// browser's cookies and are authenticated by their signature (mp.rs).
+/// browser's cookies and are authenticated by their signature (handlers/wechat_endpoint.rs).
 const SERVER_TO_SERVER: &[&str] = &["/wechat"];
 
 /// True when `path` is one of the app's routes or assets (at the root).

@@ -24,7 +24,7 @@ fn identity(app: &App, found: Option<Found>) -> Reply {
         return Reply::empty(401);
     };
     // Every stored identity fits a header: logins refuse any other
-    // (wechat::identity), and so does loading a session file (persist.rs).
+    // (wechat::client), and so does loading a session file (store/session_file.rs).
     let user = &session.user;
     if !allowed(app, user.openid(), user.unionid()) {
         return Reply::empty(403);

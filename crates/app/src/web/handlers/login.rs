@@ -1,6 +1,6 @@
 //! The OAuth dance: `login` sends the browser to WeChat, `callback` takes the
 //! code back and makes a session, `logout` ends it. States are signed and
-//! stored nowhere until spent (login.rs).
+//! stored nowhere until spent (store/logins.rs).
 
 use crate::config::Scope;
 use crate::store::backend::{Backend, SpentState, Stored};
@@ -78,7 +78,7 @@ pub fn callback(app: &mut App, req: &Req) -> Step {
             }
             // That exchange failed: a retry is a new login.
             Before::Failed => Err(AppError::BadState),
-            // This state's exchange is under way: wait for it (server.rs),
+            // This state's exchange is under way: wait for it (transport/event_loop.rs),
             // then handle this request again; it lands where that one does.
             // With a shared store it may be another instance's: a worker
             // watches the record instead.
@@ -161,7 +161,7 @@ fn wait_for_exchange(store: &mut dyn Backend, login: &Checked, now: i64) -> Stor
 }
 
 /// The WeChat calls on a worker, keyed by the state: a reload or WeChat's
-/// second callback that arrives meanwhile waits for this one (server.rs).
+/// second callback that arrives meanwhile waits for this one (transport/event_loop.rs).
 fn exchange_on_worker(app: &mut App, req: &Req, login: Checked, code: String) -> Step {
     let (wechat, scope) = (app.wechat(), app.config().scope);
     let old_sessions = app.session_cookies(req);

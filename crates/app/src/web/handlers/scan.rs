@@ -2,7 +2,7 @@
 //! inside WeChat, so /login elsewhere shows a QR code for a ticket.
 //!
 //! 1. Desktop, GET /login: a signed ticket, stored nowhere (like a login
-//!    state, login.rs): it carries its time, the desktop's browser and OS
+//!    state, store/logins.rs): it carries its time, the desktop's browser and OS
 //!    (from its User-Agent) and IP, and a binding to the desktop's login
 //!    cookie, which also holds its `next`.
 //! 2. Phone, GET /login/scan?t=T: the normal WeChat login, landing on the
