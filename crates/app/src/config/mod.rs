@@ -367,10 +367,15 @@ impl Config {
     /// The effective configuration on one line (the start-up log line), secret masked.
     pub fn summary(&self) -> String {
         let file = self.session_file.as_ref().map(|p| p.display().to_string());
+        // The Redis URL without its password.
+        let redis = self
+            .redis_url
+            .as_ref()
+            .and_then(|u| redis_address(u.expose()));
         format!(
             "mode={} appid={} secret={} public_url={} scope={} lang={} open_base={} api_base={} \
-             session_ttl={} max_sessions={} session_file={} upstream_timeout={}s connect_timeout={}s \
-             client_timeout={}s log={}",
+             session_ttl={} max_sessions={} session_file={} redis={} upstream_timeout={}s \
+             connect_timeout={}s client_timeout={}s log={}",
             if self.demo { "demo" } else { "real" },
             self.appid,
             self.secret,
@@ -382,6 +387,7 @@ impl Config {
             self.session_ttl,
             self.max_sessions,
             file.as_deref().unwrap_or("none"),
+            redis.as_deref().unwrap_or("none"),
             self.upstream_timeout.as_secs_f64(),
             self.connect_timeout.as_secs_f64(),
             self.client_timeout.as_secs_f64(),
@@ -848,9 +854,10 @@ mod tests {
             assert_eq!(redis_address(bad), None, "{bad}");
         }
         let c = config(&[("WXAUTH_REDIS_URL", "redis://:s3cret@127.0.0.1:6379/0")]).unwrap();
-        let shown = c.to_string();
-        assert!(shown.contains("redis://127.0.0.1:6379/0"), "{shown}");
-        assert!(!shown.contains("s3cret"), "{shown}");
+        for shown in [c.to_string(), c.summary()] {
+            assert!(shown.contains("redis://127.0.0.1:6379/0"), "{shown}");
+            assert!(!shown.contains("s3cret"), "{shown}");
+        }
         let e = config(&[("WXAUTH_REDIS_URL", "http://127.0.0.1:6379")]).unwrap_err();
         assert!(e.0[0].starts_with("WXAUTH_REDIS_URL:"), "{e:?}");
     }
