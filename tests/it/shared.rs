@@ -302,3 +302,20 @@ fn scan_to_log_in_works_with_the_desktop_on_one_instance_and_the_phone_on_the_ot
     assert_eq!(me.status, 200, "{}", me.body);
     assert!(me.body.contains("oSim0"), "{}", me.body);
 }
+
+#[test]
+fn an_anonymous_visitor_costs_redis_nothing_and_is_served_while_it_is_down() {
+    let Some(mut redis) = redis_server() else {
+        return;
+    };
+    let pair = pair(&redis);
+    redis.stop();
+    // No session cookie: nothing to look up, so no store is asked. nginx's
+    // auth_request asks /auth/check for every anonymous visitor.
+    let mut stranger = Browser::new();
+    assert_eq!(stranger.get(&pair.b_url("/auth/check")).status, 401);
+    assert_eq!(stranger.get(&pair.a.url("/")).status, 200);
+    assert_eq!(stranger.get(&pair.a.url("/api/me")).status, 401);
+    let profile = stranger.get(&pair.b_url("/profile"));
+    assert_eq!(profile.status, 302, "{}", profile.body);
+}

@@ -157,16 +157,18 @@ impl App {
             (SESSION_COOKIE, LOGIN_COOKIE)
         };
         let key = Key::random();
-        let memory = Memory {
-            sessions: SessionStore::new(config.session_ttl, config.max_sessions),
-            // Replaced by the saved key, if the session file has one.
-            logins: Logins::new(key.clone()),
-            scans: Scans::default(),
-            pushes: SeenPushes::default(),
-            journal: Journal::off(),
-        };
         let (store, key) = match &config.redis_url {
-            None => (Store::Memory(Box::new(memory)), key),
+            None => {
+                let memory = Memory {
+                    sessions: SessionStore::new(config.session_ttl, config.max_sessions),
+                    // Replaced by the saved key, if the session file has one.
+                    logins: Logins::new(key.clone()),
+                    scans: Scans::default(),
+                    pushes: SeenPushes::default(),
+                    journal: Journal::off(),
+                };
+                (Store::Memory(Box::new(memory)), key)
+            }
             Some(url) => {
                 let redis = RedisStore::open(url.expose(), "wxauth", config.session_ttl as i64)?;
                 let key = shared_key(&redis, &key)?;
@@ -318,6 +320,12 @@ impl App {
         then: impl FnOnce(&mut App, Option<Found>) -> Step + 'static,
     ) -> Step {
         let cookies = self.session_cookies(req);
+        // No session cookie, nothing to look up: an anonymous visitor (whom
+        // nginx's auth_request sends to /auth/check on every page) costs no
+        // worker and no store round trip.
+        if cookies.is_empty() {
+            return then(self, None);
+        }
         self.with_store(req, move |store, now| store.session(&cookies, now), then)
     }
 
