@@ -145,7 +145,9 @@ enum In {
 
 /// A change, from the loop to the thread.
 enum Change {
-    Put(SessionId, Box<Session>),
+    /// Shared with the store (copy on write there): sending one costs the
+    /// loop a pointer, and the thread's view costs no second copy.
+    Put(SessionId, Arc<Session>),
     End(SessionId),
     Spent(Nonce, Record),
     Unspent(Nonce),
@@ -184,7 +186,7 @@ impl Expires for Record {
 /// Sessions and spent states in the order they came, bounded like the
 /// stores: what the thread writes a rewrite from, and what a replay builds.
 struct View {
-    sessions: Expiring<SessionId, Box<Session>>,
+    sessions: Expiring<SessionId, Arc<Session>>,
     spent: Expiring<Nonce, Record>,
 }
 
@@ -199,9 +201,9 @@ impl View {
     /// A copy of the stores.
     fn of(sessions: &SessionStore, logins: &Logins, cap: usize) -> View {
         let mut view = View::new(cap);
-        for (id, session) in sessions.iter() {
+        for (id, session) in sessions.iter_shared() {
             if let Some(id) = session_id(id) {
-                view.sessions.insert(id, Box::new(session.clone()));
+                view.sessions.insert(id, Arc::clone(session));
             }
         }
         for (n, session, expires) in logins.iter() {
@@ -375,7 +377,9 @@ pub fn replay(journal: &Path, cap: usize, now: i64) -> Result<Option<Replayed>, 
             continue;
         }
         let change = match parsed {
-            Ok(In::Put { id, session }) => session_id(&id).map(|id| Change::Put(id, session)),
+            Ok(In::Put { id, session }) => {
+                session_id(&id).map(|id| Change::Put(id, Arc::from(session)))
+            }
             Ok(In::End { id }) => session_id(&id).map(Change::End),
             Ok(In::Spent {
                 nonce: n,
@@ -615,8 +619,8 @@ impl Journal {
 fn change_of(sessions: &SessionStore, id: &str) -> Option<Change> {
     let key = session_id(id)?;
     // Expired but not yet swept counts as stored: replay drops it by its expiry.
-    Some(match sessions.get(id, i64::MIN) {
-        Some(session) => Change::Put(key, Box::new(session.clone())),
+    Some(match sessions.get_shared(id, i64::MIN) {
+        Some(session) => Change::Put(key, session),
         None => Change::End(key),
     })
 }

@@ -81,9 +81,9 @@ impl Backend for Memory {
         session: Session,
         now: i64,
     ) -> Stored<Replaced> {
-        Ok(match self.sessions.get_mut(cookie, now) {
+        Ok(match self.sessions.get(cookie, now) {
             Some(held) if held.tokens.refresh_token() == refresh_token => {
-                *held = session;
+                self.sessions.replace(cookie, session, now);
                 self.journal.touch(cookie);
                 Replaced::Written
             }

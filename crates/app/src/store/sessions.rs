@@ -96,6 +96,16 @@ impl SessionStore {
         self.map.get_mut(&Id::parse(id)?, now).map(Arc::make_mut)
     }
 
+    /// Puts `session` in place of the live session with this id (a
+    /// refresh written back), without copying the one a reader may hold.
+    pub fn replace(&mut self, id: &str, session: Session, now: i64) -> bool {
+        let Some(slot) = Id::parse(id).and_then(|id| self.map.get_mut(&id, now)) else {
+            return false;
+        };
+        *slot = Arc::new(session);
+        true
+    }
+
     /// Ends a session (logout, or a grant WeChat no longer honours).
     pub fn remove(&mut self, id: &str) {
         if let Some(id) = Id::parse(id) {
@@ -124,6 +134,11 @@ impl SessionStore {
         self.map
             .iter()
             .map(|(id, session)| (id.as_str(), &**session))
+    }
+
+    /// `iter`, the sessions shared rather than borrowed (the journal's view).
+    pub fn iter_shared(&self) -> impl Iterator<Item = (&str, &Arc<Session>)> {
+        self.map.iter().map(|(id, session)| (id.as_str(), session))
     }
 
     /// Puts back a saved session under its old id, unless it has expired.
