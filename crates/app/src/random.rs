@@ -22,6 +22,20 @@ pub fn token(len: usize) -> String {
     out
 }
 
+/// `N` bytes from the OS CSPRNG (safe mode's 16 random bytes before each
+/// encrypted reply).
+pub fn bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).expect("the OS random source is available");
+    buf
+}
+
+/// A nonce of decimal digits, like WeChat's (up to 10 of them): pushes'
+/// query and encrypted replies carry one.
+pub fn digits_nonce() -> String {
+    (u64::from_le_bytes(bytes::<8>()) % 10_000_000_000).to_string()
+}
+
 /// True when `s` looks like a token this module made: `len` base62 characters.
 pub fn is_token(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| b.is_ascii_alphanumeric())

@@ -38,7 +38,13 @@ pub fn signature_ok(token: &str, signature: &str, timestamp: &str, nonce: &str, 
 /// SHA-1 of token, timestamp and nonce, sorted as strings (not as numbers)
 /// and concatenated. Which string plays which part does not matter.
 pub fn signature_of(token: &str, timestamp: &str, nonce: &str) -> String {
-    let mut parts = [token, timestamp, nonce];
+    sorted_sha1(&mut [token, timestamp, nonce])
+}
+
+/// WeChat's one signing rule: lowercase hex SHA-1 of the strings sorted
+/// bytewise and concatenated. Three of them sign a push's query, four (with
+/// the Encrypt element) an encrypted body (wechat/encryption.rs).
+pub fn sorted_sha1(parts: &mut [&str]) -> String {
     parts.sort_unstable();
     let digest = Sha1::digest(parts.concat().as_bytes());
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -59,57 +65,14 @@ pub struct Message {
 
 impl Message {
     /// Parses plaintext-mode XML: `<xml><Field>value</Field>…</xml>`. Returns
-    /// None for anything else. quick-xml expands no DTD and no entity but
-    /// XML's five and character references, and a DOCTYPE is refused, so
-    /// XXE and entity expansion cannot happen.
+    /// None for anything else, or without the fields every push has.
     pub fn parse(body: &[u8]) -> Option<Message> {
-        let text = std::str::from_utf8(body).ok()?;
-        let mut reader = Reader::from_str(text);
-        let mut fields: HashMap<String, String> = HashMap::new();
-        let (mut depth, mut field, mut value, mut saw_root) =
-            (0usize, None::<String>, String::new(), false);
-        loop {
-            match reader.read_event().ok()? {
-                Event::Start(start) => {
-                    depth += 1;
-                    let name = start.name().as_ref().to_string();
-                    match depth {
-                        1 if name == "xml" => saw_root = true,
-                        2 => {
-                            field = Some(name);
-                            value.clear();
-                        }
-                        // Nested elements (ArticleCount items and the like): ignored.
-                        _ if depth > 2 => {}
-                        _ => return None,
-                    }
-                }
-                Event::End(_) => {
-                    if depth == 2 {
-                        if let Some(name) = field.take() {
-                            fields.insert(name, std::mem::take(&mut value));
-                            if fields.len() > MAX_FIELDS {
-                                return None;
-                            }
-                        }
-                    }
-                    depth = depth.checked_sub(1)?;
-                }
-                Event::Empty(_) => {}
-                Event::Text(t) if depth == 2 => value.push_str(&t.into_inner()),
-                Event::CData(c) if depth == 2 => value.push_str(&c.into_inner()),
-                Event::GeneralRef(r) if depth == 2 => value.push(resolve(&r)?),
-                Event::GeneralRef(r) => {
-                    resolve(&r)?;
-                }
-                Event::DocType(_) => return None,
-                Event::Eof => break,
-                _ => {}
-            }
-        }
-        if !saw_root || depth != 0 {
-            return None;
-        }
+        Message::from_fields(fields(body)?)
+    }
+
+    /// The message a push's fields describe (`fields`); None without the
+    /// fields every push has.
+    pub fn from_fields(mut fields: HashMap<String, String>) -> Option<Message> {
         let mut take = |name: &str| fields.remove(name).unwrap_or_default();
         let msg = Message {
             to: take("ToUserName"),
@@ -153,6 +116,60 @@ impl Message {
             cdata_field("Content", content)
         )
     }
+}
+
+/// The text fields of WeChat's XML, `<xml><Field>value</Field>…</xml>`, by
+/// element name: a push in any mode, the envelope of an encrypted one
+/// (`Encrypt`), an encrypted reply (`MsgSignature`…). None for anything
+/// else. quick-xml expands no DTD and no entity but XML's five and
+/// character references, and a DOCTYPE is refused, so XXE and entity
+/// expansion cannot happen.
+pub fn fields(body: &[u8]) -> Option<HashMap<String, String>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let mut reader = Reader::from_str(text);
+    let mut fields: HashMap<String, String> = HashMap::new();
+    let (mut depth, mut field, mut value, mut saw_root) =
+        (0usize, None::<String>, String::new(), false);
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(start) => {
+                depth += 1;
+                let name = start.name().as_ref().to_string();
+                match depth {
+                    1 if name == "xml" => saw_root = true,
+                    2 => {
+                        field = Some(name);
+                        value.clear();
+                    }
+                    // Nested elements (ArticleCount items and the like): ignored.
+                    _ if depth > 2 => {}
+                    _ => return None,
+                }
+            }
+            Event::End(_) => {
+                if depth == 2 {
+                    if let Some(name) = field.take() {
+                        fields.insert(name, std::mem::take(&mut value));
+                        if fields.len() > MAX_FIELDS {
+                            return None;
+                        }
+                    }
+                }
+                depth = depth.checked_sub(1)?;
+            }
+            Event::Empty(_) => {}
+            Event::Text(t) if depth == 2 => value.push_str(&t.into_inner()),
+            Event::CData(c) if depth == 2 => value.push_str(&c.into_inner()),
+            Event::GeneralRef(r) if depth == 2 => value.push(resolve(&r)?),
+            Event::GeneralRef(r) => {
+                resolve(&r)?;
+            }
+            Event::DocType(_) => return None,
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    (saw_root && depth == 0).then_some(fields)
 }
 
 /// XML's five entities and character references; anything else is refused.

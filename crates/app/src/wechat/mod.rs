@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod client;
+pub mod encryption;
 pub mod errcode;
 pub mod message;
 pub mod refresh;
