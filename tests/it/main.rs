@@ -16,6 +16,7 @@ mod pages;
 mod prefix;
 mod props;
 mod redis_server;
+mod safe_mode;
 mod scan;
 mod security;
 mod shared;

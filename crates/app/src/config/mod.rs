@@ -10,11 +10,13 @@
 
 mod allow_list;
 mod flags;
+pub mod message_endpoint;
 mod settings;
 mod values;
 
 pub use allow_list::read_allow_list;
 pub use flags::{Command, CommandLine};
+pub use message_endpoint::{MessageEndpoint, MsgMode};
 pub use settings::{parse_switch, ConfigError, Flag, RawConfig, Setting, SETTINGS};
 pub use values::Secret;
 
@@ -88,8 +90,8 @@ pub struct Config {
     pub upstream_per_client: usize,
     /// Peers (nginx) whose X-Real-IP header names the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
-    /// The 服务器配置 Token WeChat signs its pushes with; None: no /wechat.
-    pub token: Option<Secret>,
+    /// /wechat's token, keys and mode (服务器配置); None: no /wechat.
+    pub endpoint: Option<MessageEndpoint>,
     /// WXAUTH_ALLOW: who /auth/check lets through; None lets every logged-in user.
     pub allow: Option<std::collections::HashSet<String>>,
     pub log: String,
@@ -236,13 +238,7 @@ impl Config {
                 );
             }
         }
-        let token = raw.get("WXAUTH_TOKEN").map(|t| Secret::new(t.to_string()));
-        if let Some(t) = &token {
-            let t = t.expose();
-            if !(3..=32).contains(&t.len()) || !t.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                p.push("WXAUTH_TOKEN: 3 to 32 letters and digits, as WeChat requires".into());
-            }
-        }
+        let endpoint = message_endpoint::read(&mut p, raw, demo);
         let allow = raw.get("WXAUTH_ALLOW").and_then(|file| {
             read_allow_list(Path::new(file))
                 .map_err(|e| p.push(format!("WXAUTH_ALLOW: {e}")))
@@ -255,7 +251,10 @@ impl Config {
         if !p.is_empty() {
             return Err(ConfigError(p));
         }
-        let mut warnings = Vec::new();
+        let mut warnings = endpoint
+            .as_ref()
+            .map(MessageEndpoint::warnings)
+            .unwrap_or_default();
         let port = HttpUrl::parse(&public_url).and_then(|url| url.port());
         if let (false, Some(port)) = (demo, port.filter(|p| *p != 80 && *p != 443)) {
             warnings.push(format!(
@@ -310,7 +309,7 @@ impl Config {
             upstream_workers,
             upstream_per_client,
             trusted_proxies,
-            token,
+            endpoint,
             allow,
             log,
             warnings,
@@ -467,12 +466,6 @@ impl fmt::Display for Config {
             ),
             ("WXAUTH_TRUSTED_PROXIES", proxies.join(",")),
             (
-                "WXAUTH_TOKEN",
-                self.token
-                    .as_ref()
-                    .map_or("(unset: no /wechat)".into(), |t| t.to_string()),
-            ),
-            (
                 "WXAUTH_ALLOW",
                 self.allow
                     .as_ref()
@@ -482,6 +475,8 @@ impl fmt::Display for Config {
             ),
             ("WXAUTH_LOG", self.log.clone()),
         ]);
+        let at = rows.len() - 2;
+        rows.splice(at..at, MessageEndpoint::rows(self.endpoint.as_ref()));
         let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
         for (i, (name, value)) in rows.iter().enumerate() {
             if i > 0 {
@@ -636,7 +631,13 @@ mod tests {
 
     #[test]
     fn check_config_prints_every_setting_aligned() {
-        let text = config(&REAL).unwrap().to_string();
+        let mut settings = REAL.to_vec();
+        settings.extend([
+            ("WXAUTH_TOKEN", "t0ken"),
+            ("WXAUTH_ENCODING_AES_KEY", KEY),
+            ("WXAUTH_ENCODING_AES_KEY_PREV", OLD_KEY),
+        ]);
+        let text = config(&settings).unwrap().to_string();
         let columns: Vec<usize> = text
             .lines()
             .map(|l| l.find(" = ").expect("name = value"))
@@ -650,7 +651,116 @@ mod tests {
                 ["WXAUTH_SECRET_FILE", "WXAUTH_DEMO", "WXAUTH_SIM_LISTEN"].contains(var);
             assert!(shown || through_another, "{var} missing from:\n{text}");
         }
-        assert!(!text.contains("s3cret"));
+        for secret in ["s3cret", "t0ken", KEY, OLD_KEY] {
+            assert!(!text.contains(secret), "{secret} shown in:\n{text}");
+        }
+    }
+
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    const OLD_KEY: &str = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut";
+
+    #[test]
+    fn the_message_mode_follows_the_key_and_never_runs_without_what_it_needs() {
+        fn with<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+            let mut settings = REAL.to_vec();
+            settings.extend_from_slice(extra);
+            settings
+        }
+        let endpoint = |extra: &[(&str, &str)]| config(&with(extra)).unwrap().endpoint;
+        assert!(endpoint(&[]).is_none(), "no token, no /wechat");
+        let plain = endpoint(&[("WXAUTH_TOKEN", "t0ken")]).unwrap();
+        assert_eq!((plain.mode, plain.aes_keys.len()), (MsgMode::Plain, 0));
+        let keyed =
+            endpoint(&[("WXAUTH_TOKEN", "t0ken"), ("WXAUTH_ENCODING_AES_KEY", KEY)]).unwrap();
+        assert_eq!(keyed.mode, MsgMode::Compat, "a key means compat by default");
+        let rotating = endpoint(&[
+            ("WXAUTH_TOKEN", "t0ken"),
+            ("WXAUTH_ENCODING_AES_KEY", KEY),
+            ("WXAUTH_ENCODING_AES_KEY_PREV", OLD_KEY),
+            ("WXAUTH_MSG_MODE", "safe"),
+        ])
+        .unwrap();
+        assert_eq!(rotating.mode, MsgMode::Safe);
+        let keys: Vec<&str> = rotating.aes_keys.iter().map(|k| k.expose()).collect();
+        assert_eq!(keys, [KEY, OLD_KEY], "current first");
+        for (extra, expected) in [
+            (
+                &[
+                    ("WXAUTH_TOKEN", "t0ken"),
+                    ("WXAUTH_ENCODING_AES_KEY", &KEY[1..]),
+                ][..],
+                "43 letters and digits",
+            ),
+            (
+                &[
+                    ("WXAUTH_TOKEN", "t0ken"),
+                    (
+                        "WXAUTH_ENCODING_AES_KEY",
+                        "abcdefghijklmnopqrstuvwxyz0123456789ABCDEF=",
+                    ),
+                ][..],
+                "43 letters and digits",
+            ),
+            (
+                &[("WXAUTH_TOKEN", "t0ken"), ("WXAUTH_MSG_MODE", "safe")][..],
+                "needs WXAUTH_ENCODING_AES_KEY",
+            ),
+            (
+                &[("WXAUTH_TOKEN", "t0ken"), ("WXAUTH_MSG_MODE", "aes")][..],
+                "not plain, compat or safe",
+            ),
+            (
+                &[
+                    ("WXAUTH_TOKEN", "t0ken"),
+                    ("WXAUTH_ENCODING_AES_KEY_PREV", KEY),
+                ][..],
+                "only beside",
+            ),
+            (
+                &[("WXAUTH_ENCODING_AES_KEY", KEY)][..],
+                "needs WXAUTH_TOKEN",
+            ),
+        ] {
+            let p = problems(&with(extra));
+            assert!(p.iter().any(|p| p.contains(expected)), "{extra:?}: {p:?}");
+            assert!(
+                !p.iter().any(|p| p.contains(KEY) || p.contains(&KEY[1..])),
+                "{p:?}"
+            );
+        }
+        let unused = config(&with(&[
+            ("WXAUTH_TOKEN", "t0ken"),
+            ("WXAUTH_ENCODING_AES_KEY", KEY),
+            ("WXAUTH_MSG_MODE", "plain"),
+        ]))
+        .unwrap();
+        assert!(
+            unused.warnings.iter().any(|w| w.contains("set but unused")),
+            "{:?}",
+            unused.warnings
+        );
+    }
+
+    #[test]
+    fn the_demo_makes_up_a_token_and_key_nobody_outside_knows() {
+        let a = config(&[]).unwrap().endpoint.unwrap();
+        let b = config(&[]).unwrap().endpoint.unwrap();
+        assert!(a.made_up);
+        assert_eq!(a.mode, MsgMode::Compat);
+        assert_ne!(a.token.expose(), b.token.expose());
+        assert_ne!(a.aes_keys[0].expose(), b.aes_keys[0].expose());
+        assert!(message_endpoint::is_encoding_aes_key(
+            a.aes_keys[0].expose()
+        ));
+        let text = config(&[]).unwrap().to_string();
+        assert!(text.contains("(made up for the demo)"), "{text}");
+        // A demo given a token keeps to it, in plaintext mode.
+        let given = config(&[("WXAUTH_TOKEN", "t0ken")])
+            .unwrap()
+            .endpoint
+            .unwrap();
+        assert!(!given.made_up);
+        assert_eq!(given.mode, MsgMode::Plain);
     }
 
     #[test]

@@ -102,6 +102,9 @@ pub const SETTINGS: &[Setting] = &[
     value("WXAUTH_TRUSTED_PROXIES", "127.0.0.1,::1", "peers whose X-Real-IP is the client"),
     value("WXAUTH_LOG", "info", "off, error, warn, info, debug"),
     env_only("WXAUTH_TOKEN", "", "服务器配置 Token: enables /wechat (env only)"),
+    env_only("WXAUTH_ENCODING_AES_KEY", "", "EncodingAESKey: encrypted pushes (env only)"),
+    env_only("WXAUTH_ENCODING_AES_KEY_PREV", "", "the previous EncodingAESKey, while rotating"),
+    value("WXAUTH_MSG_MODE", "", "plain, compat or safe (default: compat with a key)"),
     value("WXAUTH_ALLOW", "", "file of allowed openids/unionids (/auth/check)"),
 ];
 

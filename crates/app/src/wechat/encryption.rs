@@ -15,6 +15,7 @@
 //! worked with another implementation, so the two sides cannot agree on a
 //! mistake. An SDK written by others checks it too (scripts/test-sdk-crypto.sh).
 
+use crate::config::message_endpoint::is_encoding_aes_key;
 use crate::random::constant_time_eq;
 use crate::wechat::message::{cdata_field, fields, sorted_sha1};
 use aes::cipher::block_padding::NoPadding;
@@ -176,12 +177,6 @@ impl MessageKey {
     fn iv(&self) -> [u8; 16] {
         self.0[..16].try_into().expect("16 of 32 bytes")
     }
-}
-
-/// True for what the console shows as an EncodingAESKey: 43 letters and
-/// digits. Configuration checks it at start (config/mod.rs).
-pub fn is_encoding_aes_key(encoded: &str) -> bool {
-    encoded.len() == 43 && encoded.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// `msg_signature`: sha1 over token, timestamp, nonce and the Encrypt
