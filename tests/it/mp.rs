@@ -2,7 +2,7 @@
 //! (signed by the test itself, and by the simulator's push), and the menu
 //! commands and the base-token cache against the simulator.
 
-use crate::support::{start, start_real, start_with, Browser, Stack};
+use crate::support::{start_real, start_with, Browser, Stack};
 use sha1::{Digest, Sha1};
 use std::time::{SystemTime, UNIX_EPOCH};
 
