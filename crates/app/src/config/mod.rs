@@ -373,8 +373,8 @@ impl Config {
             .and_then(|u| redis_address(u.expose()));
         format!(
             "mode={} appid={} secret={} public_url={} scope={} lang={} open_base={} api_base={} \
-             session_ttl={} max_sessions={} session_file={} redis={} upstream_timeout={}s \
-             connect_timeout={}s client_timeout={}s log={}",
+             session_ttl={} max_sessions={} session_file={} redis={} wechat={} \
+             upstream_timeout={}s connect_timeout={}s client_timeout={}s log={}",
             if self.demo { "demo" } else { "real" },
             self.appid,
             self.secret,
@@ -387,6 +387,13 @@ impl Config {
             self.max_sessions,
             file.as_deref().unwrap_or("none"),
             redis.as_deref().unwrap_or("none"),
+            // The message endpoint's mode and how many keys; never a key.
+            self.endpoint
+                .as_ref()
+                .map_or("off".to_string(), |e| match e.aes_keys.len() {
+                    0 => e.mode.as_str().to_string(),
+                    n => format!("{} aes_keys={n}", e.mode.as_str()),
+                }),
             self.upstream_timeout.as_secs_f64(),
             self.connect_timeout.as_secs_f64(),
             self.client_timeout.as_secs_f64(),
