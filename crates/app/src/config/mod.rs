@@ -92,6 +92,9 @@ pub struct Config {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// /wechat's token, keys and mode (服务器配置); None: no /wechat.
     pub endpoint: Option<MessageEndpoint>,
+    /// WXAUTH_JS_DOMAINS: the hosts (JS接口安全域名) whose pages /jssdk/config
+    /// signs for, lowercase; PUBLIC_URL's host by default.
+    pub js_domains: Vec<String>,
     /// WXAUTH_ALLOW: who /auth/check lets through; None lets every logged-in user.
     pub allow: Option<std::collections::HashSet<String>>,
     pub log: String,
@@ -239,6 +242,12 @@ impl Config {
             }
         }
         let endpoint = message_endpoint::read(&mut p, raw, demo);
+        let js_domains = match raw.get("WXAUTH_JS_DOMAINS") {
+            Some(list) => js_domains(&mut p, list),
+            None => HttpUrl::parse(&public_url)
+                .map(|url| vec![url.authority().host().to_ascii_lowercase()])
+                .unwrap_or_default(),
+        };
         let allow = raw.get("WXAUTH_ALLOW").and_then(|file| {
             read_allow_list(Path::new(file))
                 .map_err(|e| p.push(format!("WXAUTH_ALLOW: {e}")))
@@ -310,6 +319,7 @@ impl Config {
             upstream_per_client,
             trusted_proxies,
             endpoint,
+            js_domains,
             allow,
             log,
             warnings,
@@ -480,6 +490,7 @@ impl fmt::Display for Config {
                         format!("{} entries", a.len())
                     }),
             ),
+            ("WXAUTH_JS_DOMAINS", self.js_domains.join(",")),
             ("WXAUTH_LOG", self.log.clone()),
         ]);
         let at = rows.len() - 2;
@@ -493,6 +504,31 @@ impl fmt::Display for Config {
         }
         Ok(())
     }
+}
+
+/// WXAUTH_JS_DOMAINS: host names as the console takes them (JS接口安全域名:
+/// no scheme, no port, no path), comma-separated.
+fn js_domains(p: &mut Vec<String>, list: &str) -> Vec<String> {
+    let mut hosts = Vec::new();
+    for host in list.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        let plain = host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !host.starts_with(['.', '-'])
+            && !host.ends_with(['.', '-']);
+        if plain {
+            hosts.push(host.to_ascii_lowercase());
+        } else {
+            p.push(format!(
+                "WXAUTH_JS_DOMAINS: {host:?}: a host name only, as in the console's \
+                 JS接口安全域名 (no scheme, port or path)"
+            ));
+        }
+    }
+    if hosts.is_empty() && p.is_empty() {
+        p.push("WXAUTH_JS_DOMAINS: empty; leave it unset for PUBLIC_URL's host".into());
+    }
+    hosts
 }
 
 /// A Redis URL as it may be shown: scheme, host, port and database, never

@@ -410,26 +410,41 @@ fn describe(e: &RedisError) -> String {
     }
 }
 
-/// The base token of `appid` kept in Redis for every instance
-/// (`wechat::account::TokenShelf`): sealed under a key derived from the
-/// appsecret, which Redis never sees, so what Redis holds is no token.
+/// The base token of `appid`, or its jsapi_ticket, kept in Redis for every
+/// instance (`wechat::account::TokenShelf`): sealed under a key derived
+/// from the appsecret, which Redis never sees, so what Redis holds is no
+/// token and no ticket.
 pub struct TokenShelf {
     store: RedisStore,
     appid: String,
     key: SealKey,
+    /// "token" or "ticket": the record's name is `{what}:{appid}`.
+    what: &'static str,
 }
 
 impl TokenShelf {
+    /// The base access_token's shelf.
     pub fn new(store: RedisStore, appid: &str, secret: &str) -> TokenShelf {
         TokenShelf {
             store,
             appid: appid.to_string(),
             key: sealed::derive("wxauth-base-token", &[appid.as_bytes(), secret.as_bytes()]),
+            what: "token",
+        }
+    }
+
+    /// The jsapi_ticket's shelf, sealed under a key of its own.
+    pub fn jsapi_ticket(store: RedisStore, appid: &str, secret: &str) -> TokenShelf {
+        TokenShelf {
+            store,
+            appid: appid.to_string(),
+            key: sealed::derive("wxauth-jsapi-ticket", &[appid.as_bytes(), secret.as_bytes()]),
+            what: "ticket",
         }
     }
 
     fn name(&self) -> String {
-        format!("token:{}", self.appid)
+        format!("{}:{}", self.what, self.appid)
     }
 }
 
@@ -470,9 +485,9 @@ impl crate::wechat::account::TokenShelf for TokenShelf {
     }
 
     fn lock(&self) -> Box<dyn std::any::Any> {
-        // A fetch takes one or two WeChat calls: 10 s covers it; waiting
-        // longer than 3 s for another holder, fetch anyway (stable_token
-        // gives the same token to both).
+        // A fetch takes a few WeChat calls: 10 s covers it; waiting longer
+        // than 3 s for another holder, fetch anyway (stable_token gives the
+        // same token to both, getticket the same ticket).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         loop {
             match self.store.lock(&self.name(), 10_000) {

@@ -12,7 +12,7 @@ use crate::store::journal::Journal;
 use crate::store::logins::{self, LoginCookie, Logins, LOGIN_TTL};
 use crate::store::memory::Memory;
 use crate::store::pushes::SeenPushes;
-use crate::store::redis::RedisStore;
+use crate::store::redis::{RedisStore, TokenShelf};
 use crate::store::session_file;
 use crate::store::sessions::SessionStore;
 use crate::store::signed::Key;
@@ -22,7 +22,9 @@ use crate::transport::service::{Job, Outcome};
 use crate::web::error::AppError;
 use crate::web::render;
 use crate::web::site::Site;
+use crate::wechat::account::BaseToken;
 use crate::wechat::client::{WechatClient, WechatError};
+use crate::wechat::jsapi::{JsapiCaches, JsapiTicket};
 use minijinja::context;
 use minijinja::Environment;
 use serde_json::json;
@@ -69,6 +71,13 @@ pub struct App {
     told_outside_prefix: bool,
     next_sweep: i64,
     counters: Arc<Counters>,
+    /// The base token and the jsapi_ticket for /jssdk/config; None while a
+    /// worker is fetching with them (`fetch_jsapi_ticket`).
+    jsapi: Option<JsapiCaches>,
+    /// After a failed ticket fetch: its error, answered until this time
+    /// without asking WeChat again (a page reloaded in a loop must not
+    /// spend the account's daily quota).
+    jsapi_failed: Option<(WechatError, i64)>,
 }
 
 /// Where the app's state lives.
@@ -188,8 +197,11 @@ impl App {
             told_outside_prefix: false,
             next_sweep: 0,
             counters: Arc::default(),
+            jsapi: None,
+            jsapi_failed: None,
             config,
         };
+        app.jsapi = Some(app.new_jsapi_caches());
         if let (Some(path), Store::Memory(memory)) =
             (app.config.session_file.clone(), &mut app.store)
         {
@@ -531,6 +543,10 @@ impl App {
             .local_path(req_path)
             .unwrap_or(req_path)
             .starts_with("/api/")
+            || self
+                .local_path(req_path)
+                .unwrap_or(req_path)
+                .starts_with("/jssdk/")
         {
             Reply::json(&json!({ "error": err.kind() })).with_status(status)
         } else {
@@ -580,7 +596,81 @@ impl App {
     }
 }
 
+/// The key of the one jsapi_ticket fetch under way: a request that needs the
+/// ticket meanwhile waits for it.
+const JSAPI_FETCH: &str = "jsapi_ticket";
+/// How long a failed ticket fetch is answered from memory.
+const JSAPI_FAILED_FOR: i64 = 1;
+
 impl App {
+    /// The jsapi_ticket to sign with now, when one is ready (no call).
+    pub fn jsapi_ticket(&self) -> Option<String> {
+        let now = self.clock.now();
+        self.jsapi.as_ref()?.ticket.ready(now).map(str::to_string)
+    }
+
+    /// Fetches the jsapi_ticket on a worker, then `then` with it. One fetch
+    /// at a time: a request that needs the ticket meanwhile waits for that
+    /// fetch and is then handled again. A fetch that failed less than a
+    /// second ago is answered with its error.
+    pub fn fetch_jsapi_ticket(
+        &mut self,
+        req: &Req,
+        then: impl FnOnce(&mut App, Result<String, WechatError>) -> Step + 'static,
+    ) -> Step {
+        let now = self.clock.now();
+        if let Some((error, until)) = &self.jsapi_failed {
+            if now < *until {
+                let error = error.clone();
+                return then(self, Err(error));
+            }
+        }
+        let Some(mut caches) = self.jsapi.take() else {
+            return Ok(Outcome::Join(JSAPI_FETCH.into()));
+        };
+        let (client, clock) = (Arc::clone(&self.wechat), self.clock.clone());
+        let work = move || {
+            let fetched = caches.fetch(&client, &clock);
+            (caches, fetched)
+        };
+        let job = self.call(req, work, move |app: &mut App, (caches, fetched)| {
+            app.jsapi = Some(caches);
+            app.jsapi_failed = match &fetched {
+                Err(e) => Some((e.clone(), app.clock.now() + JSAPI_FAILED_FOR)),
+                Ok(_) => None,
+            };
+            then(app, fetched)
+        });
+        // Refused for room, or lost: the caches start afresh.
+        let job = job
+            .keyed(JSAPI_FETCH.into())
+            .on_abandon(|app: &mut App, _| app.jsapi = Some(app.new_jsapi_caches()));
+        Ok(Outcome::Wait(job))
+    }
+
+    /// Empty caches, shared with the other instances through Redis when
+    /// the store is.
+    fn new_jsapi_caches(&self) -> JsapiCaches {
+        match &self.store {
+            Store::Memory(_) => JsapiCaches::default(),
+            Store::Redis(redis) => {
+                let (appid, secret) = (&self.config.appid, self.config.secret.expose());
+                JsapiCaches {
+                    base: BaseToken::shared(Box::new(TokenShelf::new(
+                        redis.clone(),
+                        appid,
+                        secret,
+                    ))),
+                    ticket: JsapiTicket::shared(Box::new(TokenShelf::jsapi_ticket(
+                        redis.clone(),
+                        appid,
+                        secret,
+                    ))),
+                }
+            }
+        }
+    }
+
     /// A blocking call (WeChat) for a worker; `then` finishes the request on
     /// the loop with its result, and what it returns is finished like any
     /// handler's answer (error pages, security headers).

@@ -23,7 +23,7 @@ const REFRESH_AHEAD: i64 = 300;
 pub struct BaseToken {
     token: Option<(String, i64)>,
     /// Where instances sharing a store keep it (WXAUTH_REDIS_URL).
-    shelf: Option<Box<dyn TokenShelf>>,
+    shelf: Option<Box<dyn TokenShelf + Send>>,
     /// How many times a token was fetched (tests, and the log).
     pub fetches: u32,
 }
@@ -48,7 +48,7 @@ pub trait TokenShelf {
 
 impl BaseToken {
     /// A cache whose token is shared through `shelf`.
-    pub fn shared(shelf: Box<dyn TokenShelf>) -> BaseToken {
+    pub fn shared(shelf: Box<dyn TokenShelf + Send>) -> BaseToken {
         BaseToken {
             shelf: Some(shelf),
             ..BaseToken::default()

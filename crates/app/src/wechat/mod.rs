@@ -9,5 +9,6 @@ pub mod account;
 pub mod client;
 pub mod encryption;
 pub mod errcode;
+pub mod jsapi;
 pub mod message;
 pub mod refresh;
