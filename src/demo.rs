@@ -21,6 +21,7 @@ pub fn sim_config(config: &Config, secret: &str) -> SimConfig {
         app_name: "wxauth 演示公众号".to_string(),
         domain: config.public_host(),
         demo_app: None,
+        push_target: None,
     }
 }
 

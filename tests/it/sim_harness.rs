@@ -73,6 +73,7 @@ pub fn start() -> TestSim {
         app_name: "wxauth 测试".into(),
         domain: "127.0.0.1".into(),
         demo_app: None,
+        push_target: None,
     };
     let running = sim::start(listener, config);
     let agent = ureq::Agent::config_builder()

@@ -42,6 +42,34 @@ pub struct SimConfig {
     /// used (site.rs), so a callback to any host it listens on there (and
     /// only those) is accepted besides `domain`. None for `wxauth sim`.
     pub demo_app: Option<std::net::SocketAddr>,
+    /// Demo mode: where `/sim/push` sends by default, so the simulator's
+    /// page can push to the demo app without its secrets reaching the
+    /// browser. None for `wxauth sim` and tests, which name them per push.
+    pub push_target: Option<PushTarget>,
+}
+
+/// The demo app's message endpoint and the secrets demo mode made up for
+/// it: `/sim/push` fills in `url`, `token` and `aes_key` from here when a
+/// push leaves them out. Never shown on a page; Debug hides the secrets.
+#[derive(Clone)]
+pub struct PushTarget {
+    /// The demo app's `/wechat` URL on loopback.
+    pub url: String,
+    /// The app's WXAUTH_TOKEN.
+    pub token: String,
+    /// The app's EncodingAESKey, when demo mode gave it one (safe and
+    /// compat pushes need it).
+    pub aes_key: Option<String>,
+}
+
+impl std::fmt::Debug for PushTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushTarget")
+            .field("url", &self.url)
+            .field("token", &"****")
+            .field("aes_key", &self.aes_key.as_ref().map(|_| "****"))
+            .finish()
+    }
 }
 
 /// The simulator's state: one instance serves one loop, so no locks.
@@ -77,6 +105,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("consent.html", include_str!("../templates/consent.html")),
     ("error.html", include_str!("../templates/error.html")),
     ("index.html", include_str!("../templates/index.html")),
+    ("push.html", include_str!("../templates/push.html")),
 ];
 
 type Handler = fn(&mut Sim, &Req) -> Reply;
@@ -256,6 +285,9 @@ fn index(sim: &mut Sim, _req: &Req) -> Reply {
         appid => sim.config.appid.as_str(),
         domain => sim.config.domain.as_str(),
         demo_hosts => sim.config.demo_app.is_some(),
+        // Only whether there is a target and a key: never the secrets.
+        push_target => sim.config.push_target.is_some(),
+        push_encrypted => sim.config.push_target.as_ref().is_some_and(|t| t.aes_key.is_some()),
         users => Value::from(Serde(users)),
         state => Value::from(Serde(control::state_json(sim))),
     };
@@ -273,6 +305,7 @@ mod tests {
             app_name: "wxauth 演示".into(),
             domain: "127.0.0.1".into(),
             demo_app: None,
+            push_target: None,
         })
     }
 
@@ -283,6 +316,101 @@ mod tests {
         assert_eq!(page.status, 200);
         let page = s.error_page(400, Some(10003), "redirect_uri域名与后台配置不一致");
         assert!(String::from_utf8_lossy(&page.body).contains("10003"));
+    }
+
+    /// A form POST to `path`, as a browser sends it.
+    fn post_form(path: &str, body: &str) -> Req {
+        let headers = vec![(
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        )];
+        Req::new(Method::Post, path, headers, body.as_bytes().to_vec())
+    }
+
+    /// A loopback port where nothing listens.
+    fn closed_port() -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr").port()
+    }
+
+    fn demo_sim(aes_key: Option<&str>) -> Sim {
+        Sim::new(SimConfig {
+            push_target: Some(PushTarget {
+                url: format!("http://127.0.0.1:{}/wechat", closed_port()),
+                token: "demoTokenNotForPages".into(),
+                aes_key: aes_key.map(String::from),
+            }),
+            ..sim().config
+        })
+    }
+
+    const DEMO_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+    #[test]
+    fn the_push_form_is_on_the_index_page_in_demo_mode_only() {
+        let page = |s: &mut Sim| {
+            let r = s.route(&Req::fake("GET", "/sim", &[]));
+            assert_eq!(r.status, 200);
+            String::from_utf8(r.body).unwrap()
+        };
+        let html = page(&mut sim());
+        assert!(html.contains("mode=safe") && html.contains("bad_msg_signature=1"));
+        assert!(!html.contains("向演示应用推送"), "{html}");
+        let html = page(&mut demo_sim(Some(DEMO_KEY)));
+        for part in [
+            "向演示应用推送",
+            "<form method=\"post\" action=\"/sim/push\">",
+            "name=\"view\" value=\"page\"",
+            "name=\"content\" value=\"登录\"",
+            "<option value=\"subscribe\">",
+            "<option value=\"safe\">安全</option>",
+            "<option value=\"compat\">兼容</option>",
+        ] {
+            assert!(html.contains(part), "{part} not in {html}");
+        }
+        assert!(!html.contains("demoTokenNotForPages") && !html.contains(DEMO_KEY));
+        // Without a key only plaintext can be pushed.
+        let html = page(&mut demo_sim(None));
+        assert!(html.contains("向演示应用推送") && !html.contains("value=\"safe\""));
+    }
+
+    #[test]
+    fn the_push_form_answers_with_a_page() {
+        // Nothing listens at the target: the page still tells what was sent.
+        let mut s = demo_sim(Some(DEMO_KEY));
+        let r = s.route(&post_form(
+            "/sim/push",
+            "kind=text&content=%E7%99%BB%E5%BD%95&mode=safe&view=page",
+        ));
+        assert_eq!(
+            (r.status, r.header("Content-Type")),
+            (200, Some("text/html; charset=utf-8"))
+        );
+        let html = String::from_utf8(r.body).unwrap();
+        for part in [
+            "安全模式",
+            "&lt;Content&gt;&lt;![CDATA[登录]]&gt;",
+            "Encrypt 元素",
+            "没有连上应用",
+            "href=\"/sim\"",
+        ] {
+            assert!(html.contains(part), "{part} not in {html}");
+        }
+        assert!(!html.contains("demoTokenNotForPages") && !html.contains(DEMO_KEY));
+        // A wrong field: an error page, not JSON.
+        let r = s.route(&post_form("/sim/push", "kind=tap&view=page"));
+        assert_eq!(r.status, 400);
+        assert!(String::from_utf8_lossy(&r.body).contains("没有推送"));
+        // The JSON answer for the same push.
+        let r = s.route(&post_form("/sim/push", "kind=subscribe&mode=compat"));
+        assert_eq!(r.status, 200);
+        let report: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(report["mode"], "compat");
+        assert!(
+            report["encrypt"].is_string() && report["xml"].is_string(),
+            "{report}"
+        );
+        assert_eq!(report["answers"][0]["status"], 0, "{report}");
     }
 
     #[test]
