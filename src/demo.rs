@@ -5,8 +5,9 @@
 use std::io;
 use std::net::SocketAddr;
 use wxauth_app::config::Config;
+use wxauth_app::transport::host;
 use wxauth_app::transport::listener::{Listener, Running};
-use wxauth_sim::{self as sim, SimConfig};
+use wxauth_sim::{self as sim, PushTarget, SimConfig};
 
 /// The secret `wxauth sim` accepts when none is configured. It guards nothing:
 /// the simulator is a stand-in for WeChat on loopback.
@@ -36,5 +37,12 @@ pub fn start_sim(config: &mut Config, app: SocketAddr) -> io::Result<Running> {
     // The app follows the host each browser used (site.rs): every host it
     // listens on is its own, and the simulator calls back to any of them.
     sim_config.demo_app = config.follow_host.then_some(config.listen);
+    // The simulator's page pushes to the demo's /wechat with its token and
+    // key, which stay in this process: the page never sees them.
+    sim_config.push_target = config.endpoint.as_ref().map(|endpoint| PushTarget {
+        url: format!("http://{}{}/wechat", host::reachable(app), config.prefix),
+        token: endpoint.token.expose().to_string(),
+        aes_key: endpoint.aes_keys.first().map(|k| k.expose().to_string()),
+    });
     Ok(sim::start(listener, sim_config))
 }

@@ -335,3 +335,87 @@ fn plain_mode_answers_compat_pushes_in_plaintext_and_refuses_safe_ones() {
     let resp = push_encrypted(&stack, &xml, KEY, "wx0000000000real", Body::Safe);
     assert_eq!(resp.status, 400);
 }
+
+#[test]
+fn the_simulator_pushes_in_every_mode_and_checks_the_encrypted_replies() {
+    // The demo's own token and key, made up: the simulator pushes with them
+    // and the test never learns them.
+    let demo = start_with(&[]);
+    for mode in ["plain", "compat", "safe"] {
+        let pushed = demo.push(&[("kind", "text"), ("content", "登录"), ("mode", mode)]);
+        let answer = &pushed["answers"][0];
+        assert_eq!(answer["status"], 200, "{mode}: {pushed}");
+        if mode == "plain" {
+            assert!(
+                answer["body"].as_str().unwrap().contains("/login"),
+                "{pushed}"
+            );
+            assert!(answer.get("reply").is_none());
+        } else {
+            assert_eq!(answer["reply"]["ok"], true, "{mode}: {pushed}");
+            assert!(
+                answer["reply"]["xml"].as_str().unwrap().contains("/login"),
+                "{pushed}"
+            );
+            assert!(answer["body"].as_str().unwrap().contains("<Encrypt>"));
+        }
+    }
+    // Retries in safe mode: the same reply each time, acted on once.
+    let before = demo.app.stats().pushes;
+    let retried = demo.push(&[("kind", "subscribe"), ("mode", "safe"), ("repeat", "3")]);
+    let replies: Vec<&str> = retried["answers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["reply"]["xml"].as_str().unwrap())
+        .collect();
+    assert_eq!(replies.len(), 3);
+    assert!(replies.iter().all(|r| *r == replies[0]), "{replies:?}");
+    assert_eq!(demo.app.stats().pushes, before + 1);
+    // What the simulator's page shows after its form.
+    let page = Browser::new().post(
+        &format!("{}/sim/push", demo.sim_url),
+        &[
+            ("kind", "text"),
+            ("content", "登录"),
+            ("mode", "safe"),
+            ("view", "page"),
+        ],
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("MsgSignature 正确"), "{}", page.body);
+}
+
+#[test]
+fn the_simulator_tells_a_safe_app_from_a_plain_push_and_a_wrong_key() {
+    let stack = start_real(&[
+        ("WXAUTH_TOKEN", TOKEN),
+        ("WXAUTH_ENCODING_AES_KEY", KEY),
+        ("WXAUTH_MSG_MODE", "safe"),
+    ]);
+    let url = stack.url("/wechat");
+    let push = |extra: &[(&str, &str)]| {
+        let mut fields = vec![
+            ("url", url.as_str()),
+            ("token", TOKEN),
+            ("kind", "subscribe"),
+        ];
+        fields.extend_from_slice(extra);
+        stack.push(&fields)
+    };
+    let appid = "wx000000000000test"; // start_real's
+    assert_eq!(push(&[])["answers"][0]["status"], 400, "plaintext refused");
+    let ok = push(&[("mode", "safe"), ("aes_key", KEY), ("appid", appid)]);
+    assert_eq!(ok["answers"][0]["reply"]["ok"], true, "{ok}");
+    let wrong_key = push(&[("mode", "safe"), ("aes_key", OLD_KEY), ("appid", appid)]);
+    assert_eq!(wrong_key["answers"][0]["status"], 400, "{wrong_key}");
+    let wrong_appid = push(&[("mode", "safe"), ("aes_key", KEY), ("wrong_appid", "1")]);
+    assert_eq!(wrong_appid["answers"][0]["status"], 400, "{wrong_appid}");
+    let bad_sig = push(&[
+        ("mode", "compat"),
+        ("aes_key", KEY),
+        ("appid", appid),
+        ("bad_msg_signature", "1"),
+    ]);
+    assert_eq!(bad_sig["answers"][0]["status"], 403, "{bad_sig}");
+}

@@ -438,7 +438,10 @@ impl TokenShelf {
         TokenShelf {
             store,
             appid: appid.to_string(),
-            key: sealed::derive("wxauth-jsapi-ticket", &[appid.as_bytes(), secret.as_bytes()]),
+            key: sealed::derive(
+                "wxauth-jsapi-ticket",
+                &[appid.as_bytes(), secret.as_bytes()],
+            ),
             what: "ticket",
         }
     }
