@@ -106,7 +106,7 @@ pub const SETTINGS: &[Setting] = &[
     env_only("WXAUTH_ENCODING_AES_KEY_PREV", "", "the previous EncodingAESKey, while rotating"),
     value("WXAUTH_MSG_MODE", "", "plain, compat or safe (default: compat with a key)"),
     value("WXAUTH_ALLOW", "", "file of allowed openids/unionids (/auth/check)"),
-    value("WXAUTH_JS_DOMAINS", "PUBLIC_URL's host", "hosts whose pages get wx.config signatures"),
+    value("WXAUTH_JS_DOMAINS", "PUBLIC_URL's host", "hosts whose pages get wx.config"),
 ];
 
 /// Variables outside WXAUTH_* that configuration reads: systemd's

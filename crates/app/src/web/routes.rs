@@ -8,7 +8,7 @@ use crate::transport::service::Outcome;
 use crate::web::app::{App, Step};
 use crate::web::assets;
 use crate::web::error::AppError;
-use crate::web::handlers::{gateway, json, login, profile, scan, wechat_endpoint};
+use crate::web::handlers::{gateway, json, jssdk, login, profile, scan, wechat_endpoint};
 
 /// A handler: parse, check, change state, reply.
 pub enum Handler {
@@ -56,6 +56,8 @@ pub const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Get, "/auth/check", Calls(gateway::check)),
     (Method::Get, "/auth/start", Now(gateway::start)),
     (Method::Get, "/auth/denied", Calls(gateway::denied)),
+    // wx.config for the account's pages (JS-SDK).
+    (Method::Get, "/jssdk/config", Calls(jssdk::config)),
     // Only when WXAUTH_TOKEN is set; 404 otherwise.
     (Method::Get, "/wechat", Now(wechat_endpoint::verify)),
     (Method::Post, "/wechat", Calls(wechat_endpoint::receive)),

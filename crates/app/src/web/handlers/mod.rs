@@ -2,6 +2,7 @@
 
 pub mod gateway;
 pub mod json;
+pub mod jssdk;
 pub mod login;
 pub mod profile;
 pub mod scan;
