@@ -785,6 +785,33 @@ mod tests {
     }
 
     #[test]
+    fn js_domains_are_public_urls_host_or_plain_host_names() {
+        let c = config(&REAL).unwrap();
+        assert_eq!(c.js_domains, ["wx.example.com"]);
+        let mut settings = REAL.to_vec();
+        settings.push(("WXAUTH_JS_DOMAINS", " M.Example.com, wx.example.com ,"));
+        assert_eq!(
+            config(&settings).unwrap().js_domains,
+            ["m.example.com", "wx.example.com"]
+        );
+        for bad in [
+            "https://m.example.com",
+            "m.example.com:443",
+            "m.example.com/a",
+            ",",
+            "-x.com",
+        ] {
+            let mut settings = REAL.to_vec();
+            settings.push(("WXAUTH_JS_DOMAINS", bad));
+            let p = problems(&settings);
+            assert!(
+                p.iter().any(|p| p.starts_with("WXAUTH_JS_DOMAINS")),
+                "{bad}: {p:?}"
+            );
+        }
+    }
+
+    #[test]
     fn the_demo_makes_up_a_token_and_key_nobody_outside_knows() {
         let a = config(&[]).unwrap().endpoint.unwrap();
         let b = config(&[]).unwrap().endpoint.unwrap();
