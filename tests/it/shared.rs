@@ -319,3 +319,47 @@ fn an_anonymous_visitor_costs_redis_nothing_and_is_served_while_it_is_down() {
     let profile = stranger.get(&pair.b_url("/profile"));
     assert_eq!(profile.status, 302, "{}", profile.body);
 }
+
+#[test]
+fn instances_share_one_jsapi_ticket_fetched_once_and_kept_sealed() {
+    let Some(redis) = redis_server() else { return };
+    let pair = pair(&redis);
+    let page = wxauth_app::transport::http::encode_component("http://127.0.0.1/a?b=1");
+    let path = format!("/jssdk/config?url={page}");
+    let mut signatures = Vec::new();
+    for url in [
+        pair.a.url(&path),
+        pair.b_url(&path),
+        pair.a.url(&path),
+        pair.b_url(&path),
+    ] {
+        let resp = Browser::new().get(&url);
+        assert_eq!(resp.status, 200, "{url}: {}", resp.body);
+        let json: serde_json::Value = serde_json::from_str(&resp.body).unwrap();
+        signatures.push(json);
+    }
+    assert_eq!(pair.a.calls("getticket"), 1, "one fetch for both instances");
+    assert_eq!(pair.a.calls("stable_token"), 1);
+    // Each instance's signature passes WeChat's check.
+    for config in &signatures {
+        let query = wxauth_app::transport::http::encode_query(&[
+            ("appId", config["appId"].as_str().unwrap()),
+            ("timestamp", &config["timestamp"].to_string()),
+            ("nonceStr", config["nonceStr"].as_str().unwrap()),
+            ("signature", config["signature"].as_str().unwrap()),
+            ("url", "http://127.0.0.1/a?b=1"),
+        ]);
+        let check = Browser::new().get(&format!("{}/sim/jssdk/check?{query}", pair.a.sim_url));
+        assert!(check.body.contains("config:ok"), "{}", check.body);
+    }
+    // Kept as expiry and sealed bytes: no ticket in Redis.
+    let dump = redis.dump();
+    let line = dump
+        .lines()
+        .find(|l| l.contains("wxauth:ticket:wx000000000000test"))
+        .unwrap_or_else(|| panic!("no ticket record in {dump}"));
+    let value = line.split_once('=').unwrap().1;
+    let (expires, sealed) = value.split_once(':').expect("expiry:sealed");
+    assert!(expires.parse::<i64>().is_ok(), "{line}");
+    assert!(sealed.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
+}
