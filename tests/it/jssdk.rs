@@ -197,3 +197,37 @@ fn a_page_of_a_js_domain_on_another_origin_may_read_the_answer() {
     let other = browser.get_with(&url, &[("Origin", "https://evil.example")]);
     assert_eq!(other.header("access-control-allow-origin"), None);
 }
+
+#[test]
+fn a_thousand_config_requests_make_two_wechat_calls() {
+    let stack = stack();
+    let urls: Vec<String> = (0..8)
+        .map(|t| {
+            stack.url(&format!(
+                "/jssdk/config?url={}",
+                wxauth_app::transport::http::encode_component(&format!("http://127.0.0.1/t/{t}"))
+            ))
+        })
+        .collect();
+    let ok = std::thread::scope(|s| {
+        let handles: Vec<_> = urls
+            .iter()
+            .map(|url| {
+                s.spawn(move || {
+                    let mut browser = Browser::new();
+                    (0..125).filter(|_| browser.get(url).status == 200).count()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .sum::<usize>()
+    });
+    assert_eq!(ok, 1000);
+    // One base token, one ticket: WeChat's whole share of 1,000 pages.
+    assert_eq!(
+        (stack.calls("stable_token"), stack.calls("getticket")),
+        (1, 1)
+    );
+}
