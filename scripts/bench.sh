@@ -129,6 +129,13 @@ for round in 1 2 3; do
     wrk_run "profile_c32_r$round" "$app/profile" 32 "$cookie"
     wrk_run "reference_c32_r$round" "http://127.0.0.1:$ref_port/" 32 "$cookie"
 done
+# /jssdk/config with the jsapi_ticket kept: every request signs on the loop;
+# WeChat is asked once (base token, then ticket) for all of them.
+page=$(python3 -c 'import urllib.parse; print(urllib.parse.quote("http://127.0.0.1/shop?id=1", safe=""))')
+wrk_run jssdk_c32 "$app/jssdk/config?url=$page" 32
+calls=$(curl -s "$sim/sim/state")
+result[jssdk_getticket_calls]=$(echo "$calls" | python3 -c 'import json,sys; print(json.load(sys.stdin)["calls"]["getticket"])')
+result[jssdk_requests]=$(( result[jssdk_c32_rps] * duration ))
 median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
 for what in profile reference; do
     result[${what}_c32_rps]=$(median3 "${result[${what}_c32_r1_rps]}" "${result[${what}_c32_r2_rps]}" "${result[${what}_c32_r3_rps]}")
@@ -250,6 +257,9 @@ wrk and the servers share the cores; ${duration} s per run.
 | reference page (tiny_http + minijinja), req/s (p99) | ${result[reference_c1_rps]} (${result[reference_c1_p99_ms]} ms) | ${result[reference_c32_rps]} (${result[reference_c32_p99_ms]} ms) |
 | /profile as a fraction of the reference | | ${result[profile_vs_reference]} |
 | complete logins/s (1 and 4 clients) | ${result[logins_1_per_s]} | ${result[logins_4_per_s]} (4) |
+| GET /jssdk/config, ticket kept, req/s (p99) | | ${result[jssdk_c32_rps]} (${result[jssdk_c32_p99_ms]} ms) |
+
+/jssdk/config: about ${result[jssdk_requests]} requests cost WeChat ${result[jssdk_getticket_calls]} getticket call(s).
 
 EOF
 if [ -n "${result[check_redis_rps]:-}" ]; then
