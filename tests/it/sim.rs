@@ -614,7 +614,8 @@ fn state_counts_every_api_call_including_failed_ones() {
     assert_eq!(
         state["calls"],
         serde_json::json!({"access_token": 0, "refresh_token": 0, "userinfo": 0, "auth": 0,
-            "token": 0, "stable_token": 0, "menu_create": 0, "menu_get": 0, "menu_delete": 0})
+            "token": 0, "stable_token": 0, "menu_create": 0, "menu_get": 0, "menu_delete": 0,
+            "getticket": 0})
     );
     sim.exchange("nope");
     sim.control(&[("fault", "userinfo:status:500")]);
@@ -626,7 +627,8 @@ fn state_counts_every_api_call_including_failed_ones() {
     assert_eq!(
         state["calls"],
         serde_json::json!({"access_token": 1, "refresh_token": 1, "userinfo": 1, "auth": 0,
-            "token": 0, "stable_token": 0, "menu_create": 0, "menu_get": 0, "menu_delete": 0})
+            "token": 0, "stable_token": 0, "menu_create": 0, "menu_get": 0, "menu_delete": 0,
+            "getticket": 0})
     );
 }
 

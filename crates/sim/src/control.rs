@@ -60,6 +60,7 @@ pub(super) fn state_json(sim: &Sim) -> serde_json::Value {
             "refresh_tokens": refresh_tokens,
             "base_tokens": sim.base_tokens.len(),
             "menu": sim.menu.is_some(),
+            "jsapi_tickets": sim.jsapi_tickets.live(sim.clock.now()),
         },
     })
 }

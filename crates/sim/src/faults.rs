@@ -15,11 +15,13 @@ pub enum Endpoint {
     MenuCreate,
     MenuGet,
     MenuDelete,
+    /// cgi-bin/ticket/getticket, the JS-SDK's jsapi_ticket.
+    Getticket,
 }
 
 impl Endpoint {
     /// How many endpoints there are: the length of per-endpoint arrays.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
 
     /// Every endpoint, in the order `/sim/state` lists them.
     pub const ALL: [Endpoint; Endpoint::COUNT] = [
@@ -32,6 +34,7 @@ impl Endpoint {
         Endpoint::MenuCreate,
         Endpoint::MenuGet,
         Endpoint::MenuDelete,
+        Endpoint::Getticket,
     ];
 
     /// The name used in `fault=ENDPOINT:KIND` and in `/sim/state`.
@@ -46,6 +49,7 @@ impl Endpoint {
             Endpoint::MenuCreate => "menu_create",
             Endpoint::MenuGet => "menu_get",
             Endpoint::MenuDelete => "menu_delete",
+            Endpoint::Getticket => "getticket",
         }
     }
 
@@ -210,6 +214,10 @@ mod tests {
         assert_eq!(
             parse_spec("stable_token:errcode:40001"),
             Ok((Endpoint::StableToken, Fault::Errcode(40001)))
+        );
+        assert_eq!(
+            parse_spec("getticket:errcode:45009"),
+            Ok((Endpoint::Getticket, Fault::Errcode(45009)))
         );
         for endpoint in Endpoint::ALL {
             let spec = format!("{}:garbage", endpoint.name());

@@ -1,7 +1,7 @@
 //! The WeChat simulator: open.weixin.qq.com (authorize, consent) and
-//! api.weixin.qq.com (sns/*, cgi-bin token and menu) on one loopback port,
-//! plus `/sim/*` controls for tests and demos, and pushes of signed events to
-//! the app. Behaves like WeChat (see docs/wechat.md) so that code that works here
+//! api.weixin.qq.com (sns/*, cgi-bin token, menu and jsapi_ticket) on one
+//! loopback port, plus `/sim/*` controls for tests and demos, pushes of
+//! signed events to the app, and the client side of the JS-SDK (`wx.config`). Behaves like WeChat (see docs/wechat.md) so that code that works here
 //! works there. Single-threaded; never imported by the app's modules.
 
 mod authorize;
@@ -9,11 +9,13 @@ mod base_token;
 mod cgi;
 mod control;
 mod faults;
+mod jssdk;
 mod link;
 mod menu;
 mod push;
 mod sns;
 mod state;
+mod ticket;
 mod users;
 
 use base_token::BaseTokens;
@@ -23,6 +25,7 @@ use minijinja::{context, Environment, UndefinedBehavior};
 use state::Store;
 use std::collections::VecDeque;
 use std::time::Duration;
+use ticket::JsapiTickets;
 use wxauth_app::clock::Clock;
 use wxauth_app::log;
 use wxauth_app::transport::http::{Method, Reply, Req};
@@ -83,6 +86,8 @@ pub struct Sim {
     base_tokens: BaseTokens,
     /// The custom menu as sent to cgi-bin/menu/create, checked JSON.
     menu: Option<String>,
+    /// The JS-SDK's jsapi_tickets (cgi-bin/ticket/getticket).
+    jsapi_tickets: JsapiTickets,
     faults: Faults,
     /// API calls per `faults::Endpoint`, failed ones included.
     calls: [u64; Endpoint::COUNT],
@@ -135,6 +140,9 @@ const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Post, "/cgi-bin/menu/create", cgi::menu_create),
     (Method::Get, "/cgi-bin/menu/get", cgi::menu_get),
     (Method::Get, "/cgi-bin/menu/delete", cgi::menu_delete),
+    (Method::Get, "/cgi-bin/ticket/getticket", cgi::getticket),
+    (Method::Get, "/sim/jssdk/check", jssdk::check),
+    (Method::Get, "/sim/jweixin.js", jssdk::jweixin),
     (Method::Post, "/sim/control", control::control),
     (Method::Get, "/sim/state", control::state),
     (Method::Post, "/sim/push", push::push),
@@ -157,6 +165,7 @@ impl Sim {
             store: Store::new(),
             base_tokens: BaseTokens::new(),
             menu: None,
+            jsapi_tickets: JsapiTickets::new(),
             faults: Faults::default(),
             calls: [0; Endpoint::COUNT],
             callbacks: VecDeque::new(),
@@ -411,6 +420,23 @@ mod tests {
             "{report}"
         );
         assert_eq!(report["answers"][0]["status"], 0, "{report}");
+    }
+
+    #[test]
+    fn the_index_page_documents_the_js_sdk_and_counts_live_tickets() {
+        let mut s = sim();
+        s.jsapi_tickets.get("wxSIMAPPID0000001", s.clock.now());
+        let r = s.route(&Req::fake("GET", "/sim", &[]));
+        let html = String::from_utf8(r.body).unwrap();
+        for part in [
+            "/cgi-bin/ticket/getticket?access_token=…&amp;type=jsapi",
+            "/sim/jssdk/check?appId=",
+            "/sim/jweixin.js",
+            "有效的 jsapi_ticket：1 个",
+            "<code>getticket</code> 0",
+        ] {
+            assert!(html.contains(part), "{part} not in {html}");
+        }
     }
 
     #[test]

@@ -195,18 +195,25 @@ fn check_redirect_uri(uri: &str, config: &SimConfig) -> Result<(), Refusal> {
     // Read as the app reads its own URLs: `http://127.0.0.1@evil.example/`,
     // a classic way to fake the host, is no URL at all.
     let url = HttpUrl::parse(uri).ok_or(BAD_REDIRECT_URI)?;
-    if url.authority().host().eq_ignore_ascii_case(&config.domain) {
-        return Ok(());
-    }
-    let plain = !url.is_https();
-    let demo_host = config
-        .demo_app
-        .is_some_and(|app| plain && host::listened(app, url.authority()).is_some());
-    if demo_host {
+    if on_our_domain(&url, config) {
         Ok(())
     } else {
         Err(DOMAIN_MISMATCH)
     }
+}
+
+/// The domain rule above, for a URL already read: its host is the
+/// configured domain (any port), or in demo mode a plain http host and
+/// port the demo app listens on. The JS-SDK's 「JS接口安全域名」 check
+/// (jssdk.rs) applies the same rule to page URLs.
+pub(super) fn on_our_domain(url: &HttpUrl, config: &SimConfig) -> bool {
+    if url.authority().host().eq_ignore_ascii_case(&config.domain) {
+        return true;
+    }
+    let plain = !url.is_https();
+    config
+        .demo_app
+        .is_some_and(|app| plain && host::listened(app, url.authority()).is_some())
 }
 
 pub(super) fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {

@@ -289,6 +289,12 @@ fn bad_types(endpoint: Endpoint) -> serde_json::Value {
         Endpoint::MenuGet => serde_json::json!({
             "menu": { "button": { "name": 1, "type": ["click"] } },
         }),
+        Endpoint::Getticket => serde_json::json!({
+            "errcode": "0",
+            "errmsg": 0,
+            "ticket": 1234567890,
+            "expires_in": "7200",
+        }),
     }
 }
 

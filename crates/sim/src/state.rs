@@ -20,6 +20,11 @@ const TOKEN_KEEP: i64 = 24 * 3600;
 /// Caps on each store; the oldest entry goes first. A demo never nears them.
 const MAX_ENTRIES: usize = 10_000;
 
+/// WeChat's "invalid args" (getticket with a `type` other than jsapi). Not
+/// in wxauth_app::wechat::errcode, which lists only the codes the app acts
+/// on, so the simulator names it itself.
+pub const INVALID_ARGS: i64 = 40097;
+
 /// Prefixes that make the sim's tokens easy to grep for in leak checks.
 pub const ACCESS_PREFIX: &str = "simAT_";
 pub const REFRESH_PREFIX: &str = "simRT_";
@@ -68,6 +73,7 @@ pub fn errmsg(errcode: i64) -> &'static str {
         MENU_NO_EXIST => "menu no exist",
         DATA_FORMAT_ERROR => "data format error",
         API_UNAUTHORIZED => "api unauthorized",
+        INVALID_ARGS => "invalid args",
         _ => "simulated error",
     }
 }
@@ -366,6 +372,7 @@ mod tests {
             CODE_EXPIRED,
             API_UNAUTHORIZED,
             MINUTE_QUOTA,
+            INVALID_ARGS,
             SYSTEM_BUSY,
         ] {
             assert_ne!(errmsg(code), "simulated error");
