@@ -552,6 +552,44 @@ mod tests {
         );
     }
 
+    /// What safe mode costs the loop per push: open (msg_signature,
+    /// decrypt) and seal a reply, for a subscribe of WeChat's size.
+    /// `cargo test --release -p wxauth-app safe_mode_cost -- --ignored --nocapture`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn safe_mode_cost() {
+        let key = tencent_key();
+        let push = "<xml><ToUserName><![CDATA[gh_0123456789ab]]></ToUserName><FromUserName><![CDATA[oSim0PandaXiaoMingEmoji00001]]></FromUserName><CreateTime>1409304348</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event><EventKey><![CDATA[]]></EventKey></xml>";
+        let reply = "<xml><ToUserName><![CDATA[oSim0PandaXiaoMingEmoji00001]]></ToUserName><FromUserName><![CDATA[gh_0123456789ab]]></FromUserName><CreateTime>1409304348</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[欢迎！点击登录，查看你的资料：https://wx.example.com/login]]></Content></xml>";
+        let encrypt = key.encrypt(push.as_bytes(), TENCENT_APPID, *TENCENT_RANDOM);
+        let sig = msg_signature("pamtest", "1409304348", "xxxxxx", &encrypt);
+        let signed = Signed {
+            token: "pamtest",
+            timestamp: "1409304348",
+            nonce: "xxxxxx",
+            msg_signature: &sig,
+        };
+        let keys = [key];
+        let n = 100_000;
+        let started = std::time::Instant::now();
+        for _ in 0..n {
+            let (message, which) = open(&keys, TENCENT_APPID, &signed, &encrypt).unwrap();
+            std::hint::black_box(message);
+            let sealed = seal_reply(
+                &keys[which],
+                "pamtest",
+                TENCENT_APPID,
+                reply,
+                1409304348,
+                "1234567890",
+                *TENCENT_RANDOM,
+            );
+            std::hint::black_box(sealed);
+        }
+        let each = started.elapsed().as_secs_f64() * 1e6 / n as f64;
+        println!("safe mode: open + seal {each:.2} µs per push ({n} pushes)");
+    }
+
     #[test]
     fn keys_are_43_letters_and_digits_and_never_printed() {
         assert!(MessageKey::from_encoding_aes_key(&TENCENT_KEY[..42]).is_none());
