@@ -10,6 +10,7 @@ mod flow;
 mod gateway;
 mod hosts;
 mod http_layer;
+mod jssdk_page;
 mod layers;
 mod mp;
 mod pages;
