@@ -660,3 +660,322 @@ fn a_desktop_logs_in_by_scanning_under_a_path_prefix() {
     assert!(chrome.text().contains("熊猫🐼小明"));
     chrome.check_page("profile under /wx/");
 }
+
+/// What the JS-SDK example page's status says once it has left "正在调用
+/// wx.config…" (at most 20 s: the helper's own deadline for WeChat is 15 s).
+fn jssdk_status(chrome: &mut Chrome) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = chrome.eval("document.getElementById('jssdk-status').textContent");
+        let status = status.as_str().unwrap_or("").to_string();
+        if !status.starts_with("正在调用") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the status still says {status:?} after 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Taps the example page's wx.checkJsApi button and waits (at most 10 s)
+/// for the answer it lists.
+fn check_js_api(chrome: &mut Chrome) -> String {
+    chrome.eval("document.getElementById('jssdk-check').click()");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = chrome.eval("document.getElementById('jssdk-result').innerText");
+        let listed = listed.as_str().unwrap_or("").to_string();
+        if listed.contains("checkJsApi:") {
+            return listed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no wx.checkJsApi answer in 10 s: {listed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_jssdk_example_page_configures_wx_with_the_simulator() {
+    let Some(mut chrome) = Chrome::launch() else {
+        return;
+    };
+    let stack = start();
+    // The home page of the demo leads there.
+    chrome.navigate(&stack.url("/"));
+    chrome.tap("a[href='/jssdk/example']");
+    assert_eq!(chrome.url(), stack.url("/jssdk/example"));
+    // The simulator's jweixin.js asks the simulator whether the signature
+    // wxauth made holds for this page.
+    assert_eq!(jssdk_status(&mut chrome), "wx.config: ok");
+    let ok = chrome.eval("document.getElementById('jssdk-status').classList.contains('ok')");
+    assert_eq!(ok, json!(true));
+    let listed = check_js_api(&mut chrome);
+    assert!(
+        listed.contains("scanQRCode：可用") && listed.contains("checkJsApi:ok"),
+        "{listed}"
+    );
+    chrome.check_page("jssdk example");
+    chrome.screenshot("jssdk-example");
+    // A link shared in WeChat comes back with a query, and a single-page
+    // app's route follows `#`: the URL signed is the page's without `#…`.
+    chrome.navigate(&stack.url("/jssdk/example?from=singlemessage&isappinstalled=0#/x"));
+    assert_eq!(
+        jssdk_status(&mut chrome),
+        "wx.config: ok",
+        "{}",
+        chrome.text()
+    );
+}
+
+/// Runs before the example page's own scripts: records what the helper
+/// (static/wxauth-jssdk.js) logs, fetches and hands wx.config, and does what
+/// the URL's #fragment asks: `answer` (and `status`) stand in for
+/// /jssdk/config's answer, `wx` for WeChat's script ("ready", or the errMsg
+/// wx.error hands over). The fragment is neither sent nor signed.
+const JSSDK_STUBS: &str = r#"(() => {
+  const plan = new URLSearchParams(location.hash.slice(1));
+  const seen = (window.__seen = { errors: [], fetched: [], config: null });
+  const log = console.error.bind(console);
+  console.error = (...args) => { seen.errors.push(args.join(" ")); log(...args); };
+  addEventListener("unhandledrejection", (e) => seen.errors.push("unhandled: " + e.reason));
+  const realFetch = window.fetch.bind(window);
+  window.fetch = (url, init) => {
+    seen.fetched.push(String(url));
+    if (!plan.has("answer")) return realFetch(url, init);
+    return Promise.resolve(new Response(plan.get("answer"), {
+      status: Number(plan.get("status") || 200),
+      headers: { "Content-Type": "application/json" },
+    }));
+  };
+  if (!plan.has("wx")) return;
+  const outcome = plan.get("wx"), readies = [], failures = [];
+  window.wx = {
+    config(config) {
+      seen.config = config;
+      setTimeout(() => outcome === "ready"
+        ? readies.forEach((f) => f())
+        : failures.forEach((f) => f({ errMsg: outcome })), 50);
+    },
+    ready(f) { readies.push(f); },
+    error(f) { failures.push(f); },
+    checkJsApi({ jsApiList, success }) {
+      const checkResult = {};
+      jsApiList.forEach((name) => { checkResult[name] = true; });
+      setTimeout(() => success({ checkResult, errMsg: "checkJsApi:ok" }));
+    },
+  };
+})()"#;
+
+/// A `#fragment` for `JSSDK_STUBS`.
+fn plan(pairs: &[(&str, &str)]) -> String {
+    let pairs: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={}", wxauth_app::transport::http::encode_component(v)))
+        .collect();
+    format!("#{}", pairs.join("&"))
+}
+
+/// What `JSSDK_STUBS` saw on the page.
+fn seen(chrome: &mut Chrome) -> Value {
+    chrome.eval("window.__seen")
+}
+
+/// The URL the helper should ask for a page at `page` (without `#`).
+fn config_url(base: &str, page: &str) -> String {
+    format!(
+        "{base}/jssdk/config?url={}",
+        wxauth_app::transport::http::encode_component(page)
+    )
+}
+
+#[test]
+fn the_jssdk_helper_says_in_words_what_went_wrong() {
+    let Some(mut chrome) = Chrome::launch() else {
+        return;
+    };
+    let stack = start();
+    chrome.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": JSSDK_STUBS }),
+    );
+    // The simulator's stand-in never loads: each case brings its own wx, or none.
+    chrome.call("Network.enable", json!({}));
+    chrome.call(
+        "Network.setBlockedURLs",
+        json!({ "urls": ["*/sim/jweixin.js"] }),
+    );
+    let errors = |seen: &Value| seen["errors"].as_array().unwrap().clone();
+
+    // No WeChat script before the helper.
+    chrome.navigate(&stack.url("/jssdk/example?case=no-wx"));
+    let missing = "wxauth: window.wx is missing: include jweixin-1.6.0.js before wxauth-jssdk.js";
+    assert_eq!(jssdk_status(&mut chrome), missing);
+    let seen_now = seen(&mut chrome);
+    assert_eq!(errors(&seen_now), [json!(missing)], "one console line");
+    let state = chrome.eval("[document.getElementById('jssdk-status').className, document.getElementById('jssdk-check').disabled]");
+    assert_eq!(state, json!(["scan-status jssdk-status failed", true]));
+
+    // wxauth refuses the URL (400): its reason, as the server wrote it.
+    let page = stack.url("/jssdk/example?case=amp&amp;x=1");
+    chrome.navigate(&format!("{page}{}", plan(&[("wx", "ready")])));
+    let status = jssdk_status(&mut chrome);
+    assert!(
+        status.starts_with("wxauth: url: holds &amp;, an HTML-escaped &"),
+        "{status}"
+    );
+    let seen_now = seen(&mut chrome);
+    assert_eq!(
+        seen_now["fetched"],
+        json!([config_url(&stack.app_url, &page)])
+    );
+    assert_eq!(errors(&seen_now), [json!(status)]);
+
+    // WeChat refuses the signature: both URLs side by side.
+    let signed = json!({
+        "appId": "wx0000000000demo", "timestamp": 1_700_000_000, "nonceStr": "n0nce",
+        "signature": "0123456789abcdef0123456789abcdef01234567", "url": "http://signed.example/a",
+    })
+    .to_string();
+    let page = stack.url("/jssdk/example?case=signature");
+    chrome.navigate(&format!(
+        "{page}{}",
+        plan(&[("answer", &signed), ("wx", "config:invalid signature")])
+    ));
+    let status = jssdk_status(&mut chrome);
+    assert_eq!(
+        status,
+        format!(
+            "wxauth: wx.config: invalid signature: the URL signed was http://signed.example/a; \
+             this page is {page}. Check http/https behind your proxy, that the page's own URL \
+             (not the API's) was signed, no &amp;, and on iOS single-page apps the landing URL"
+        )
+    );
+    assert_eq!(errors(&seen(&mut chrome)), [json!(status)]);
+    chrome.check_page("jssdk example (refused)");
+    chrome.screenshot("jssdk-example-error");
+
+    // WeChat refuses the domain.
+    chrome.navigate(&format!(
+        "{}{}",
+        stack.url("/jssdk/example?case=domain"),
+        plan(&[("answer", &signed), ("wx", "config:invalid url domain")])
+    ));
+    let host = stack.app_url.trim_start_matches("http://");
+    assert_eq!(
+        jssdk_status(&mut chrome),
+        format!(
+            "wxauth: wx.config: invalid url domain: {host} is not in the account's JS接口安全域名 \
+             (公众号设置 → 功能设置), or not in WXAUTH_JS_DOMAINS; only ports 80 and 443"
+        )
+    );
+
+    // No jsapi_ticket from WeChat: its errcode, or that it did not answer.
+    for (case, status, answer, said) in [
+        (
+            "errcode",
+            "502",
+            r#"{"error":"wechat_error","errcode":40164}"#,
+            "wxauth: WeChat did not give a jsapi_ticket (errcode 40164)",
+        ),
+        (
+            "timeout",
+            "504",
+            r#"{"error":"upstream_timeout"}"#,
+            "wxauth: WeChat did not give a jsapi_ticket (no answer in time)",
+        ),
+    ] {
+        chrome.navigate(&format!(
+            "{}{}",
+            stack.url(&format!("/jssdk/example?case={case}")),
+            plan(&[("answer", answer), ("status", status), ("wx", "ready")])
+        ));
+        let shown = jssdk_status(&mut chrome);
+        assert!(shown.starts_with(said), "{case}: {shown}");
+    }
+
+    // Accepted: wx.config got the signed fields and the page's API list,
+    // for the page's URL without its fragment; the button asks checkJsApi.
+    let page = stack.url("/jssdk/example?from=singlemessage&case=ok");
+    chrome.navigate(&format!(
+        "{page}{}",
+        plan(&[("answer", &signed), ("wx", "ready")])
+    ));
+    assert_eq!(jssdk_status(&mut chrome), "wx.config: ok");
+    let seen_now = seen(&mut chrome);
+    assert_eq!(
+        seen_now["fetched"],
+        json!([config_url(&stack.app_url, &page)])
+    );
+    assert_eq!(
+        seen_now["config"],
+        json!({
+            "debug": false, "appId": "wx0000000000demo", "timestamp": 1_700_000_000,
+            "nonceStr": "n0nce", "signature": "0123456789abcdef0123456789abcdef01234567",
+            "jsApiList": ["updateAppMessageShareData", "updateTimelineShareData", "scanQRCode"],
+        })
+    );
+    assert_eq!(errors(&seen_now), Vec::<Value>::new());
+    let listed = check_js_api(&mut chrome);
+    assert!(listed.contains("updateTimelineShareData：可用"), "{listed}");
+    // A single-page app after a route change: configure() signs the new URL.
+    chrome.eval(
+        "history.pushState(null, '', '/jssdk/example?route=2#/y'); wxauthJssdk.configure(); 0",
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen(&mut chrome)["fetched"].as_array().unwrap().len() < 2 {
+        assert!(Instant::now() < deadline, "configure() fetched nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        seen(&mut chrome)["fetched"][1],
+        json!(config_url(
+            &stack.app_url,
+            &stack.url("/jssdk/example?route=2")
+        ))
+    );
+}
+
+/// A loopback port free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn the_jssdk_helper_finds_wxauth_under_a_path_prefix() {
+    let Some(mut chrome) = Chrome::launch() else {
+        return;
+    };
+    // The demo at a fixed public URL with a prefix (it follows no host then).
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let site = format!("http://{listen}/wx");
+    let stack =
+        crate::support::start_with(&[("WXAUTH_LISTEN", &listen), ("WXAUTH_PUBLIC_URL", &site)]);
+    chrome.call(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": JSSDK_STUBS }),
+    );
+    chrome.call("Network.enable", json!({}));
+    chrome.call(
+        "Network.setBlockedURLs",
+        json!({ "urls": ["*/sim/jweixin.js"] }),
+    );
+    // A URL wxauth refuses: its reason shows the helper asked /wx/jssdk/config.
+    let page = format!("{site}/jssdk/example?case=prefix&amp;x=1");
+    chrome.navigate(&format!("{page}{}", plan(&[("wx", "ready")])));
+    let status = jssdk_status(&mut chrome);
+    assert!(status.starts_with("wxauth: url: holds &amp;"), "{status}");
+    assert_eq!(
+        seen(&mut chrome)["fetched"],
+        json!([config_url(&site, &page)])
+    );
+    assert!(stack.app_url.ends_with(&listen));
+}

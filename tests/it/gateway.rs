@@ -119,8 +119,15 @@ fn auth_start_sends_a_visitor_to_login_and_back_to_the_page_asked_for() {
 
 /// Routes of wxauth that scripts/nginx-gateway.conf leaves to the protected
 /// app, and why: the app's home page is the app's; /healthz is for monitoring
-/// wxauth directly; /auth/check is nginx's internal subrequest.
-const NOT_ROUTED: &[&str] = &["/", "/healthz", "/auth/check"];
+/// wxauth directly; /auth/check is nginx's internal subrequest; the JS-SDK
+/// example page and its script exist in demo mode only.
+const NOT_ROUTED: &[&str] = &[
+    "/",
+    "/healthz",
+    "/auth/check",
+    "/jssdk/example",
+    "/static/jssdk-example.js",
+];
 
 #[test]
 fn the_nginx_gateway_sends_every_route_of_wxauth_to_wxauth() {
@@ -138,12 +145,13 @@ fn the_nginx_gateway_sends_every_route_of_wxauth_to_wxauth() {
         .split('|')
         .map(|p| format!("/{}", p.replace("\\.", ".")))
         .collect();
-    let mut wanted: Vec<String> = wxauth_app::web::routes::ROUTES
+    let assets = wxauth_app::web::assets::names().map(|name| format!("/static/{name}"));
+    let wanted: Vec<String> = wxauth_app::web::routes::ROUTES
         .iter()
         .map(|(_, path, _)| path.to_string())
+        .chain(assets)
         .filter(|path| !NOT_ROUTED.contains(&path.as_str()))
         .collect();
-    wanted.extend(wxauth_app::web::assets::names().map(|name| format!("/static/{name}")));
     for path in &wanted {
         assert!(
             routed.contains(path),

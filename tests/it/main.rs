@@ -11,6 +11,7 @@ mod gateway;
 mod hosts;
 mod http_layer;
 mod jssdk;
+mod jssdk_page;
 mod layers;
 mod mp;
 mod pages;

@@ -740,6 +740,10 @@ fn count(n: usize, noun: &str) -> String {
 }
 
 /// Headers on every reply (`http::SECURITY_HEADERS`), and how long it may be cached.
+/// A reply that brings its own Content-Security-Policy keeps it instead of
+/// getting the strict one beside it (a browser enforces every policy sent,
+/// so both would hold): only the demo's JS-SDK example page does
+/// (handlers/jssdk.rs, `example`), to load the simulator's script.
 pub(crate) fn with_security_headers(reply: Reply, is_static: bool) -> Reply {
     let cache = if is_static {
         "public, max-age=3600"
@@ -748,6 +752,12 @@ pub(crate) fn with_security_headers(reply: Reply, is_static: bool) -> Reply {
     };
     SECURITY_HEADERS
         .iter()
-        .fold(reply, |reply, (name, value)| reply.with_header(name, value))
+        .fold(reply, |reply, (name, value)| {
+            if *name == "Content-Security-Policy" && reply.header(name).is_some() {
+                reply
+            } else {
+                reply.with_header(name, value)
+            }
+        })
         .with_header("Cache-Control", cache)
 }

@@ -8,6 +8,8 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("avatar.svg", "image/svg+xml", include_bytes!("../../static/avatar.svg")),
     ("favicon.svg", "image/svg+xml", include_bytes!("../../static/favicon.svg")),
     ("scan.js", "text/javascript; charset=utf-8", include_bytes!("../../static/scan.js")),
+    ("wxauth-jssdk.js", "text/javascript; charset=utf-8", include_bytes!("../../static/wxauth-jssdk.js")),
+    ("jssdk-example.js", "text/javascript; charset=utf-8", include_bytes!("../../static/jssdk-example.js")),
 ];
 
 /// Every asset's name (for the check that the nginx gateway routes them all).

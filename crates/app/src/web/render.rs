@@ -21,6 +21,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "scan_phone.html",
         include_str!("../../templates/scan_phone.html"),
     ),
+    (
+        "jssdk_example.html",
+        include_str!("../../templates/jssdk_example.html"),
+    ),
 ];
 
 /// Builds the environment. With `dir`, a file there replaces the embedded

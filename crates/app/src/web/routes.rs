@@ -58,6 +58,8 @@ pub const ROUTES: &[(Method, &str, Handler)] = &[
     (Method::Get, "/auth/denied", Calls(gateway::denied)),
     // wx.config for the account's pages (JS-SDK).
     (Method::Get, "/jssdk/config", Calls(jssdk::config)),
+    // Demo mode only: wxauth-jssdk.js on a page, against the simulator.
+    (Method::Get, "/jssdk/example", Now(jssdk::example)),
     // Only when WXAUTH_TOKEN is set; 404 otherwise.
     (Method::Get, "/wechat", Now(wechat_endpoint::verify)),
     (Method::Post, "/wechat", Calls(wechat_endpoint::receive)),
