@@ -939,22 +939,13 @@ fn the_jssdk_helper_says_in_words_what_went_wrong() {
     );
 }
 
-/// A loopback port free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn the_jssdk_helper_finds_wxauth_under_a_path_prefix() {
     let Some(mut chrome) = Chrome::launch() else {
         return;
     };
     // The demo at a fixed public URL with a prefix (it follows no host then).
-    let port = free_port();
+    let port = crate::support::free_port();
     let listen = format!("127.0.0.1:{port}");
     let site = format!("http://{listen}/wx");
     let stack =

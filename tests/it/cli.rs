@@ -367,22 +367,16 @@ fn a_restart_with_sigterm_keeps_the_sessions() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// A loopback port free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn a_login_under_way_survives_a_restart_with_sigterm() {
     let dir = std::env::temp_dir().join(format!("wxauth-underway-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("sessions.json");
     // The same ports on both sides of the restart: the URLs WeChat holds stay good.
-    let (app_port, sim_port) = (free_port().to_string(), free_port().to_string());
+    let (app_port, sim_port) = (
+        crate::support::free_port().to_string(),
+        crate::support::free_port().to_string(),
+    );
     let listen = format!("127.0.0.1:{app_port}");
     let sim_listen = format!("127.0.0.1:{sim_port}");
     let env = [
@@ -689,7 +683,7 @@ fn a_demo_on_every_address_prints_the_addresses_a_phone_can_use() {
 
 #[test]
 fn real_mode_says_in_the_log_when_a_callback_fails_on_another_host() {
-    let port = free_port();
+    let port = crate::support::free_port();
     let public = format!("http://127.0.0.1:{port}");
     let listen = format!("127.0.0.1:{port}");
     let server = start_binary(

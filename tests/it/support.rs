@@ -408,3 +408,13 @@ pub fn url_param(url: &str, key: &str) -> String {
         .map(|(_, v)| v)
         .unwrap_or_default()
 }
+
+/// A loopback port free a moment ago (for a server that must be told its
+/// port before it starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
