@@ -15,7 +15,9 @@ cd "$(dirname "$0")/.."
 
 NAME=test-sdk-crypto
 BIN=${1:-target/debug/wxauth}
-WECHATPY=wechatpy==1.8.18
+WECHATPY="wechatpy[cryptography]==1.8.18"
+# The cipher wechatpy uses, pinned too: the check is the same on every run.
+CRYPTOGRAPHY="cryptography==50.0.2"
 [ -x "$BIN" ] || { echo "$NAME: no binary at $BIN (cargo build first)" >&2; exit 1; }
 
 work=$(mktemp -d)
@@ -34,7 +36,7 @@ fail() {
 venv=${WXAUTH_SDK_VENV:-target/sdk-venv}
 if ! "$venv/bin/python" -c "import wechatpy, cryptography" 2>/dev/null; then
     python3 -m venv "$venv" || fail "python3 -m venv (Debian: apt-get install python3-venv)"
-    "$venv/bin/pip" install -q "$WECHATPY[cryptography]" || fail "pip install $WECHATPY"
+    "$venv/bin/pip" install -q "$WECHATPY" "$CRYPTOGRAPHY" || fail "pip install $WECHATPY $CRYPTOGRAPHY"
 fi
 echo "$NAME: $("$venv/bin/python" -c 'import wechatpy, cryptography; print("wechatpy", wechatpy.__version__, "cryptography", cryptography.__version__)')"
 
