@@ -200,6 +200,7 @@ fn a_saved_identity_a_header_cannot_carry_is_left_behind_at_start() {
         user: StoredUser::from(user),
         tokens: Tokens::new("A", "R", i64::MAX, i64::MAX),
         expires: 0,
+        other_openid: None,
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -25,7 +25,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use values::{base_url, ip_list, number, prefix_ok, read_secret, socket_addr};
+use values::{
+    base_url, ip_list, number, prefix_ok, read_secret, socket_addr, OA_SECRET, WEB_SECRET,
+};
 
 /// The appid the simulator answers to in demo mode.
 pub const DEMO_APPID: &str = "wx0000000000demo";
@@ -39,6 +41,10 @@ pub enum Scope {
     /// Consent page; the profile comes from sns/userinfo.
     #[serde(rename = "snsapi_userinfo")]
     Userinfo,
+    /// The website app's QR login (qrconnect): a login through WXAUTH_WEB_APPID,
+    /// with the profile from sns/userinfo. Never the Official Account's scope.
+    #[serde(rename = "snsapi_login")]
+    Login,
 }
 
 impl Scope {
@@ -47,9 +53,26 @@ impl Scope {
         match self {
             Scope::Base => "snsapi_base",
             Scope::Userinfo => "snsapi_userinfo",
+            Scope::Login => "snsapi_login",
         }
     }
+
+    /// True for a login through the website app (snsapi_login).
+    pub fn is_website(self) -> bool {
+        self == Scope::Login
+    }
 }
+
+/// An Open Platform 网站应用 (website app): its own appid and secret, for
+/// WeChat's QR login on a desktop (qrconnect, snsapi_login).
+#[derive(Clone, Debug)]
+pub struct WebApp {
+    pub appid: String,
+    pub secret: Secret,
+}
+
+/// The website app the simulator stands in for in demo mode.
+pub const DEMO_WEB_APPID: &str = "wx00000000webdemo";
 
 /// The validated configuration the server runs with.
 #[derive(Clone, Debug)]
@@ -68,6 +91,9 @@ pub struct Config {
     /// browser used when the demo listens there (web/site.rs).
     pub follow_host: bool,
     pub scope: Scope,
+    /// WXAUTH_WEB_APPID and its secret: a desktop browser's /login goes to
+    /// WeChat's QR login for this website app. Demo mode makes one up.
+    pub web: Option<WebApp>,
     pub lang: String,
     pub open_base: String,
     pub api_base: String,
@@ -113,7 +139,8 @@ impl Config {
             Some(_) => socket_addr(&mut p, raw, "WXAUTH_SIM_LISTEN"),
             None => SocketAddr::new(listen.ip(), 8081),
         };
-        let secret = read_secret(&mut p, raw);
+        let secret = read_secret(&mut p, raw, OA_SECRET);
+        let web_secret = read_secret(&mut p, raw, WEB_SECRET);
         let appid = raw.get("WXAUTH_APPID").map(str::to_string);
         let demo_switch = raw.get("WXAUTH_DEMO").map(|v| {
             parse_switch(v).unwrap_or_else(|| {
@@ -190,6 +217,14 @@ impl Config {
         let scope = match raw.get_or_default("WXAUTH_SCOPE") {
             "snsapi_userinfo" => Scope::Userinfo,
             "snsapi_base" => Scope::Base,
+            "snsapi_login" => {
+                p.push(
+                    "WXAUTH_SCOPE: snsapi_login is a website app's scope, not the Official \
+                     Account's: set WXAUTH_WEB_APPID and its secret for WeChat's QR login"
+                        .into(),
+                );
+                Scope::Userinfo
+            }
             other => {
                 p.push(format!(
                     "WXAUTH_SCOPE: {other:?} is not snsapi_userinfo or snsapi_base"
@@ -197,6 +232,23 @@ impl Config {
                 Scope::Userinfo
             }
         };
+        let web_appid = raw.get("WXAUTH_WEB_APPID").map(str::to_string);
+        if web_appid.is_some() != web_secret.is_some() {
+            p.push(
+                "WXAUTH_WEB_APPID and WXAUTH_WEB_SECRET (or WXAUTH_WEB_SECRET_FILE): the website \
+                 app needs both, or neither"
+                    .into(),
+            );
+        }
+        if let (Some(web), Some(oa)) = (&web_appid, &appid) {
+            if web == oa {
+                p.push(
+                    "WXAUTH_WEB_APPID: the Official Account's appid; QR login needs the website \
+                     app's own (open.weixin.qq.com → 网站应用)"
+                        .into(),
+                );
+            }
+        }
         let lang = raw.get_or_default("WXAUTH_LANG").to_string();
         if !["zh_CN", "zh_TW", "en"].contains(&lang.as_str()) {
             p.push(format!("WXAUTH_LANG: {lang:?} is not zh_CN, zh_TW or en"));
@@ -302,6 +354,15 @@ impl Config {
             prefix,
             follow_host,
             scope,
+            // Demo mode's website app is the simulator's, with the made-up secret.
+            web: match (web_appid, web_secret) {
+                _ if demo => Some(WebApp {
+                    appid: DEMO_WEB_APPID.to_string(),
+                    secret: Secret::new(crate::random::token(32)),
+                }),
+                (Some(appid), Some(secret)) => Some(WebApp { appid, secret }),
+                _ => None,
+            },
             lang,
             open_base,
             api_base,
@@ -451,6 +512,19 @@ impl fmt::Display for Config {
             ),
             ("redirect_uri", self.redirect_uri()),
             ("WXAUTH_SCOPE", self.scope.as_str().to_string()),
+            (
+                "WXAUTH_WEB_APPID",
+                self.web.as_ref().map_or(
+                    "(unset: desktops scan wxauth's own QR code)".into(),
+                    |web| web.appid.clone(),
+                ),
+            ),
+            (
+                "WXAUTH_WEB_SECRET",
+                self.web
+                    .as_ref()
+                    .map_or("(unset)".into(), |web| web.secret.to_string()),
+            ),
             ("WXAUTH_LANG", self.lang.clone()),
             ("WXAUTH_OPEN_BASE", self.open_base.clone()),
             ("WXAUTH_API_BASE", self.api_base.clone()),

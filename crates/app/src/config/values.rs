@@ -114,31 +114,62 @@ pub(super) fn prefix_ok(prefix: &str) -> bool {
 
 /// WXAUTH_SECRET, else WXAUTH_SECRET_FILE, else `$CREDENTIALS_DIRECTORY/wxauth_secret`
 /// (systemd LoadCredential=). A trailing newline in a file is not part of the secret.
-pub(super) fn read_secret(p: &mut Vec<String>, raw: &RawConfig) -> Option<Secret> {
-    let inline = raw.get("WXAUTH_SECRET");
-    let file = raw
-        .get("WXAUTH_SECRET_FILE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let dir = raw.get("CREDENTIALS_DIRECTORY")?;
-            let path = PathBuf::from(dir).join("wxauth_secret");
-            path.exists().then_some(path)
-        });
+/// Where a secret may come from: its variable, its file's variable, and
+/// its systemd credential's name (in `$CREDENTIALS_DIRECTORY`).
+#[derive(Clone, Copy)]
+pub(super) struct SecretNames {
+    pub inline: &'static str,
+    pub file: &'static str,
+    pub credential: &'static str,
+}
+
+/// The Official Account's appsecret.
+pub(super) const OA_SECRET: SecretNames = SecretNames {
+    inline: "WXAUTH_SECRET",
+    file: "WXAUTH_SECRET_FILE",
+    credential: "wxauth_secret",
+};
+
+/// The website app's appsecret.
+pub(super) const WEB_SECRET: SecretNames = SecretNames {
+    inline: "WXAUTH_WEB_SECRET",
+    file: "WXAUTH_WEB_SECRET_FILE",
+    credential: "wxauth_web_secret",
+};
+
+pub(super) fn read_secret(
+    p: &mut Vec<String>,
+    raw: &RawConfig,
+    names: SecretNames,
+) -> Option<Secret> {
+    let SecretNames {
+        inline: inline_var,
+        file: file_var,
+        credential,
+    } = names;
+    let inline = raw.get(inline_var);
+    let file = raw.get(file_var).map(PathBuf::from).or_else(|| {
+        let dir = raw.get("CREDENTIALS_DIRECTORY")?;
+        let path = PathBuf::from(dir).join(credential);
+        path.exists().then_some(path)
+    });
     match (inline, file) {
-        (Some(_), Some(_)) if raw.get("WXAUTH_SECRET_FILE").is_some() => {
-            p.push("WXAUTH_SECRET_FILE: set either it or WXAUTH_SECRET, not both".into());
+        (Some(_), Some(_)) if raw.get(file_var).is_some() => {
+            p.push(format!(
+                "{file_var}: set either it or {inline_var}, not both"
+            ));
             None
         }
         (Some(s), _) => Some(Secret::new(s.trim().to_string())),
         (None, Some(path)) => match std::fs::read_to_string(&path) {
             Ok(s) if !s.trim().is_empty() => Some(Secret::new(s.trim().to_string())),
             Ok(_) => {
-                p.push(format!("WXAUTH_SECRET_FILE: {} is empty", path.display()));
+                p.push(format!("{file_var}: {} is empty", path.display()));
                 None
             }
             Err(e) => {
                 p.push(format!(
-                    "WXAUTH_SECRET_FILE: cannot read {}: {e}",
+                    "{file_var}: cannot read {}: {e}",
                     path.display()
                 ));
                 None

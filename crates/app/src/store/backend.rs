@@ -128,6 +128,16 @@ pub trait Backend: Send {
     /// The first live session among `cookies` (every session cookie the
     /// browser sent is tried: one planted before ours is not taken blindly).
     fn session(&mut self, cookies: &[String], now: i64) -> Stored<Option<Found>>;
+    /// Remembers that the person of `unionid` is `openid` on the website app
+    /// (`website`) or the Official Account, and answers their openid on the
+    /// other one when a login there was seen: one person, one user.
+    fn link_openid(
+        &mut self,
+        unionid: &str,
+        website: bool,
+        openid: &str,
+        now: i64,
+    ) -> Stored<Option<String>>;
     /// Stores a session under a fresh id and returns its cookie's value. A
     /// login always gets a new id: one planted before login is never promoted.
     fn create_session(&mut self, session: Session, now: i64) -> Stored<String>;

@@ -920,6 +920,7 @@ mod tests {
             }),
             tokens: Tokens::new(&"A".repeat(110), &"R".repeat(110), 7000, 9000),
             expires: 0,
+            other_openid: None,
         }
     }
 
@@ -929,6 +930,7 @@ mod tests {
             browser: String::new(),
             next: "/".into(),
             issued: 0,
+            website: false,
         }
     }
 

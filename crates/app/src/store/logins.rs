@@ -131,6 +131,20 @@ pub struct Checked {
     pub browser: String,
     pub next: String,
     pub issued: i64,
+    /// Begun for the website app's QR login (qrconnect): its code is that
+    /// app's, exchanged with that app's appid and secret.
+    pub website: bool,
+}
+
+/// What a state's tag is made for: the Official Account's login, or the
+/// website app's. The state looks the same; only the right tag checks out,
+/// so a state cannot be carried from one app's callback to the other's code.
+fn purpose(website: bool) -> &'static str {
+    if website {
+        "web-state"
+    } else {
+        "state"
+    }
 }
 
 /// A state whose callback reached the code exchange.
@@ -181,9 +195,20 @@ fn nonce_bytes(nonce: &str) -> Option<Nonce> {
 /// A fresh state for the browser of `cookie`, landing on `next`;
 /// `cookie` remembers `next` and must be sent back with the redirect.
 pub fn begin(key: &Key, cookie: &mut LoginCookie, next: &str, now: i64) -> String {
+    begin_for(key, cookie, next, now, false)
+}
+
+/// `begin`, for the website app's QR login when `website`.
+pub fn begin_for(
+    key: &Key,
+    cookie: &mut LoginCookie,
+    next: &str,
+    now: i64,
+    website: bool,
+) -> String {
     let nonce = random::token(NONCE_LEN);
     let issued = signed::time(now);
-    let tag = key.tag("state", &[&nonce, &issued, &cookie.browser, next]);
+    let tag = key.tag(purpose(website), &[&nonce, &issued, &cookie.browser, next]);
     cookie.remember(&nonce, next);
     format!("{nonce}{issued}{tag}")
 }
@@ -210,11 +235,15 @@ pub fn check<'a>(
         let cookie = LoginCookie::parse(value)?;
         let next = cookie.next_of(nonce)?;
         let parts = [nonce, issued_text, cookie.browser.as_str(), next];
-        key.verify("state", &parts, tag).then(|| Checked {
+        let website = [false, true]
+            .into_iter()
+            .find(|website| key.verify(purpose(*website), &parts, tag))?;
+        Some(Checked {
             nonce: nonce.to_string(),
             browser: cookie.browser.clone(),
             next: next.to_string(),
             issued,
+            website,
         })
     })
 }
@@ -471,6 +500,7 @@ mod tests {
             browser: String::new(),
             next: String::new(),
             issued: 0,
+            website: false,
         };
         for i in 0..MAX_SPENT + 10 {
             logins.spend(&checked(i), 0);

@@ -2,6 +2,7 @@
 //! (no locks), bounded and expiring (`Expiring`), saved to the session file
 //! at a stop. Every operation answers at once.
 
+use crate::store::links::Links;
 use crate::store::backend::{
     Backend, Claimed, Decided, Found, Replaced, SavedReply, ScanStatus, ScanView, SpentState,
     Stored,
@@ -20,6 +21,9 @@ pub struct Memory {
     pub logins: Logins,
     pub scans: Scans,
     pub pushes: SeenPushes,
+    /// Each unionid's openids on the two apps (`Backend::link_openid`):
+    /// kept as long as a session, in this process only.
+    pub links: Links,
     /// Where changes to sessions and spent states go, with a session file
     /// (journal.rs); off without one.
     pub journal: Journal,
@@ -42,6 +46,7 @@ impl Memory {
         self.sessions.sweep(now);
         self.logins.sweep(now);
         self.scans.sweep(now);
+        self.links.sweep(now);
     }
 }
 
@@ -234,5 +239,15 @@ impl Backend for Memory {
 
     fn ping(&mut self) -> Stored<()> {
         Ok(())
+    }
+
+    fn link_openid(
+        &mut self,
+        unionid: &str,
+        website: bool,
+        openid: &str,
+        now: i64,
+    ) -> Stored<Option<String>> {
+        Ok(self.links.link(unionid, website, openid, now))
     }
 }

@@ -10,6 +10,7 @@ pub mod backend;
 pub mod compact;
 pub mod expiring;
 pub mod journal;
+pub mod links;
 pub mod logins;
 pub mod memory;
 pub mod pushes;

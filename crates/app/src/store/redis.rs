@@ -918,6 +918,44 @@ impl Backend for RedisStore {
     fn ping(&mut self) -> Stored<()> {
         self.run(|con| ::redis::cmd("PING").query::<String>(con).map(drop))
     }
+
+    fn link_openid(
+        &mut self,
+        unionid: &str,
+        website: bool,
+        openid: &str,
+        _now: i64,
+    ) -> Stored<Option<String>> {
+        // Keyed by the unionid's digest, each openid sealed under a key
+        // derived from the unionid: Redis alone ties no openid to a person.
+        let key = self.key("u", &sealed::digest_hex(unionid.as_bytes()));
+        let seal_key = sealed::derive("wxauth-link", &[unionid.as_bytes()]);
+        let (mine, other) = if website { ("w", "a") } else { ("a", "w") };
+        let sealed_openid = sealed::hex(&sealed::seal(&seal_key, mine.as_bytes(), openid.as_bytes()));
+        let ttl = self.inner.session_ttl.max(1);
+        let found: Option<String> = self.run(|con| {
+            let (found, (), ()): (Option<String>, (), ()) = ::redis::pipe()
+                .cmd("HGET")
+                .arg(&key)
+                .arg(other)
+                .cmd("HSET")
+                .arg(&key)
+                .arg(mine)
+                .arg(&sealed_openid)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&key)
+                .arg(ttl)
+                .ignore()
+                .query(con)
+                .map(|(found,): (Option<String>,)| (found, (), ()))?;
+            Ok(found)
+        })?;
+        Ok(found.and_then(|text| {
+            let opened = sealed::open(&seal_key, other.as_bytes(), &sealed::from_hex(&text)?)?;
+            String::from_utf8(opened).ok()
+        }))
+    }
 }
 
 #[cfg(test)]
@@ -1068,6 +1106,7 @@ mod tests {
             }),
             tokens: Tokens::new(ACCESS, REFRESH, 0, 0),
             expires: 0,
+            other_openid: None,
         }
     }
 
@@ -1077,6 +1116,7 @@ mod tests {
             browser: random::token(32),
             next: "/".into(),
             issued: now,
+            website: false,
         }
     }
 

@@ -422,6 +422,7 @@ mod tests {
             }),
             tokens: Tokens::new("A", "R", 7000, 9000),
             expires: 0,
+            other_openid: None,
         }
     }
 

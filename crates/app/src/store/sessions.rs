@@ -22,6 +22,11 @@ pub struct Session {
     pub user: StoredUser,
     pub tokens: Tokens,
     pub expires: i64,
+    /// The same person's openid on the other app (the website app for a
+    /// login through the Official Account, and the reverse), when their
+    /// unionid was seen logging in there (`Backend::link_openid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_openid: Option<String>,
 }
 
 impl Session {
@@ -165,6 +170,7 @@ mod tests {
             }),
             tokens: Tokens::new("A", "R", 0, 0),
             expires: 0,
+            other_openid: None,
         }
     }
 

@@ -5,10 +5,11 @@
 //! headers; web/service.rs is the `Service` the loop calls.
 
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Scope};
 use crate::log;
 use crate::store::backend::{Backend, Found, Stored};
 use crate::store::journal::Journal;
+use crate::store::links::Links;
 use crate::store::logins::{self, LoginCookie, Logins, LOGIN_TTL};
 use crate::store::memory::Memory;
 use crate::store::pushes::SeenPushes;
@@ -55,6 +56,8 @@ pub struct App {
     key: Key,
     /// Shared with the workers that make the calls (one ureq agent).
     wechat: Arc<WechatClient>,
+    /// The website app's client (WXAUTH_WEB_APPID), for QR logins' codes.
+    web_wechat: Option<Arc<WechatClient>>,
     templates: Environment<'static>,
     clock: Clock,
     /// The session cookie's name (`__Host-` prefixed on https at the root).
@@ -174,6 +177,7 @@ impl App {
                     logins: Logins::new(key.clone()),
                     scans: Scans::default(),
                     pushes: SeenPushes::default(),
+                    links: Links::new(config.session_ttl, config.max_sessions),
                     journal: Journal::off(),
                 };
                 (Store::Memory(Box::new(memory)), key)
@@ -188,6 +192,10 @@ impl App {
             store,
             key,
             wechat: Arc::new(WechatClient::new(&config)),
+            web_wechat: config
+                .web
+                .as_ref()
+                .map(|web| Arc::new(WechatClient::for_website(&config, web))),
             templates,
             clock,
             session_cookie_name,
@@ -418,15 +426,42 @@ impl App {
     /// WeChat (or the simulator, as this browser reaches it) is asked to send
     /// the browser back to the site it is on (`App::site`).
     pub fn authorize_redirect(&mut self, req: &Req, next: &str) -> Reply {
+        let scope = self.config.scope;
+        self.redirect_to_wechat(req, next, scope)
+    }
+
+    /// True when a website app is configured: desktops log in on WeChat's
+    /// own QR page (qrconnect).
+    pub fn has_website_app(&self) -> bool {
+        self.web_wechat.is_some()
+    }
+
+    /// A fresh state for the website app, then 302 to WeChat's QR login
+    /// (qrconnect); the callback is the same /callback.
+    pub fn website_redirect(&mut self, req: &Req, next: &str) -> Reply {
+        self.redirect_to_wechat(req, next, Scope::Login)
+    }
+
+    /// The client whose app a login of `scope` belongs to: the website
+    /// app's for snsapi_login, the Official Account's otherwise.
+    pub fn wechat_for(&self, scope: Scope) -> Arc<WechatClient> {
+        match (&self.web_wechat, scope) {
+            (Some(web), Scope::Login) => Arc::clone(web),
+            _ => Arc::clone(&self.wechat),
+        }
+    }
+
+    fn redirect_to_wechat(&mut self, req: &Req, next: &str, scope: Scope) -> Reply {
         let mut cookie = self.login_cookie_of(req);
         let fallback = self.default_next();
         let next = logins::fit(next, &fallback);
-        let state = logins::begin(&self.key, &mut cookie, next, self.clock.now());
+        let now = self.clock.now();
+        let state = logins::begin_for(&self.key, &mut cookie, next, now, scope.is_website());
         let site = &self.site;
-        let url = self.wechat.authorize_url(
+        let url = self.wechat_for(scope).authorize_url(
             &site.open_base,
             &site.redirect_uri(),
-            self.config.scope,
+            scope,
             &state,
         );
         Reply::redirect(302, &url).with_cookie(&self.login_cookie(&cookie))

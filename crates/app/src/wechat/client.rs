@@ -3,7 +3,7 @@
 //! with hard timeouts. Distrusts every answer. Knows nothing about browsers,
 //! cookies or sessions; the only file that names ureq.
 
-use crate::config::{Config, Scope, Secret};
+use crate::config::{Config, Scope, Secret, WebApp};
 use crate::transport::http::{encode_component, encode_query};
 use crate::wechat::errcode::{
     ACCESS_TOKEN_EXPIRED, INVALID_ACCESS_TOKEN, INVALID_CREDENTIAL, INVALID_REFRESH_TOKEN,
@@ -226,6 +226,15 @@ impl WechatClient {
         }
     }
 
+    /// A client for the website app (WXAUTH_WEB_APPID): the same agent
+    /// settings, its own appid and secret, for qrconnect logins' codes.
+    pub fn for_website(config: &Config, web: &WebApp) -> WechatClient {
+        let mut client = WechatClient::new(config);
+        client.appid = web.appid.clone();
+        client.secret = web.secret.clone();
+        client
+    }
+
     /// The URL the browser is sent to, on `open_base` (WXAUTH_OPEN_BASE, or
     /// the demo's simulator as the browser reaches it). WeChat matches it with
     /// a strict pattern: the parameters in exactly this order, redirect_uri
@@ -238,8 +247,14 @@ impl WechatClient {
         scope: Scope,
         state: &str,
     ) -> String {
+        // The website app's QR login has a page of its own, same parameters
+        // in the same order (docs/wechat.md §12).
+        let page = match scope {
+            Scope::Login => "qrconnect",
+            Scope::Base | Scope::Userinfo => "oauth2/authorize",
+        };
         format!(
-            "{}/connect/oauth2/authorize?appid={}&redirect_uri={}&response_type=code&scope={}&state={}#wechat_redirect",
+            "{}/connect/{page}?appid={}&redirect_uri={}&response_type=code&scope={}&state={}#wechat_redirect",
             open_base,
             encode_component(&self.appid),
             encode_component(redirect_uri),

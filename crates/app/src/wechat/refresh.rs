@@ -43,7 +43,7 @@ pub fn ask_again(
 ) -> Fresh {
     let mut renewed = None;
     let call = |token: &str| match scope {
-        Scope::Userinfo => wechat.userinfo(token, openid).map(Some),
+        Scope::Userinfo | Scope::Login => wechat.userinfo(token, openid).map(Some),
         Scope::Base => wechat.check(token, openid).map(|_| None),
     };
     let mut refresh = |held: &mut Held| -> Result<(), WechatError> {

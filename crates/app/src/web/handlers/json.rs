@@ -20,7 +20,7 @@ fn me_of(found: Option<Found>) -> Result<Reply, AppError> {
     let user = &session.user;
     let body = match session.scope {
         // Serialized through WechatUser: WeChat's field names.
-        Scope::Userinfo => {
+        Scope::Userinfo | Scope::Login => {
             serde_json::to_value(user).map_err(|e| AppError::Internal(e.to_string()))?
         }
         // snsapi_base: WeChat told us only who it is.

@@ -21,14 +21,19 @@ const MAX_CODE: usize = 256;
 
 /// GET /login[?next=/path]: inside WeChat, a fresh state bound to this
 /// browser, then 302 to WeChat. Elsewhere WeChat's authorize page only says
-/// 请在微信客户端打开链接, so the browser gets a QR code to scan with WeChat
-/// instead (scan.rs); `direct=1` skips it (the demo's "continue here").
+/// 请在微信客户端打开链接: with a website app (WXAUTH_WEB_APPID) the browser
+/// goes to WeChat's own QR login (qrconnect), else it gets wxauth's QR code
+/// to scan with WeChat (scan.rs), which `via=scan` asks for either way.
+/// `direct=1` skips both (the demo's "continue here").
 pub fn login(app: &mut App, req: &Req) -> Step {
     let next = req
         .query("next")
         .and_then(local_path)
         .unwrap_or_else(|| app.default_next());
     if !scan::in_wechat(req) && req.query("direct") != Some("1") {
+        if app.has_website_app() && req.query("via") != Some("scan") {
+            return Ok(app.website_redirect(req, &next).into());
+        }
         return scan::desktop_qr_page(app, req, &next);
     }
     Ok(app.authorize_redirect(req, &next).into())
@@ -163,7 +168,13 @@ fn wait_for_exchange(store: &mut dyn Backend, login: &Checked, now: i64) -> Stor
 /// The WeChat calls on a worker, keyed by the state: a reload or WeChat's
 /// second callback that arrives meanwhile waits for this one (transport/event_loop.rs).
 fn exchange_on_worker(app: &mut App, req: &Req, login: Checked, code: String) -> Step {
-    let (wechat, scope) = (app.wechat(), app.config().scope);
+    // The state says whose code this is: the website app's or the account's.
+    let scope = if login.website {
+        Scope::Login
+    } else {
+        app.config().scope
+    };
+    let wechat = app.wechat_for(scope);
     let old_sessions = app.session_cookies(req);
     let key = exchange_key(&login);
     let unspent = login.clone();
@@ -172,7 +183,7 @@ fn exchange_on_worker(app: &mut App, req: &Req, login: Checked, code: String) ->
         .call(
             req,
             move || exchange(&wechat, scope, &code),
-            move |app, answer| after_exchange(app, &path, login, old_sessions, answer),
+            move |app, answer| after_exchange(app, &path, login, old_sessions, scope, answer),
         )
         // Refused for want of room (503), the code never went to WeChat:
         // the state is unspent, so tapping 重试 exchanges it. If the call
@@ -240,9 +251,10 @@ fn after_exchange(
     req: &Req,
     login: Checked,
     old_sessions: Vec<String>,
+    scope: Scope,
     answer: Result<(Grant, Option<WechatUser>), WechatError>,
 ) -> Step {
-    let session = match session_of(app, &login.next, answer) {
+    let session = match session_of(app, &login.next, scope, answer) {
         Ok(session) => session,
         Err(err) => {
             return app.with_store(
@@ -260,6 +272,12 @@ fn after_exchange(
         move |store, now| {
             // One browser, one session: ids it held before are ended, never promoted.
             store.end_sessions(&old_sessions)?;
+            let mut session = session;
+            // One person, one user: the same unionid's openid on the other app.
+            if let Some(unionid) = session.user.unionid() {
+                let (website, openid) = (session.scope.is_website(), session.openid());
+                session.other_openid = store.link_openid(unionid, website, openid, now)?;
+            }
             let sid = store.create_session(session, now)?;
             store.complete(&login, &sid, now)?;
             if let Some((nonce, expires)) = ticket {
@@ -279,6 +297,7 @@ fn after_exchange(
 fn session_of(
     app: &App,
     next: &str,
+    scope: Scope,
     answer: Result<(Grant, Option<WechatUser>), WechatError>,
 ) -> Result<Session, AppError> {
     let next = next.to_string();
@@ -303,9 +322,10 @@ fn session_of(
     };
     Ok(Session {
         tokens: Tokens::from_grant(&grant, app.now()),
-        scope: app.config().scope,
+        scope,
         user: StoredUser::from(user),
         expires: 0,
+        other_openid: None,
     })
 }
 

@@ -53,7 +53,7 @@ pub fn profile_refresh(app: &mut App, req: &Req) -> Step {
             refresh_expires: session.tokens.refresh_expires,
         };
         let (openid, scope) = (session.openid().to_string(), session.scope);
-        let (wechat, now) = (app.wechat(), app.now());
+        let (wechat, now) = (app.wechat_for(scope), app.now());
         let resume = req_copy.clone();
         let job = app.call(
             &req_copy,
@@ -137,6 +137,9 @@ fn user_view(session: &Session) -> Value {
         privilege => u.privilege().map(Value::from).collect::<Vec<_>>(),
         unionid => u.unionid().unwrap_or(""),
         avatar => avatar(u.headimgurl()),
+        // Which app this openid is of, and the same person's on the other.
+        website => session.scope.is_website(),
+        other_openid => session.other_openid.as_deref().unwrap_or(""),
     }
 }
 
