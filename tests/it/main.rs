@@ -27,3 +27,4 @@ mod sim_harness;
 mod sim_mp;
 mod support;
 mod waiting;
+mod website;
