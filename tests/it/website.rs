@@ -5,12 +5,16 @@
 
 use crate::support::{start_real, url_param, Browser, Resp, Stack};
 
-const DESKTOP_UA: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36";
+const DESKTOP_UA: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36";
 const WEB_APPID: &str = "wx00000000000web1";
 const WEB_SECRET: &str = "web-secret-1a2b3c4d5e6f";
 
 fn website_stack() -> Stack {
-    start_real(&[("WXAUTH_WEB_APPID", WEB_APPID), ("WXAUTH_WEB_SECRET", WEB_SECRET)])
+    start_real(&[
+        ("WXAUTH_WEB_APPID", WEB_APPID),
+        ("WXAUTH_WEB_SECRET", WEB_SECRET),
+    ])
 }
 
 fn desktop() -> Browser {
@@ -78,7 +82,9 @@ fn a_desktop_goes_to_wechats_qr_login_with_the_exact_link() {
     // Inside WeChat: the Official Account's web authorization, as before.
     let inside = Browser::new().get(&stack.url("/login"));
     assert!(
-        inside.location().contains("/connect/oauth2/authorize?appid=wx000000000000test&"),
+        inside
+            .location()
+            .contains("/connect/oauth2/authorize?appid=wx000000000000test&"),
         "{}",
         inside.location()
     );
@@ -102,10 +108,20 @@ fn a_website_login_is_exchanged_with_the_website_apps_credentials() {
     assert_eq!(landed.location(), "/profile");
     let user = me(&stack, &mut browser);
     let openid = user["openid"].as_str().unwrap();
-    assert!(openid.starts_with("oWeb"), "the website app's own openid: {user}");
-    assert!(user["unionid"].as_str().is_some_and(|u| !u.is_empty()), "{user}");
+    assert!(
+        openid.starts_with("oWeb"),
+        "the website app's own openid: {user}"
+    );
+    assert!(
+        user["unionid"].as_str().is_some_and(|u| !u.is_empty()),
+        "{user}"
+    );
     let profile = browser.get(&stack.url("/profile"));
-    assert!(profile.body.contains("OpenID（网站应用）"), "{}", profile.body);
+    assert!(
+        profile.body.contains("OpenID（网站应用）"),
+        "{}",
+        profile.body
+    );
     assert!(profile.body.contains("snsapi_login"));
     // The gateway carries who it is.
     let check = browser.get(&stack.url("/auth/check"));
@@ -130,11 +146,17 @@ fn one_person_through_both_apps_is_one_user() {
     let mut browser = desktop();
     assert_eq!(website_login(&stack, &mut browser, 0).status, 302);
     let on_desktop = me(&stack, &mut browser);
-    assert_ne!(on_phone["openid"], on_desktop["openid"], "openids are per app");
+    assert_ne!(
+        on_phone["openid"], on_desktop["openid"],
+        "openids are per app"
+    );
     assert_eq!(on_phone["unionid"], on_desktop["unionid"], "one unionid");
     // The desktop's profile shows both openids.
     let profile = browser.get(&stack.url("/profile")).body;
-    assert!(profile.contains(on_phone["openid"].as_str().unwrap()), "{profile}");
+    assert!(
+        profile.contains(on_phone["openid"].as_str().unwrap()),
+        "{profile}"
+    );
     assert!(profile.contains(on_desktop["openid"].as_str().unwrap()));
     // A user without a unionid stands alone.
     let mut lone = desktop();
@@ -193,7 +215,10 @@ fn half_a_website_app_is_a_configuration_error() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{env:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("WXAUTH_WEB_APPID and WXAUTH_WEB_SECRET"), "{err}");
+        assert!(
+            err.contains("WXAUTH_WEB_APPID and WXAUTH_WEB_SECRET"),
+            "{err}"
+        );
         assert!(!err.contains(WEB_SECRET));
     }
     let out = crate::cli::wxauth_command()

@@ -764,8 +764,13 @@ mod tests {
             let shown = text.lines().any(|l| l.starts_with(var));
             // The secret's file, the demo switch and the simulator's address
             // are shown through what they lead to.
-            let through_another =
-                ["WXAUTH_SECRET_FILE", "WXAUTH_DEMO", "WXAUTH_SIM_LISTEN"].contains(var);
+            let through_another = [
+                "WXAUTH_SECRET_FILE",
+                "WXAUTH_WEB_SECRET_FILE",
+                "WXAUTH_DEMO",
+                "WXAUTH_SIM_LISTEN",
+            ]
+            .contains(var);
             assert!(shown || through_another, "{var} missing from:\n{text}");
         }
         for secret in ["s3cret", "t0ken", KEY, OLD_KEY] {
@@ -856,6 +861,45 @@ mod tests {
             "{:?}",
             unused.warnings
         );
+    }
+
+    #[test]
+    fn a_website_app_needs_its_own_appid_and_secret() {
+        let mut settings = REAL.to_vec();
+        assert!(config(&settings).unwrap().web.is_none());
+        settings.extend([
+            ("WXAUTH_WEB_APPID", "wx00000000000web1"),
+            ("WXAUTH_WEB_SECRET", "w3b"),
+        ]);
+        let web = config(&settings).unwrap().web.unwrap();
+        assert_eq!(
+            (web.appid.as_str(), web.secret.expose()),
+            ("wx00000000000web1", "w3b")
+        );
+        let text = config(&settings).unwrap().to_string();
+        assert!(
+            text.contains("wx00000000000web1") && !text.contains("w3b"),
+            "{text}"
+        );
+        for half in [
+            ("WXAUTH_WEB_APPID", "wx00000000000web1"),
+            ("WXAUTH_WEB_SECRET", "w3b"),
+        ] {
+            let mut settings = REAL.to_vec();
+            settings.push(half);
+            assert!(problems(&settings)[0].contains("needs both"), "{half:?}");
+        }
+        let mut settings = REAL.to_vec();
+        settings.extend([
+            ("WXAUTH_WEB_APPID", REAL[0].1),
+            ("WXAUTH_WEB_SECRET", "w3b"),
+        ]);
+        assert!(problems(&settings)[0].contains("the Official Account's appid"));
+        let mut settings = REAL.to_vec();
+        settings.push(("WXAUTH_SCOPE", "snsapi_login"));
+        assert!(problems(&settings)[0].contains("website app's scope"));
+        // The demo has the simulator's.
+        assert_eq!(config(&[]).unwrap().web.unwrap().appid, DEMO_WEB_APPID);
     }
 
     #[test]

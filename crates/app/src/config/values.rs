@@ -168,10 +168,7 @@ pub(super) fn read_secret(
                 None
             }
             Err(e) => {
-                p.push(format!(
-                    "{file_var}: cannot read {}: {e}",
-                    path.display()
-                ));
+                p.push(format!("{file_var}: cannot read {}: {e}", path.display()));
                 None
             }
         },

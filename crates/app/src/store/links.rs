@@ -37,11 +37,7 @@ impl Links {
     /// Records `openid` for `unionid` on the website app or the account,
     /// and answers the other app's, when seen.
     pub fn link(&mut self, unionid: &str, website: bool, openid: &str, now: i64) -> Option<String> {
-        let mut linked = self
-            .map
-            .get(unionid, now)
-            .cloned()
-            .unwrap_or_default();
+        let mut linked = self.map.get(unionid, now).cloned().unwrap_or_default();
         let (mine, other) = if website {
             (&mut linked.website, linked.account.clone())
         } else {

@@ -2,12 +2,12 @@
 //! (no locks), bounded and expiring (`Expiring`), saved to the session file
 //! at a stop. Every operation answers at once.
 
-use crate::store::links::Links;
 use crate::store::backend::{
     Backend, Claimed, Decided, Found, Replaced, SavedReply, ScanStatus, ScanView, SpentState,
     Stored,
 };
 use crate::store::journal::{Journal, SpentStates};
+use crate::store::links::Links;
 use crate::store::logins::NONCE_LEN;
 use crate::store::logins::{Checked, Logins};
 use crate::store::pushes::SeenPushes;

@@ -931,7 +931,8 @@ impl Backend for RedisStore {
         let key = self.key("u", &sealed::digest_hex(unionid.as_bytes()));
         let seal_key = sealed::derive("wxauth-link", &[unionid.as_bytes()]);
         let (mine, other) = if website { ("w", "a") } else { ("a", "w") };
-        let sealed_openid = sealed::hex(&sealed::seal(&seal_key, mine.as_bytes(), openid.as_bytes()));
+        let sealed_openid =
+            sealed::hex(&sealed::seal(&seal_key, mine.as_bytes(), openid.as_bytes()));
         let ttl = self.inner.session_ttl.max(1);
         let found: Option<String> = self.run(|con| {
             let (found, (), ()): (Option<String>, (), ()) = ::redis::pipe()
