@@ -23,6 +23,7 @@ pub fn sim_config(config: &Config, secret: &str) -> SimConfig {
         domain: config.public_host(),
         demo_app: None,
         push_target: None,
+        web_app: None,
     }
 }
 

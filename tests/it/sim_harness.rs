@@ -74,6 +74,7 @@ pub fn start() -> TestSim {
         domain: "127.0.0.1".into(),
         demo_app: None,
         push_target: None,
+        web_app: None,
     };
     let running = sim::start(listener, config);
     let agent = ureq::Agent::config_builder()

@@ -2,7 +2,7 @@
 //! redirect back with a code. Links are checked by link.rs; refusals become
 //! WeChat's grey error page.
 
-use super::link::{self, field, Link, Refusal};
+use super::link::{self, field, Link};
 use super::state::{Grant, Scope};
 use super::{users, Sim};
 use minijinja::context;
@@ -21,7 +21,7 @@ const USER_COOKIE: &str = "sim_user";
 pub(super) fn authorize(sim: &mut Sim, req: &Req) -> Reply {
     let link = match link::check_link(&sim.config, req) {
         Ok(link) => link,
-        Err(refusal) => return refuse(sim, &refusal),
+        Err(refusal) => return sim.refusal_page(&refusal),
     };
     let current = current_user(req);
     if link.scope == Scope::Userinfo || link.force_popup {
@@ -35,11 +35,11 @@ pub(super) fn confirm(sim: &mut Sim, req: &Req) -> Reply {
     let form = req.form();
     let link = match link::check_form(&sim.config, &form) {
         Ok(link) => link,
-        Err(refusal) => return refuse(sim, &refusal),
+        Err(refusal) => return sim.refusal_page(&refusal),
     };
     let user = match field(&form, "user").and_then(|u| u.parse::<usize>().ok()) {
         Some(user) if users::get(user).is_some() => user,
-        _ => return refuse(sim, &link::BAD_USER),
+        _ => return sim.refusal_page(&link::BAD_USER),
     };
     match field(&form, "action") {
         // Declined: WeChat still calls back, with the state and no code.
@@ -54,17 +54,13 @@ pub(super) fn confirm(sim: &mut Sim, req: &Req) -> Reply {
             secure: false,
             path: "/".into(),
         }),
-        _ => refuse(sim, &link::BAD_ACTION),
+        _ => sim.refusal_page(&link::BAD_ACTION),
     }
-}
-
-fn refuse(sim: &Sim, refusal: &Refusal) -> Reply {
-    sim.error_page(400, refusal.errcode, refusal.message)
 }
 
 /// `redirect_uri` plus parameters: `?` or `&` as needed, and before any
 /// `#fragment`, which is where WeChat puts them for single-page apps.
-fn callback_url(redirect_uri: &str, params: &[(&str, &str)]) -> String {
+pub(super) fn callback_url(redirect_uri: &str, params: &[(&str, &str)]) -> String {
     let (base, fragment) = match redirect_uri.find('#') {
         Some(i) => redirect_uri.split_at(i),
         None => (redirect_uri, ""),
@@ -83,7 +79,6 @@ fn callback_url(redirect_uri: &str, params: &[(&str, &str)]) -> String {
 
 /// Issues the code(s) for `user` and redirects to the callback with the first.
 fn grant(sim: &mut Sim, link: &Link, user: usize) -> Reply {
-    let now = sim.clock.now();
     let grant = Grant {
         appid: sim.config.appid.clone(),
         user,
@@ -94,13 +89,23 @@ fn grant(sim: &mut Sim, link: &Link, user: usize) -> Reply {
     // `connect_redirect`). The browser follows the first; a test replays
     // the second from `/sim/state`.
     let count = if sim.double_callback { 2 } else { 1 };
+    redirect_with_codes(sim, &grant, &link.redirect_uri, &link.state, count)
+}
+
+/// Issues `count` codes for `grant`, remembers each callback URL for
+/// `/sim/state` and redirects to the first.
+pub(super) fn redirect_with_codes(
+    sim: &mut Sim,
+    grant: &Grant,
+    redirect_uri: &str,
+    state: &str,
+    count: usize,
+) -> Reply {
+    let now = sim.clock.now();
     let mut first = None;
     for _ in 0..count {
         let code = sim.store.issue_code(grant.clone(), now);
-        let url = callback_url(
-            &link.redirect_uri,
-            &[("code", &code), ("state", &link.state)],
-        );
+        let url = callback_url(redirect_uri, &[("code", &code), ("state", state)]);
         sim.record_callback(url.clone());
         first.get_or_insert(url);
     }

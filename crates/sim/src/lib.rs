@@ -13,6 +13,7 @@ mod jssdk;
 mod link;
 mod menu;
 mod push;
+mod qrconnect;
 mod sns;
 mod state;
 mod ticket;
@@ -49,6 +50,34 @@ pub struct SimConfig {
     /// page can push to the demo app without its secrets reaching the
     /// browser. None for `wxauth sim` and tests, which name them per push.
     pub push_target: Option<PushTarget>,
+    /// The Open Platform website app (网站应用) whose QR login
+    /// (`/connect/qrconnect`, scope snsapi_login) the simulator plays too.
+    /// None: qrconnect refuses every link, as WeChat does for an appid
+    /// without snsapi_login.
+    pub web_app: Option<WebApp>,
+}
+
+/// An Open Platform website app: its own credentials, apart from the
+/// Official Account's. Debug hides the secret.
+#[derive(Clone)]
+pub struct WebApp {
+    /// The website app's own appid (not the Official Account's).
+    pub appid: String,
+    /// The website app's own AppSecret.
+    pub secret: String,
+    /// Its 授权回调域: a host name only (no scheme, no port, no path). In
+    /// demo mode the demo app's hosts are accepted too, as for `domain`.
+    pub domain: String,
+}
+
+impl std::fmt::Debug for WebApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebApp")
+            .field("appid", &self.appid)
+            .field("secret", &"****")
+            .field("domain", &self.domain)
+            .finish()
+    }
 }
 
 /// The demo app's message endpoint and the secrets demo mode made up for
@@ -111,6 +140,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("error.html", include_str!("../templates/error.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("push.html", include_str!("../templates/push.html")),
+    (
+        "qrconnect.html",
+        include_str!("../templates/qrconnect.html"),
+    ),
 ];
 
 type Handler = fn(&mut Sim, &Req) -> Reply;
@@ -130,6 +163,12 @@ const ROUTES: &[(Method, &str, Handler)] = &[
         Method::Post,
         "/connect/oauth2/authorize/confirm",
         authorize::confirm,
+    ),
+    (Method::Get, "/connect/qrconnect", qrconnect::qrconnect),
+    (
+        Method::Post,
+        "/connect/qrconnect/confirm",
+        qrconnect::confirm,
     ),
     (Method::Get, "/sns/oauth2/access_token", sns::access_token),
     (Method::Get, "/sns/oauth2/refresh_token", sns::refresh_token),
@@ -189,12 +228,37 @@ impl Sim {
 
     /// WeChat's grey error page for the browser side (the authorize link).
     fn error_page(&self, status: u16, errcode: Option<i64>, message: &str) -> Reply {
+        self.grey_page(status, errcode, message, None)
+    }
+
+    /// The grey error page for a refused link or form, with the
+    /// simulator's hint when it has one.
+    fn refusal_page(&self, refusal: &link::Refusal) -> Reply {
+        self.grey_page(400, refusal.errcode, refusal.message, refusal.hint)
+    }
+
+    fn grey_page(
+        &self,
+        status: u16,
+        errcode: Option<i64>,
+        message: &str,
+        hint: Option<&str>,
+    ) -> Reply {
         let ctx = context! {
             app_name => self.config.app_name.as_str(),
             errcode => errcode.map(|c| c.to_string()).unwrap_or_default(),
             message => message,
+            hint => hint.unwrap_or_default(),
         };
         self.render("error.html", ctx).with_status(status)
+    }
+
+    /// The website app, if `appid` is its appid.
+    fn web_app_of(&self, appid: &str) -> Option<&WebApp> {
+        self.config
+            .web_app
+            .as_ref()
+            .filter(|web| web.appid == appid)
     }
 
     /// Remembers a callback URL for `/sim/state`, dropping the oldest.
@@ -283,6 +347,7 @@ fn index(sim: &mut Sim, _req: &Req) -> Reply {
             serde_json::json!({
                 "index": i,
                 "openid": u.openid,
+                "web_openid": users::web_openid(u),
                 "nickname": users::display_nickname(u),
                 "unionid": u.unionid.unwrap_or(""),
                 "note": u.note,
@@ -294,6 +359,11 @@ fn index(sim: &mut Sim, _req: &Req) -> Reply {
         appid => sim.config.appid.as_str(),
         domain => sim.config.domain.as_str(),
         demo_hosts => sim.config.demo_app.is_some(),
+        // The website app's appid and domain; never its secret.
+        web_app => sim.config.web_app.as_ref().map(|web| context! {
+            appid => web.appid.as_str(),
+            domain => web.domain.as_str(),
+        }),
         // Only whether there is a target and a key: never the secrets.
         push_target => sim.config.push_target.is_some(),
         push_encrypted => sim.config.push_target.as_ref().is_some_and(|t| t.aes_key.is_some()),
@@ -315,6 +385,7 @@ mod tests {
             domain: "127.0.0.1".into(),
             demo_app: None,
             push_target: None,
+            web_app: None,
         })
     }
 
@@ -328,7 +399,7 @@ mod tests {
     }
 
     /// A form POST to `path`, as a browser sends it.
-    fn post_form(path: &str, body: &str) -> Req {
+    pub(super) fn post_form(path: &str, body: &str) -> Req {
         let headers = vec![(
             "content-type".to_string(),
             "application/x-www-form-urlencoded".to_string(),

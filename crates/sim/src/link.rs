@@ -1,9 +1,11 @@
 //! What makes an authorize link acceptable, checked as strictly as WeChat
-//! does: parameter order, encoding, the 网页授权域名, state. Pure functions;
-//! the handlers in authorize.rs turn a `Refusal` into WeChat's error page.
+//! does: parameter order, encoding, the 网页授权域名, state. The website
+//! app's qrconnect link goes through the same checks with its own appid,
+//! scope and 授权回调域. Pure functions; the handlers in authorize.rs and
+//! qrconnect.rs turn a `Refusal` into WeChat's error page.
 
 use super::state::Scope;
-use super::SimConfig;
+use super::{SimConfig, WebApp};
 use wxauth_app::transport::host;
 use wxauth_app::transport::host::HttpUrl;
 use wxauth_app::transport::http::Req;
@@ -19,12 +21,25 @@ use wxauth_app::wechat::errcode::{
 pub(super) struct Refusal {
     pub errcode: Option<i64>,
     pub message: &'static str,
+    /// A line under the message that is the simulator's, not WeChat's:
+    /// what to change in its configuration.
+    pub hint: Option<&'static str>,
 }
 
 const fn refusal(errcode: i64, message: &'static str) -> Refusal {
     Refusal {
         errcode: Some(errcode),
         message,
+        hint: None,
+    }
+}
+
+/// A refusal WeChat shows without an errcode.
+const fn plain(message: &'static str) -> Refusal {
+    Refusal {
+        errcode: None,
+        message,
+        hint: None,
     }
 }
 
@@ -39,39 +54,30 @@ const DOMAIN_MISMATCH: Refusal = refusal(
 );
 const NO_STATE: Refusal = refusal(STATE_EMPTY, "state不能为空");
 // WeChat has no errcode for these: it just refuses to open the link.
-const BAD_ORDER: Refusal = Refusal {
-    errcode: None,
-    message: "链接参数顺序错误：必须依次为 appid、redirect_uri、response_type、scope、state",
-};
-const BAD_RESPONSE_TYPE: Refusal = Refusal {
-    errcode: None,
-    message: "response_type 参数错误：必须为 code",
-};
-const BAD_REDIRECT_URI: Refusal = Refusal {
-    errcode: None,
-    message: "redirect_uri 参数错误",
-};
-const NOT_ENCODED: Refusal = Refusal {
-    errcode: None,
-    message: "redirect_uri 参数错误：必须经过 urlEncode 编码",
-};
-const BAD_STATE: Refusal = Refusal {
-    errcode: None,
-    message: "state 参数错误：只能包含 a-zA-Z0-9，最多 128 字节",
-};
-pub(super) const BAD_USER: Refusal = Refusal {
-    errcode: None,
-    message: "请选择一个测试用户",
-};
-pub(super) const BAD_ACTION: Refusal = Refusal {
-    errcode: None,
-    message: "请点击“允许”或“拒绝”",
+pub(super) const BAD_ORDER: Refusal =
+    plain("链接参数顺序错误：必须依次为 appid、redirect_uri、response_type、scope、state");
+pub(super) const BAD_RESPONSE_TYPE: Refusal = plain("response_type 参数错误：必须为 code");
+pub(super) const BAD_REDIRECT_URI: Refusal = plain("redirect_uri 参数错误");
+pub(super) const NOT_ENCODED: Refusal = plain("redirect_uri 参数错误：必须经过 urlEncode 编码");
+pub(super) const BAD_STATE: Refusal = plain("state 参数错误：只能包含 a-zA-Z0-9，最多 128 字节");
+pub(super) const BAD_USER: Refusal = plain("请选择一个测试用户");
+pub(super) const BAD_ACTION: Refusal = plain("请点击“允许”或“拒绝”");
+
+/// What WeChat's qrconnect page says when the appid has no snsapi_login:
+/// an Official Account's appid, or a website app without 微信登录.
+pub(super) const SCOPE_ERROR: Refusal = plain("Scope 参数错误或没有 Scope 权限");
+/// The same page when the simulator plays no website app at all.
+pub(super) const NO_WEB_APP: Refusal = Refusal {
+    hint: Some("微信模拟器没有配置网站应用（SimConfig 的 web_app 未设置），无法扫码登录"),
+    ..SCOPE_ERROR
 };
 
 /// The parameters WeChat's strict link pattern wants, in this order.
 const REQUIRED_ORDER: [&str; 5] = ["appid", "redirect_uri", "response_type", "scope", "state"];
 /// What may follow `state` (docs/wechat.md §1), each at most once.
-const OPTIONAL: [&str; 3] = ["connect_redirect", "forcePopup", "forceSnapShot"];
+const OPTIONAL: &[&str] = &["connect_redirect", "forcePopup", "forceSnapShot"];
+/// What may follow `state` in a qrconnect link (§3.1: `lang`, cn or en).
+const QR_OPTIONAL: &[&str] = &["lang"];
 
 /// A link (or a consent form) that passed every check.
 #[derive(Debug)]
@@ -91,16 +97,14 @@ pub(super) fn check_link(config: &SimConfig, req: &Req) -> Result<Link, Refusal>
     check_appid(config, req.query("appid"))?;
     let redirect_uri = non_empty(req.query("redirect_uri")).ok_or(NO_REDIRECT_URI)?;
     let scope = non_empty(req.query("scope")).ok_or(NO_SCOPE)?;
-    if !order_ok(&req.raw_query) {
+    if !order_ok(&req.raw_query, OPTIONAL) {
         return Err(BAD_ORDER);
     }
     if req.query("response_type") != Some("code") {
         return Err(BAD_RESPONSE_TYPE);
     }
     let scope = Scope::parse(scope).ok_or(BAD_SCOPE)?;
-    // A raw `:` or `/` means the app forgot to encode redirect_uri, which
-    // WeChat refuses even when the decoded value would be fine.
-    if raw_value(&req.raw_query, "redirect_uri").is_some_and(|v| v.contains([':', '/', '?'])) {
+    if !encoded(&req.raw_query) {
         return Err(NOT_ENCODED);
     }
     check_redirect_uri(redirect_uri, config)?;
@@ -131,6 +135,75 @@ pub(super) fn check_form(config: &SimConfig, form: &[(String, String)]) -> Resul
     })
 }
 
+/// A qrconnect link that passed every check.
+#[derive(Debug)]
+pub(super) struct QrLink {
+    /// The website app's appid.
+    pub appid: String,
+    /// Percent-decoded.
+    pub redirect_uri: String,
+    pub state: String,
+}
+
+/// Checks a qrconnect link: first whose it is (the website app's, for
+/// snsapi_login), then the same rules as an authorize link's, against the
+/// website app's 授权回调域.
+pub(super) fn check_qr_link(config: &SimConfig, req: &Req) -> Result<QrLink, Refusal> {
+    let web = check_qr_app(config, |name| req.query(name))?;
+    if !order_ok(&req.raw_query, QR_OPTIONAL) {
+        return Err(BAD_ORDER);
+    }
+    if !encoded(&req.raw_query) {
+        return Err(NOT_ENCODED);
+    }
+    check_qr_rest(config, web, |name| req.query(name))
+}
+
+/// The same checks for the confirm form (which has no order to keep).
+pub(super) fn check_qr_form(
+    config: &SimConfig,
+    form: &[(String, String)],
+) -> Result<QrLink, Refusal> {
+    let web = check_qr_app(config, |name| field(form, name))?;
+    check_qr_rest(config, web, |name| field(form, name))
+}
+
+/// The website app the link is for: WeChat names no other problem while
+/// the appid or the scope is wrong.
+fn check_qr_app<'c, 'v>(
+    config: &'c SimConfig,
+    get: impl Fn(&str) -> Option<&'v str>,
+) -> Result<&'c WebApp, Refusal> {
+    let web = config.web_app.as_ref().ok_or(NO_WEB_APP)?;
+    if get("appid") != Some(web.appid.as_str()) || get("scope") != Some("snsapi_login") {
+        return Err(SCOPE_ERROR);
+    }
+    Ok(web)
+}
+
+/// response_type, redirect_uri and state of a qrconnect link or form. A
+/// wrong callback host is "redirect_uri 参数错误" there, without errcode.
+fn check_qr_rest<'v>(
+    config: &SimConfig,
+    web: &WebApp,
+    get: impl Fn(&str) -> Option<&'v str>,
+) -> Result<QrLink, Refusal> {
+    if get("response_type") != Some("code") {
+        return Err(BAD_RESPONSE_TYPE);
+    }
+    let redirect_uri = non_empty(get("redirect_uri")).ok_or(BAD_REDIRECT_URI)?;
+    let url = HttpUrl::parse(redirect_uri).ok_or(BAD_REDIRECT_URI)?;
+    if !on_domain(&url, &web.domain, config) {
+        return Err(BAD_REDIRECT_URI);
+    }
+    let state = check_state(get("state"))?;
+    Ok(QrLink {
+        appid: web.appid.clone(),
+        redirect_uri: redirect_uri.to_string(),
+        state: state.to_string(),
+    })
+}
+
 fn check_appid(config: &SimConfig, appid: Option<&str>) -> Result<(), Refusal> {
     match non_empty(appid) {
         None => Err(NO_APPID),
@@ -147,14 +220,20 @@ fn check_state(state: Option<&str>) -> Result<&str, Refusal> {
     Ok(state)
 }
 
+/// A raw `:` or `/` means the app forgot to encode redirect_uri, which
+/// WeChat refuses even when the decoded value would be fine.
+fn encoded(raw_query: &str) -> bool {
+    !raw_value(raw_query, "redirect_uri").is_some_and(|v| v.contains([':', '/', '?']))
+}
+
 /// True when the raw query has exactly appid, redirect_uri, response_type,
-/// scope, state in that order, then only optional keys, each at most once.
+/// scope, state in that order, then only `optional` keys, each at most once.
 ///
 /// A link with no `state` at all passes here and is refused by the state
 /// check with 10013 (state不能为空), the same answer as `state=`: WeChat's
 /// document calls state optional, but its error table has 10013, and that
 /// is what SDKs that leave out an empty state get.
-fn order_ok(raw_query: &str) -> bool {
+fn order_ok(raw_query: &str, optional: &[&str]) -> bool {
     let keys: Vec<&str> = raw_query
         .split('&')
         .map(|part| part.split_once('=').map_or(part, |(k, _)| k))
@@ -171,7 +250,7 @@ fn order_ok(raw_query: &str) -> bool {
     let rest = &keys[required..];
     rest.iter()
         .enumerate()
-        .all(|(i, k)| OPTIONAL.contains(k) && !rest[..i].contains(k))
+        .all(|(i, k)| optional.contains(k) && !rest[..i].contains(k))
 }
 
 /// The value of `key` as sent, before percent-decoding.
@@ -207,7 +286,13 @@ fn check_redirect_uri(uri: &str, config: &SimConfig) -> Result<(), Refusal> {
 /// port the demo app listens on. The JS-SDK's 「JS接口安全域名」 check
 /// (jssdk.rs) applies the same rule to page URLs.
 pub(super) fn on_our_domain(url: &HttpUrl, config: &SimConfig) -> bool {
-    if url.authority().host().eq_ignore_ascii_case(&config.domain) {
+    on_domain(url, &config.domain, config)
+}
+
+/// The same rule for another configured `domain` (the website app's
+/// 授权回调域): demo mode's hosts are accepted there too.
+fn on_domain(url: &HttpUrl, domain: &str, config: &SimConfig) -> bool {
+    if url.authority().host().eq_ignore_ascii_case(domain) {
         return true;
     }
     let plain = !url.is_https();
@@ -248,12 +333,17 @@ mod tests {
     #[test]
     fn parameter_order_is_strict() {
         assert!(order_ok(
-            "appid=a&redirect_uri=b&response_type=code&scope=s&state=t"
+            "appid=a&redirect_uri=b&response_type=code&scope=s&state=t",
+            OPTIONAL
         ));
-        assert!(order_ok("appid=a&redirect_uri=b&response_type=code&scope=s&state=t&forcePopup=true&connect_redirect=1"));
+        assert!(order_ok(
+            "appid=a&redirect_uri=b&response_type=code&scope=s&state=t&forcePopup=true&connect_redirect=1",
+            OPTIONAL
+        ));
         // No state: in order; the state check then answers 10013.
         assert!(order_ok(
-            "appid=a&redirect_uri=b&response_type=code&scope=s"
+            "appid=a&redirect_uri=b&response_type=code&scope=s",
+            OPTIONAL
         ));
         for bad in [
             "redirect_uri=b&appid=a&response_type=code&scope=s&state=t",
@@ -264,7 +354,7 @@ mod tests {
             "appid=a&redirect_uri=b&response_type=code&scope=s&state=t&forcePopup=true&forcePopup=true",
             "",
         ] {
-            assert!(!order_ok(bad), "{bad}");
+            assert!(!order_ok(bad, OPTIONAL), "{bad}");
         }
         assert_eq!(
             check(&format!("scope=snsapi_base&{}", link(""))).err(),
@@ -401,5 +491,111 @@ mod tests {
             check_redirect_uri("http://localhost:8080/", &strict),
             Err(DOMAIN_MISMATCH)
         );
+    }
+}
+
+#[cfg(test)]
+mod qr_tests {
+    use super::*;
+
+    const CB: &str = "https%3A%2F%2Fwww.example.com%2Flogin%2Fqr%2Fcallback";
+
+    fn web_config() -> SimConfig {
+        crate::qrconnect::tests::web_sim().config
+    }
+
+    fn check(config: &SimConfig, query: &str) -> Result<QrLink, Refusal> {
+        check_qr_link(
+            config,
+            &Req::fake("GET", &format!("/connect/qrconnect?{query}"), &[]),
+        )
+    }
+
+    fn qr_link(appid: &str, scope: &str) -> String {
+        format!("appid={appid}&redirect_uri={CB}&response_type=code&scope={scope}&state=xyz")
+    }
+
+    const WEB: &str = crate::qrconnect::tests::WEB_APPID;
+
+    #[test]
+    fn a_good_link_passes_with_or_without_lang() {
+        let config = web_config();
+        let link = check(&config, &qr_link(WEB, "snsapi_login")).expect("ok");
+        assert_eq!(link.appid, WEB);
+        assert_eq!(
+            link.redirect_uri,
+            "https://www.example.com/login/qr/callback"
+        );
+        assert_eq!(link.state, "xyz");
+        assert!(check(&config, &(qr_link(WEB, "snsapi_login") + "&lang=en")).is_ok());
+        // The Official Account's extras are not qrconnect's.
+        let extra = qr_link(WEB, "snsapi_login") + "&forcePopup=true";
+        assert_eq!(check(&config, &extra).err(), Some(BAD_ORDER));
+    }
+
+    #[test]
+    fn the_official_accounts_appid_or_another_scope_is_a_scope_error() {
+        let config = web_config();
+        for query in [
+            qr_link(&config.appid, "snsapi_login"),
+            qr_link(WEB, "snsapi_userinfo"),
+            qr_link(WEB, "snsapi_base"),
+            qr_link("", "snsapi_login"),
+            qr_link(WEB, ""),
+        ] {
+            assert_eq!(check(&config, &query).err(), Some(SCOPE_ERROR), "{query}");
+        }
+    }
+
+    #[test]
+    fn without_a_website_app_every_link_is_refused_with_a_hint() {
+        let config = crate::tests::sim().config;
+        let refusal = check(&config, &qr_link(WEB, "snsapi_login")).err();
+        assert_eq!(refusal, Some(NO_WEB_APP));
+        assert_eq!(NO_WEB_APP.message, SCOPE_ERROR.message);
+        assert!(NO_WEB_APP.hint.is_some_and(|h| h.contains("web_app")));
+    }
+
+    #[test]
+    fn the_callback_must_be_on_the_websites_domain() {
+        let config = web_config();
+        let link = qr_link(WEB, "snsapi_login");
+        // The Official Account's domain is not the website app's.
+        let oa = link.replace("www.example.com", "127.0.0.1%3A8080");
+        assert_eq!(check(&config, &oa).err(), Some(BAD_REDIRECT_URI));
+        let sub = link.replace("www.example.com", "evil.www.example.com");
+        assert_eq!(check(&config, &sub).err(), Some(BAD_REDIRECT_URI));
+        let raw = link.replace(CB, "https://www.example.com/cb");
+        assert_eq!(check(&config, &raw).err(), Some(NOT_ENCODED));
+        let empty = link.replace(CB, "");
+        assert_eq!(check(&config, &empty).err(), Some(BAD_REDIRECT_URI));
+        // Demo mode: the demo app's own hosts, as for the Official Account.
+        let demo = SimConfig {
+            demo_app: Some("127.0.0.1:8080".parse().unwrap()),
+            ..web_config()
+        };
+        let local = link.replace(
+            "https%3A%2F%2Fwww.example.com",
+            "http%3A%2F%2Flocalhost%3A8080",
+        );
+        assert!(check(&demo, &local).is_ok());
+        let elsewhere = local.replace("8080", "9999");
+        assert_eq!(check(&demo, &elsewhere).err(), Some(BAD_REDIRECT_URI));
+    }
+
+    #[test]
+    fn order_response_type_and_state_are_checked_as_for_authorize() {
+        let config = web_config();
+        let link = qr_link(WEB, "snsapi_login");
+        let swapped = format!(
+            "redirect_uri={CB}&appid={WEB}&response_type=code&scope=snsapi_login&state=xyz"
+        );
+        assert_eq!(check(&config, &swapped).err(), Some(BAD_ORDER));
+        let token = link.replace("=code", "=token");
+        assert_eq!(check(&config, &token).err(), Some(BAD_RESPONSE_TYPE));
+        let dash = link.replace("state=xyz", "state=x-y");
+        assert_eq!(check(&config, &dash).err(), Some(BAD_STATE));
+        let none = link.replace("&state=xyz", "");
+        assert_eq!(check(&config, &none).err(), Some(NO_STATE));
     }
 }

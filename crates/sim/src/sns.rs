@@ -1,5 +1,6 @@
 //! The api.weixin.qq.com side: sns/oauth2/access_token, sns/oauth2/refresh_token,
-//! sns/userinfo and sns/auth. Answers like WeChat: HTTP 200, `text/plain`, a
+//! sns/userinfo and sns/auth, for the Official Account and the website app
+//! alike (each with its own secret, codes and openids). Answers like WeChat: HTTP 200, `text/plain`, a
 //! JSON body even for errors (docs/wechat.md §6), unless a
 //! fault armed through `/sim/control` says otherwise. `serve` is shared with
 //! the cgi-bin side (cgi.rs).
@@ -114,7 +115,7 @@ struct TokenAnswer<'a> {
     unionid: Option<&'a str>,
 }
 
-fn token_body(issued: &Issued) -> Body {
+fn token_body(sim: &Sim, issued: &Issued) -> Body {
     let Some(user) = users::get(issued.grant.user) else {
         return error_body(SYSTEM_BUSY);
     };
@@ -123,7 +124,7 @@ fn token_body(issued: &Issued) -> Body {
         access_token: &issued.access_token,
         expires_in: ACCESS_TTL,
         refresh_token: &issued.refresh_token,
-        openid: openid(&issued.grant),
+        openid: &openid(sim, &issued.grant),
         scope: issued.grant.scope.as_str(),
         is_snapshotuser: snapshot.then_some(1),
         // A snapshot user is virtual: no real unionid to give away.
@@ -132,19 +133,34 @@ fn token_body(issued: &Issued) -> Body {
     serde_json::to_vec(&answer).unwrap_or_else(|_| error_body(SYSTEM_BUSY))
 }
 
-/// The openid a grant's tokens belong to.
-fn openid(grant: &Grant) -> &'static str {
+/// The openid a grant's tokens belong to: each app has its own.
+fn openid(sim: &Sim, grant: &Grant) -> String {
     if grant.snapshot {
-        return users::SNAPSHOT_OPENID;
+        return users::SNAPSHOT_OPENID.to_string();
     }
-    users::get(grant.user).map_or("", |u| u.openid)
+    let Some(user) = users::get(grant.user) else {
+        return String::new();
+    };
+    if sim.web_app_of(&grant.appid).is_some() {
+        users::web_openid(user)
+    } else {
+        user.openid.to_string()
+    }
 }
 
-/// The appid (and, for the code exchange, the secret) of the call.
+/// The appid of an sns call (the Official Account's or the website app's)
+/// and, for the code exchange, that app's secret.
 fn check_app(sim: &Sim, req: &Req, with_secret: bool) -> Result<(), i64> {
-    check_appid(sim, req.query("appid"))?;
+    let appid = req.query("appid").filter(|a| !a.is_empty());
+    let secret = match appid.and_then(|a| sim.web_app_of(a)) {
+        Some(web) => &web.secret,
+        None => {
+            check_appid(sim, appid)?;
+            &sim.config.secret
+        }
+    };
     if with_secret {
-        check_secret(sim, req.query("secret"))?;
+        check_secret_of(secret, req.query("secret"))?;
     }
     Ok(())
 }
@@ -158,11 +174,17 @@ pub(super) fn check_appid(sim: &Sim, appid: Option<&str>) -> Result<(), i64> {
     }
 }
 
-/// A secret as sent: missing 41004, wrong 40125.
+/// The Official Account's secret as sent: missing 41004, wrong 40125.
 pub(super) fn check_secret(sim: &Sim, secret: Option<&str>) -> Result<(), i64> {
+    check_secret_of(&sim.config.secret, secret)
+}
+
+/// A secret as sent, against the app's `expected` one: missing 41004,
+/// wrong 40125.
+fn check_secret_of(expected: &str, secret: Option<&str>) -> Result<(), i64> {
     match secret.filter(|s| !s.is_empty()) {
         None => Err(MISSING_SECRET),
-        Some(s) if !random::constant_time_eq(s, &sim.config.secret) => Err(INVALID_SECRET),
+        Some(s) if !random::constant_time_eq(s, expected) => Err(INVALID_SECRET),
         Some(_) => Ok(()),
     }
 }
@@ -181,9 +203,12 @@ fn exchange(sim: &mut Sim, req: &Req) -> Body {
         if sim.snapshot {
             sim.store.mark_snapshot(code);
         }
-        sim.store.redeem_code(&sim.config.appid, code, now)
+        // A code is the app's that it was issued for: another app's is
+        // unknown here (40029), even with that app's right secret.
+        sim.store
+            .redeem_code(req.query("appid").unwrap_or_default(), code, now)
     });
-    result.map_or_else(error_body, |issued| token_body(&issued))
+    result.map_or_else(error_body, |issued| token_body(sim, &issued))
 }
 
 fn refresh(sim: &mut Sim, req: &Req) -> Body {
@@ -196,9 +221,10 @@ fn refresh(sim: &mut Sim, req: &Req) -> Body {
             .query("refresh_token")
             .filter(|t| !t.is_empty())
             .ok_or(MISSING_REFRESH_TOKEN)?;
-        sim.store.refresh(&sim.config.appid, token, now)
+        sim.store
+            .refresh(req.query("appid").unwrap_or_default(), token, now)
     });
-    result.map_or_else(error_body, |issued| token_body(&issued))
+    result.map_or_else(error_body, |issued| token_body(sim, &issued))
 }
 
 /// The grant of `access_token` if the token is live and belongs to `openid`.
@@ -213,7 +239,7 @@ fn token_for(sim: &mut Sim, req: &Req) -> Result<Grant, i64> {
         .query("openid")
         .filter(|o| !o.is_empty())
         .ok_or(MISSING_OPENID)?;
-    if asked != openid(&grant) {
+    if asked != openid(sim, &grant) {
         return Err(INVALID_OPENID);
     }
     Ok(grant)
@@ -225,14 +251,17 @@ fn profile(sim: &mut Sim, req: &Req) -> Body {
         Err(errcode) => return error_body(errcode),
     };
     // An snsapi_base token identifies the user but may not read the profile.
-    if grant.scope != state::Scope::Userinfo {
+    if !grant.scope.reads_profile() {
         return error_body(API_UNAUTHORIZED);
     }
     if grant.snapshot {
         return users::snapshot_userinfo_body();
     }
     match users::get(grant.user) {
-        Some(user) => users::userinfo_body(user, users::Lang::parse(req.query("lang"))),
+        Some(user) => {
+            let openid = openid(sim, &grant);
+            users::userinfo_body(user, &openid, users::Lang::parse(req.query("lang")))
+        }
         None => error_body(SYSTEM_BUSY),
     }
 }

@@ -8,6 +8,9 @@ use wxauth_app::wechat::errcode::*;
 
 /// A code is single use and lives 5 minutes (docs/wechat.md §2).
 pub const CODE_TTL: i64 = 300;
+/// A website app's code (qrconnect) is single use too but lives 10 minutes
+/// ("code的超时时间为10分钟").
+pub const WEB_CODE_TTL: i64 = 600;
 /// A web-authorization access_token lives 2 hours.
 pub const ACCESS_TTL: i64 = 7200;
 /// A refresh_token lives 30 days.
@@ -78,15 +81,19 @@ pub fn errmsg(errcode: i64) -> &'static str {
     }
 }
 
-/// The two scopes of web authorization.
+/// The scopes of a grant: the Official Account's two, and the website
+/// app's one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     Base,
     Userinfo,
+    /// A website app's QR login (qrconnect): reads the profile too.
+    Login,
 }
 
 impl Scope {
-    /// Reads a `scope` value; anything else is not a scope WeChat grants here.
+    /// Reads the `scope` of an Official Account's authorize link; anything
+    /// else, snsapi_login included, is not a scope it grants.
     pub fn parse(s: &str) -> Option<Scope> {
         match s {
             "snsapi_base" => Some(Scope::Base),
@@ -100,6 +107,20 @@ impl Scope {
         match self {
             Scope::Base => "snsapi_base",
             Scope::Userinfo => "snsapi_userinfo",
+            Scope::Login => "snsapi_login",
+        }
+    }
+
+    /// Whether sns/userinfo answers for a token of this scope.
+    pub fn reads_profile(self) -> bool {
+        self != Scope::Base
+    }
+
+    /// How long a code for this scope lives: website codes last longer.
+    pub fn code_ttl(self) -> i64 {
+        match self {
+            Scope::Login => WEB_CODE_TTL,
+            Scope::Base | Scope::Userinfo => CODE_TTL,
         }
     }
 }
@@ -146,7 +167,7 @@ impl Store {
         Store::default()
     }
 
-    /// A fresh code for `grant`, valid for `CODE_TTL` seconds from `now`.
+    /// A fresh code for `grant`, valid for its scope's `code_ttl` from `now`.
     pub fn issue_code(&mut self, grant: Grant, now: i64) -> String {
         self.prune(now);
         // 32 base62 characters, the length of WeChat's codes.
@@ -166,7 +187,7 @@ impl Store {
         if entry.used {
             return Err(CODE_USED);
         }
-        if now - entry.issued >= CODE_TTL {
+        if now - entry.issued >= entry.grant.scope.code_ttl() {
             return Err(CODE_EXPIRED);
         }
         entry.used = true;
@@ -177,9 +198,12 @@ impl Store {
     }
 
     /// Turns the grant behind `code` into a snapshot-page one (the control
-    /// switch was turned on between the consent and the exchange).
+    /// switch was turned on between the consent and the exchange). A
+    /// website login is left alone: the snapshot page is the WeChat
+    /// client's, and a QR login happens in a PC browser.
     pub fn mark_snapshot(&mut self, code: &str) {
-        if let Some(entry) = self.codes.get_mut(code) {
+        let entry = self.codes.get_mut(code);
+        if let Some(entry) = entry.filter(|e| e.grant.scope != Scope::Login) {
             entry.grant.snapshot = true;
         }
     }
@@ -231,7 +255,7 @@ impl Store {
         }
         self.pruned_at = Some(now);
         self.codes
-            .retain(|_, e| now - e.issued < CODE_TTL + CODE_KEEP);
+            .retain(|_, e| now - e.issued < e.grant.scope.code_ttl() + CODE_KEEP);
         self.access
             .retain(|_, e| now - e.issued < ACCESS_TTL + TOKEN_KEEP);
         self.refresh
@@ -292,6 +316,24 @@ mod tests {
         );
         let code = s.issue_code(grant(Scope::Base), T0);
         assert!(s.redeem_code("wxA", &code, T0 + 299).is_ok());
+    }
+
+    #[test]
+    fn a_website_code_lives_ten_minutes_and_works_once() {
+        let mut s = Store::new();
+        let code = s.issue_code(grant(Scope::Login), T0);
+        assert!(s.redeem_code("wxA", &code, T0 + 599).is_ok());
+        assert_eq!(s.redeem_code("wxA", &code, T0 + 599).err(), Some(CODE_USED));
+        let code = s.issue_code(grant(Scope::Login), T0);
+        assert_eq!(
+            s.redeem_code("wxA", &code, T0 + 601).err(),
+            Some(CODE_EXPIRED)
+        );
+        // Never a snapshot grant, whatever the switch says.
+        let code = s.issue_code(grant(Scope::Login), T0);
+        s.mark_snapshot(&code);
+        let issued = s.redeem_code("wxA", &code, T0).expect("redeem");
+        assert!(!issued.grant.snapshot);
     }
 
     #[test]

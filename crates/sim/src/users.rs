@@ -152,6 +152,20 @@ pub const USERS: &[User] = &[
 /// (docs/wechat.md §5: snapshot users are virtual accounts).
 pub const SNAPSHOT_OPENID: &str = "oSimSnapshotVirtualUser00000";
 
+/// How every test user's Official Account openid starts.
+const OA_PREFIX: &str = "oSim";
+/// What its website-app openid starts with instead.
+const WEB_PREFIX: &str = "oWeb";
+
+/// The user's openid on the website app. WeChat gives one user a
+/// different openid in each app (the unionid is shared): here `oSim…`
+/// becomes `oWeb…`, the same length, so a test can tell the two apart and
+/// still predict both.
+pub fn web_openid(user: &User) -> String {
+    let rest = user.openid.strip_prefix(OA_PREFIX).unwrap_or(user.openid);
+    format!("{WEB_PREFIX}{rest}")
+}
+
 /// The user at `index`, if there is one.
 pub fn get(index: usize) -> Option<&'static User> {
     USERS.get(index)
@@ -163,14 +177,15 @@ pub fn display_nickname(user: &User) -> String {
     user.nickname.chars().filter(|c| !c.is_control()).collect()
 }
 
-/// The sns/userinfo body for `user`. Slashes in headimgurl come out as `\/`,
-/// as WeChat writes them; a `broken` user yields invalid JSON on purpose.
-pub fn userinfo_body(user: &User, lang: Lang) -> Vec<u8> {
+/// The sns/userinfo body for `user`, whose openid in the asking app is
+/// `openid`. Slashes in headimgurl come out as `\/`, as WeChat writes them;
+/// a `broken` user yields invalid JSON on purpose.
+pub fn userinfo_body(user: &User, openid: &str, lang: Lang) -> Vec<u8> {
     let (province, city, country) = user.region[lang.index()];
     let mut out = Vec::with_capacity(512);
     out.push(b'{');
     key(&mut out, "openid");
-    string(&mut out, user.openid, false);
+    string(&mut out, openid, false);
     key(&mut out, "nickname");
     string(&mut out, user.nickname, user.broken);
     key(&mut out, "sex");
@@ -269,9 +284,14 @@ mod tests {
 
     #[test]
     fn openids_and_unionids_look_like_wechat_ones() {
+        let web: Vec<String> = USERS.iter().map(web_openid).collect();
         let mut ids: Vec<&str> = USERS.iter().map(|u| u.openid).collect();
         ids.push(SNAPSHOT_OPENID);
         ids.extend(USERS.iter().filter_map(|u| u.unionid));
+        ids.extend(web.iter().map(String::as_str));
+        for user in USERS {
+            assert!(user.openid.starts_with(OA_PREFIX), "{}", user.openid);
+        }
         for id in &ids {
             assert_eq!(id.len(), 28, "{id}");
             assert!(id.starts_with('o'), "{id}");
@@ -285,14 +305,15 @@ mod tests {
     #[test]
     fn well_formed_users_give_valid_json_with_their_fields() {
         for user in USERS.iter().filter(|u| !u.broken) {
-            let body = userinfo_body(user, Lang::ZhCn);
+            let body = userinfo_body(user, user.openid, Lang::ZhCn);
             let v: serde_json::Value = serde_json::from_slice(&body).expect("valid JSON");
             assert_eq!(v["nickname"], user.nickname);
             assert_eq!(v["headimgurl"], user.headimgurl);
             assert_eq!(v.get("unionid").is_some(), user.unionid.is_some());
         }
         let v: serde_json::Value =
-            serde_json::from_slice(&userinfo_body(&USERS[1], Lang::ZhCn)).expect("valid JSON");
+            serde_json::from_slice(&userinfo_body(&USERS[1], USERS[1].openid, Lang::ZhCn))
+                .expect("valid JSON");
         assert_eq!(v["sex"], "2");
     }
 
@@ -300,7 +321,8 @@ mod tests {
     fn region_follows_lang() {
         let city = |lang| {
             let v: serde_json::Value =
-                serde_json::from_slice(&userinfo_body(&USERS[0], lang)).expect("valid JSON");
+                serde_json::from_slice(&userinfo_body(&USERS[0], USERS[0].openid, lang))
+                    .expect("valid JSON");
             v["province"].as_str().unwrap_or_default().to_string()
         };
         assert_eq!(city(Lang::ZhCn), "广东");
@@ -311,7 +333,7 @@ mod tests {
 
     #[test]
     fn the_broken_user_gives_invalid_json_with_raw_controls_and_bad_utf8() {
-        let body = userinfo_body(&USERS[2], Lang::ZhCn);
+        let body = userinfo_body(&USERS[2], USERS[2].openid, Lang::ZhCn);
         assert!(serde_json::from_slice::<serde_json::Value>(&body).is_err());
         assert!(body.contains(&0x01) && body.contains(&0x1f));
         assert!(std::str::from_utf8(&body).is_err());
