@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use wxauth_app::config::Config;
 use wxauth_app::transport::host;
 use wxauth_app::transport::listener::{Listener, Running};
-use wxauth_sim::{self as sim, PushTarget, SimConfig};
+use wxauth_sim::{self as sim, PushTarget, SimConfig, WebApp};
 
 /// The secret `wxauth sim` accepts when none is configured. It guards nothing:
 /// the simulator is a stand-in for WeChat on loopback.
@@ -23,7 +23,13 @@ pub fn sim_config(config: &Config, secret: &str) -> SimConfig {
         domain: config.public_host(),
         demo_app: None,
         push_target: None,
-        web_app: None,
+        // The website app (WXAUTH_WEB_APPID, or the demo's): its 授权回调域 is
+        // the same host as the account's 网页授权域名, wxauth's own.
+        web_app: config.web.as_ref().map(|web| WebApp {
+            appid: web.appid.clone(),
+            secret: web.secret.expose().to_string(),
+            domain: config.public_host(),
+        }),
     }
 }
 

@@ -50,6 +50,15 @@ pub fn start_with(settings: &[(&str, &str)]) -> Stack {
 /// `{app}` in a setting's value is the app's own URL (`http://127.0.0.1:PORT`):
 /// `("WXAUTH_PUBLIC_URL", "{app}/wx")` serves it under a path prefix.
 pub fn start_real(settings: &[(&str, &str)]) -> Stack {
+    start_real_with(settings, |_| {})
+}
+
+/// `start_real`, with the simulator's configuration changed by `adjust`
+/// (WeChat knowing a secret other than the app's, say).
+pub fn start_real_with(
+    settings: &[(&str, &str)],
+    adjust: impl FnOnce(&mut wxauth_sim::SimConfig),
+) -> Stack {
     let sim_listener = Listener::bind("127.0.0.1:0").expect("bind the simulator");
     let sim_url = format!("http://{}", sim_listener.local_addr());
     let listener = Listener::bind("127.0.0.1:0").expect("bind the app");
@@ -68,7 +77,9 @@ pub fn start_real(settings: &[(&str, &str)]) -> Stack {
     }
     let raw = RawConfig::from_env_and_args(env, &[]).expect("test settings parse");
     let config = Config::from_raw(&raw).expect("test settings are valid");
-    let sim = wxauth_sim::start(sim_listener, demo::sim_config(&config, secret));
+    let mut sim_config = demo::sim_config(&config, secret);
+    adjust(&mut sim_config);
+    let sim = wxauth_sim::start(sim_listener, sim_config);
     let app = app::start(listener, config).expect("start the app");
     Stack {
         app_url,

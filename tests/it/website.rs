@@ -3,7 +3,7 @@
 //! code is exchanged with the website app's own appid and secret, and one
 //! person is one user across both apps by unionid.
 
-use crate::support::{start_real, url_param, Browser, Resp, Stack};
+use crate::support::{start_real, start_real_with, url_param, Browser, Resp, Stack};
 
 const DESKTOP_UA: &str =
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/156.0 Safari/537.36";
@@ -188,11 +188,15 @@ fn a_state_carried_to_another_browser_is_refused_before_any_call() {
 #[test]
 fn the_official_accounts_secret_on_a_website_code_is_wechats_error() {
     // A website app configured with the Official Account's secret (a
-    // copy-paste mistake): WeChat refuses the exchange; the page says so.
-    let stack = start_real(&[
-        ("WXAUTH_WEB_APPID", WEB_APPID),
-        ("WXAUTH_WEB_SECRET", "test-secret-9f8e7d6c5b4a"),
-    ]);
+    // copy-paste mistake): WeChat, which knows the website's own, refuses
+    // the exchange; the page says so.
+    let stack = start_real_with(
+        &[
+            ("WXAUTH_WEB_APPID", WEB_APPID),
+            ("WXAUTH_WEB_SECRET", "test-secret-9f8e7d6c5b4a"),
+        ],
+        |sim| sim.web_app.as_mut().unwrap().secret = WEB_SECRET.into(),
+    );
     let mut browser = desktop();
     let resp = website_login(&stack, &mut browser, 0);
     assert_eq!(resp.status, 502, "{}", resp.body);
