@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 rm -rf target/screenshots
 WXAUTH_E2E=1 cargo test --quiet --test it browser:: -- --test-threads=1
 mkdir -p docs
-for name in home-guest consent profile error-declined error-wechat sim-error-10003 scan-desktop profile-desktop; do
+for name in home-guest consent profile error-declined error-wechat sim-error-10003 scan-desktop profile-desktop qrconnect-desktop profile-website; do
     cp "target/screenshots/$name.png" "docs/$name.png"
 done
 ls -l docs/*.png

@@ -256,14 +256,14 @@ fn a_login_flood_evicts_no_login_under_way_and_no_qr_ticket() {
     let callback = user.consent(&authorize, 0, true);
     let mut desktop = Browser::new();
     desktop.user_agent = "Mozilla/5.0 (Windows NT 10.0) Chrome/126.0".into();
-    let page = desktop.get(&stack.url("/login"));
+    let page = desktop.get(&stack.url("/login?via=scan"));
     let ticket = attribute(&page.body, "data-ticket");
     let poll = format!("/login/ticket?t={ticket}");
     assert!(desktop.get(&stack.url(&poll)).body.contains("pending"));
 
     let phone: &[u8] =
         b"GET /login HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0 MicroMessenger/8.0.50\r\n\r\n";
-    let pc: &[u8] = b"GET /login HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0) Chrome/126.0\r\n\r\n";
+    let pc: &[u8] = b"GET /login?via=scan HTTP/1.1\r\nHost: x\r\nUser-Agent: Mozilla/5.0 (Windows NT 10.0) Chrome/126.0\r\n\r\n";
     let addr = stack.app.addr;
     let floods: Vec<_> = (0..2)
         .map(|_| std::thread::spawn(move || pipelined_flood(addr, &[phone, pc], 10_000)))

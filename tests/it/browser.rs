@@ -500,7 +500,7 @@ fn a_phone_confirms_a_desktop_login_with_the_pages_own_form() {
     let mut desktop = crate::support::Browser::new();
     desktop.user_agent =
         "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5 Safari/605.1.15".into();
-    let page = desktop.get(&stack.url("/login"));
+    let page = desktop.get(&stack.url("/login?via=scan"));
     let ticket = crate::support::attribute(&page.body, "data-ticket");
     let poll = stack.url(&format!("/login/ticket?t={ticket}"));
     // The phone is the real browser: it scans, logs in, and is asked.
@@ -970,4 +970,31 @@ fn the_jssdk_helper_finds_wxauth_under_a_path_prefix() {
         json!([config_url(&site, &page)])
     );
     assert!(stack.app_url.ends_with(&listen));
+}
+
+#[test]
+fn a_desktop_logs_in_through_wechats_qr_login_of_the_website_app() {
+    let Some(mut chrome) = Chrome::launch() else {
+        return;
+    };
+    let stack = start();
+    chrome.as_desktop(1024, 760);
+    chrome.navigate(&stack.url("/login"));
+    // The simulator's stand-in for open.weixin.qq.com/connect/qrconnect.
+    assert!(
+        chrome
+            .url()
+            .starts_with(&format!("{}/connect/qrconnect?", stack.sim_url)),
+        "{}",
+        chrome.url()
+    );
+    assert!(chrome.text().contains("微信登录"), "{}", chrome.text());
+    chrome.screenshot("qrconnect-desktop");
+    chrome.tap("form button.allow");
+    assert_eq!(chrome.url(), stack.url("/profile"), "{}", chrome.text());
+    let text = chrome.text();
+    assert!(text.contains("OpenID（网站应用）"), "{text}");
+    assert!(text.contains("oWeb0PandaXiaoMingEmoji00001"), "{text}");
+    assert!(text.contains("熊猫🐼小明"), "{text}");
+    chrome.screenshot("profile-website");
 }

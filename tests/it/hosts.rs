@@ -174,7 +174,9 @@ fn a_demo_on_every_address_logs_in_on_each_of_them() {
             Some(ip) => format!("http://{}", std::net::SocketAddr::new(*ip, port(&stack))),
             None => site.clone(),
         };
-        let qr = Visitor::desktop().get(&format!("{site}/login")).body;
+        let qr = Visitor::desktop()
+            .get(&format!("{site}/login?via=scan"))
+            .body;
         let ticket = attribute(&qr, "data-ticket");
         let scan_url = format!("{phone}/login/scan?t={ticket}");
         assert!(
@@ -210,7 +212,7 @@ fn a_foreign_host_is_never_followed_in_demo_mode() {
             "{host}"
         );
         browser.user_agent = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0".into();
-        let qr = browser.get_with(&stack.url("/login"), &[("Host", &host)]);
+        let qr = browser.get_with(&stack.url("/login?via=scan"), &[("Host", &host)]);
         assert!(
             qr.body.contains(&format!("{configured}/login/scan?t=")),
             "{host}"
@@ -259,7 +261,7 @@ fn real_mode_never_follows_the_host() {
         );
         assert!(login.location().starts_with(&stack.sim_url));
         browser.user_agent = "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0".into();
-        let qr = browser.get_with(&stack.url("/login"), &[("Host", &host)]);
+        let qr = browser.get_with(&stack.url("/login?via=scan"), &[("Host", &host)]);
         let ticket = attribute(&qr.body, "data-ticket");
         let scan_url = stack.url(&format!("/login/scan?t={ticket}"));
         assert!(

@@ -16,7 +16,7 @@ fn desktop() -> Browser {
 
 /// Opens /login on a desktop browser; returns the ticket and the QR's URL.
 fn qr(stack: &Stack, desktop: &mut Browser) -> (String, String) {
-    let page = desktop.get(&stack.url("/login?next=%2Fapi%2Fme"));
+    let page = desktop.get(&stack.url("/login?next=%2Fapi%2Fme&via=scan"));
     assert_eq!(page.status, 200, "outside WeChat /login is the QR page");
     assert!(
         page.body
@@ -360,7 +360,7 @@ fn the_desktop_is_shown_by_name_and_address_never_as_it_wrote_itself() {
     let mut pc = desktop();
     pc.user_agent = "<script>alert(1)</script> Windows".into();
     let page = pc.get_with(
-        &stack.url("/login"),
+        &stack.url("/login?via=scan"),
         &[
             ("X-Real-IP", "<b>198.51.100.9</b>"),
             ("X-Forwarded-For", "10.0.0.1, 198.51.100.7"),
@@ -387,7 +387,7 @@ fn the_desktop_is_shown_by_name_and_address_never_as_it_wrote_itself() {
     );
     // Behind our nginx (a trusted proxy), the X-Real-IP it set is the one shown.
     let page = pc.get_with(
-        &stack.url("/login"),
+        &stack.url("/login?via=scan"),
         &[
             ("X-Real-IP", "198.51.100.9"),
             ("X-Forwarded-For", "198.51.100.7"),
@@ -411,7 +411,7 @@ fn a_ticket_cannot_be_claimed_by_another_browser() {
     } = scanned(&stack);
     assert_eq!(decided(&stack, &mut phone, "confirm", &ticket, &token), 303);
     let mut thief = desktop();
-    thief.get(&stack.url("/login")); // a browser id of its own
+    thief.get(&stack.url("/login?via=scan")); // a browser id of its own
     assert_eq!(
         status(&stack, &mut thief, &ticket),
         (403, "forbidden".into())
@@ -463,7 +463,7 @@ fn a_phone_that_lost_its_session_starts_over() {
 fn demo_mode_offers_to_continue_in_this_browser_and_real_mode_does_not() {
     let stack = start();
     let mut pc = desktop();
-    let page = pc.get(&stack.url("/login"));
+    let page = pc.get(&stack.url("/login?via=scan"));
     assert!(page.body.contains("在本浏览器中继续"));
     let direct = pc.get(&stack.url("/login?next=%2Fprofile&direct=1"));
     assert_eq!(direct.status, 302);

@@ -25,19 +25,26 @@ impl Pair {
 }
 
 fn pair(redis: &RedisServer) -> Pair {
+    pair_with(redis, &[])
+}
+
+/// `pair`, both instances with `extra` settings too.
+fn pair_with(redis: &RedisServer, extra: &[(&str, &str)]) -> Pair {
     let url = redis.url();
-    let settings = [("WXAUTH_REDIS_URL", url.as_str()), ("WXAUTH_TOKEN", TOKEN)];
+    let mut settings = vec![("WXAUTH_REDIS_URL", url.as_str()), ("WXAUTH_TOKEN", TOKEN)];
+    settings.extend_from_slice(extra);
     let a = start_real(&settings);
-    let env = settings_with(&[
+    let mut env = settings_with(&[
         ("WXAUTH_DEMO", "0"),
         ("WXAUTH_APPID", "wx000000000000test"),
         ("WXAUTH_SECRET", a.secret.as_str()),
         ("WXAUTH_PUBLIC_URL", a.app_url.as_str()),
         ("WXAUTH_OPEN_BASE", a.sim_url.as_str()),
         ("WXAUTH_API_BASE", a.sim_url.as_str()),
-        settings[0],
-        settings[1],
     ]);
+    for (k, v) in &settings {
+        env.insert(k.to_string(), v.to_string());
+    }
     let raw = RawConfig::from_env_and_args(env, &[]).expect("settings parse");
     let config = Config::from_raw(&raw).expect("settings are valid");
     let listener = Listener::bind("127.0.0.1:0").expect("bind B");
@@ -362,4 +369,61 @@ fn instances_share_one_jsapi_ticket_fetched_once_and_kept_sealed() {
     let (expires, sealed) = value.split_once(':').expect("expiry:sealed");
     assert!(expires.parse::<i64>().is_ok(), "{line}");
     assert!(sealed.bytes().all(|b| b.is_ascii_hexdigit()), "{line}");
+}
+
+#[test]
+fn one_person_through_both_apps_on_two_instances_is_one_user_and_redis_holds_no_openid() {
+    let Some(redis) = redis_server() else { return };
+    let pair = pair_with(
+        &redis,
+        &[
+            ("WXAUTH_WEB_APPID", "wx00000000000web1"),
+            ("WXAUTH_WEB_SECRET", "web-secret-1a2b3c"),
+        ],
+    );
+    // The phone through the Official Account on A.
+    let mut phone = Browser::new();
+    assert_eq!(phone.login_as(&pair.a, 0).status, 302);
+    // The desktop through the website app, its callback served by B.
+    let mut desktop = Browser::new();
+    desktop.user_agent = "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0".into();
+    let login = desktop.get(&pair.a.url("/login"));
+    let qrconnect = login.location().to_string();
+    assert!(
+        qrconnect.contains("/connect/qrconnect?appid=wx00000000000web1&"),
+        "{qrconnect}"
+    );
+    let base = qrconnect.split("/connect/").next().unwrap().to_string();
+    let field = |k: &str| crate::support::url_param(&qrconnect, k);
+    let (appid, redirect_uri, state) = (field("appid"), field("redirect_uri"), field("state"));
+    let confirmed = desktop.post(
+        &format!("{base}/connect/qrconnect/confirm"),
+        &[
+            ("appid", appid.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("response_type", "code"),
+            ("scope", "snsapi_login"),
+            ("state", state.as_str()),
+            ("user", "0"),
+            ("action", "allow"),
+        ],
+    );
+    let callback = confirmed.location().to_string();
+    let path = callback.splitn(4, '/').nth(3).unwrap();
+    assert_eq!(desktop.get(&pair.b_url(&format!("/{path}"))).status, 302);
+    let profile = desktop.get(&pair.b_url("/profile")).body;
+    assert!(
+        profile.contains("oWeb0PandaXiaoMingEmoji00001"),
+        "{profile}"
+    );
+    assert!(
+        profile.contains("oSim0PandaXiaoMingEmoji00001"),
+        "the account's openid, linked on A: {profile}"
+    );
+    let dump = redis.dump();
+    assert!(dump.contains("wxauth:u:"), "{dump}");
+    assert!(
+        !dump.contains("oWeb0") && !dump.contains("oSim0") && !dump.contains("oSimUnion0"),
+        "{dump}"
+    );
 }

@@ -340,7 +340,7 @@ fn a_flood_of_qr_pages_from_one_client_holds_up_no_one_else() {
     let flood: Vec<_> = (0..16)
         .map(|_| {
             let next = format!("/{}", "a".repeat(600));
-            let url = stack.url(&format!("/login?next={next}"));
+            let url = stack.url(&format!("/login?next={next}&via=scan"));
             let (stop, drawn) = (Arc::clone(&stop), Arc::clone(&drawn));
             thread::spawn(move || {
                 let mut desktop = Browser::new();
