@@ -189,12 +189,21 @@ fn sim(config: Config) -> ExitCode {
     } else {
         config.secret.expose()
     };
-    let sim_config = demo::sim_config(&config, secret);
+    let mut sim_config = demo::sim_config(&config, secret);
+    // Unconfigured, its website app takes the same known secret as its
+    // Official Account, so code under test can use both.
+    if let (true, Some(web)) = (config.demo, sim_config.web_app.as_mut()) {
+        web.secret = SIM_DEFAULT_SECRET.to_string();
+    }
     out!(
-        "wxauth simulator on http://{} (appid {}, callback domain {})",
+        "wxauth simulator on http://{} (appid {}, callback domain {}{})",
         listener.local_addr(),
         sim_config.appid,
-        sim_config.domain
+        sim_config.domain,
+        sim_config
+            .web_app
+            .as_ref()
+            .map_or(String::new(), |web| format!("; website app {}", web.appid))
     );
     match listener.run(&mut Sim::new(sim_config)) {
         Ok(()) => ExitCode::SUCCESS,

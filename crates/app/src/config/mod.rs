@@ -443,12 +443,14 @@ impl Config {
             .as_ref()
             .and_then(|u| redis_address(u.expose()));
         format!(
-            "mode={} appid={} secret={} public_url={} scope={} lang={} open_base={} api_base={} \
+            "mode={} appid={} secret={} web_appid={} public_url={} scope={} lang={} open_base={} \
+             api_base={} \
              session_ttl={} max_sessions={} session_file={} redis={} wechat={} \
              upstream_timeout={}s connect_timeout={}s client_timeout={}s log={}",
             if self.demo { "demo" } else { "real" },
             self.appid,
             self.secret,
+            self.web.as_ref().map_or("none", |web| web.appid.as_str()),
             self.public_url,
             self.scope.as_str(),
             self.lang,
