@@ -4,4 +4,5 @@
 //! The two are separate crates, and the app's cannot name the simulator's.
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod demo;

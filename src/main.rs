@@ -2,14 +2,15 @@
 //! (the command line is read by `config::CommandLine`). Only
 //! orchestrates; exit status 0 ok, 1 runtime failure, 2 bad configuration.
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::process::ExitCode;
 use wxauth::demo::{self, SIM_DEFAULT_SECRET};
 use wxauth_app::clock::Clock;
 use wxauth_app::config::{Command, CommandLine, Config, ConfigError, RawConfig, SETTINGS};
-use wxauth_app::transport::listener::{Listener, Stopper};
+use wxauth_app::transport::listener::{Commander, Listener, Stopper};
 use wxauth_app::web::app::App;
+use wxauth_app::web::service::AppCommand;
 use wxauth_sim::Sim;
 
 /// `println!` that never panics on a closed stdout (see `log::out`).
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
         }
         Command::Sim => sim(config),
         Command::Menu => menu(config, &line.words),
+        Command::Revoke => revoke(&config, &line.words),
         Command::Serve => serve(config),
     }
 }
@@ -68,7 +70,7 @@ fn main() -> ExitCode {
 fn serve(mut config: Config) -> ExitCode {
     // Catch signals from the very start: one that arrives while starting up
     // stops the server as soon as its loop runs, rather than killing it.
-    let signals = Signals::new([SIGTERM, SIGINT]);
+    let signals = Signals::new([SIGTERM, SIGINT, SIGHUP]);
     let listener =
         match Listener::bind_with_timeout(&config.listen.to_string(), config.client_timeout) {
             Ok(listener) => listener,
@@ -107,7 +109,22 @@ fn serve(mut config: Config) -> ExitCode {
         }
     };
     let listener = listener.with_limits(app.config().limits());
-    stop_on_signals(signals, listener.stopper());
+    let commander = listener.commander();
+    // `wxauth revoke` reaches the loop through this socket; removed at stop.
+    let _control = match &app.config().control_socket {
+        Some(path) => match wxauth::control::serve(path, commander.clone()) {
+            Ok(socket) => Some(socket),
+            Err(e) => {
+                return fail(&format!(
+                    "WXAUTH_CONTROL_SOCKET: cannot listen on {}: {e}",
+                    path.display()
+                ))
+            }
+        },
+        None => None,
+    };
+    let allow_file = app.config().allow_file.clone();
+    on_signals(signals, listener.stopper(), commander, allow_file);
     let ended = listener.run(&mut app);
     // The loop has answered every request it took: calls under way had the
     // grace period to finish, what was left got 503. Nothing changes now.
@@ -156,8 +173,16 @@ fn demo_lines(config: &Config, bound: std::net::SocketAddr) {
     out!("  simulator: {}", config.open_base);
 }
 
-/// SIGTERM (systemd's stop) and SIGINT (Ctrl-C) stop the loop gracefully.
-fn stop_on_signals(signals: std::io::Result<Signals>, stopper: Stopper) {
+/// SIGTERM (systemd's stop) and SIGINT (Ctrl-C) stop the loop gracefully;
+/// SIGHUP (`systemctl reload`) reads WXAUTH_ALLOW again: a valid file
+/// replaces the list for the next request, a broken one keeps the old list
+/// and says why in one line.
+fn on_signals(
+    signals: std::io::Result<Signals>,
+    stopper: Stopper,
+    commander: Commander,
+    allow_file: Option<std::path::PathBuf>,
+) {
     let mut signals = match signals {
         Ok(signals) => signals,
         Err(e) => {
@@ -168,13 +193,53 @@ fn stop_on_signals(signals: std::io::Result<Signals>, stopper: Stopper) {
     let spawned = std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    reload(allow_file.as_deref(), &commander);
+                    continue;
+                }
                 out!("wxauth: signal {signal}, stopping: new requests get 503, calls under way may finish");
                 stopper.stop();
+                break;
             }
         });
     if let Err(e) = spawned {
         err!("wxauth: cannot watch for signals ({e}); a stop will not save sessions");
+    }
+}
+
+/// SIGHUP: WXAUTH_ALLOW's file read again, here (not on the loop), and
+/// handed to the loop only when valid.
+fn reload(allow_file: Option<&std::path::Path>, commander: &Commander) {
+    let Some(path) = allow_file else {
+        out!("wxauth: SIGHUP: nothing to reload (WXAUTH_ALLOW is unset)");
+        return;
+    };
+    match wxauth_app::config::read_allow_list(path) {
+        Ok(allow) => {
+            commander.send(Box::new(AppCommand::Allow(allow)));
+        }
+        Err(e) => err!("wxauth: SIGHUP: WXAUTH_ALLOW: {e}; keeping the list read before"),
+    }
+}
+
+/// `wxauth revoke OPENID|UNIONID`: asks the running server, through
+/// WXAUTH_CONTROL_SOCKET, to end every session of that user.
+fn revoke(config: &Config, words: &[String]) -> ExitCode {
+    let [who] = words else {
+        err!("wxauth: revoke: one openid or unionid (wxauth revoke oAbC…)");
+        return ExitCode::from(2);
+    };
+    let Some(path) = &config.control_socket else {
+        err!("wxauth: revoke: WXAUTH_CONTROL_SOCKET is unset: it must name the running server's socket (the systemd unit's is /run/wxauth/control.sock)");
+        return ExitCode::from(2);
+    };
+    match wxauth::control::revoke(path, who) {
+        Ok(answer) => {
+            out!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("revoke: {e}")),
     }
 }
 
@@ -281,7 +346,9 @@ fn help() -> String {
          sim           run the WeChat simulator alone\n  \
          check-config  validate the configuration and print it (secret masked)\n  \
          menu create [FILE] | menu show | menu delete\n  \
-         \x20             the account's custom menu (default: a 我的资料 button)\n\n\
+         \x20             the account's custom menu (default: a 我的资料 button)\n  \
+         revoke ID     end every session of an openid or unionid on the\n  \
+         \x20             running server (through WXAUTH_CONTROL_SOCKET)\n\n\
          Options (each has an environment twin):\n",
     );
     for setting in SETTINGS {

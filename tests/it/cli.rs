@@ -177,7 +177,7 @@ fn help_and_version() {
 }
 
 /// Kills the child when the test ends, however it ends.
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -187,23 +187,23 @@ impl Drop for Running {
 }
 
 /// The real binary in demo mode, as started by `start_demo`.
-struct Demo {
-    child: Running,
-    app: String,
-    sim: String,
+pub(crate) struct Demo {
+    pub(crate) child: Running,
+    pub(crate) app: String,
+    pub(crate) sim: String,
     /// Every line it printed so far; stderr lines start with "stderr: ".
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Demo {
-    fn log(&self) -> Vec<String> {
+    pub(crate) fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
 }
 
 /// The real binary in demo mode on free ports, with extra environment, once
 /// it has printed the app's and the simulator's URLs.
-fn start_demo(env: &[(&str, &str)]) -> Demo {
+pub(crate) fn start_demo(env: &[(&str, &str)]) -> Demo {
     start_binary(env, true)
 }
 

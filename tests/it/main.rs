@@ -14,6 +14,7 @@ mod jssdk;
 mod jssdk_page;
 mod layers;
 mod mp;
+mod operate;
 mod pages;
 mod prefix;
 mod props;

@@ -427,3 +427,38 @@ fn one_person_through_both_apps_on_two_instances_is_one_user_and_redis_holds_no_
         "{dump}"
     );
 }
+
+#[test]
+fn a_revoke_on_one_instance_ends_that_users_sessions_on_both() {
+    use wxauth_app::web::service::AppCommand;
+    let Some(redis) = redis_server() else { return };
+    let pair = pair(&redis);
+    let (mut phone, mut tablet, mut other) = (Browser::new(), Browser::new(), Browser::new());
+    for (browser, user) in [(&mut phone, 0), (&mut tablet, 0), (&mut other, 3)] {
+        assert_eq!(browser.login_as(&pair.a, user).status, 302);
+    }
+    let dump = redis.dump();
+    assert!(dump.contains("wxauth:who:"), "{dump}");
+    assert!(
+        !dump.contains("oSim0PandaXiaoMingEmoji00001"),
+        "no openid in the clear: {dump}"
+    );
+    let (reply, answer) = std::sync::mpsc::channel();
+    assert!(pair.b.command(AppCommand::Revoke {
+        who: "oSim0PandaXiaoMingEmoji00001".into(),
+        reply,
+    }));
+    let answer = answer
+        .recv_timeout(Duration::from_secs(5))
+        .expect("an answer");
+    assert_eq!(answer, "revoked 2 sessions");
+    for url in [pair.a.url("/api/me"), pair.b_url("/api/me")] {
+        assert_eq!(phone.get(&url).status, 401, "{url}");
+        assert_eq!(tablet.get(&url).status, 401, "{url}");
+        assert_eq!(
+            other.get(&url).status,
+            200,
+            "{url}: another user is untouched"
+        );
+    }
+}

@@ -18,14 +18,18 @@ pub enum Command {
     CheckConfig,
     /// The account's custom menu: `menu create [FILE] | show | delete`.
     Menu,
+    /// Ends every session of one user on the running server: `revoke
+    /// OPENID|UNIONID` (through WXAUTH_CONTROL_SOCKET).
+    Revoke,
 }
 
 impl Command {
-    const NAMES: [(&'static str, Command); 4] = [
+    const NAMES: [(&'static str, Command); 5] = [
         ("serve", Command::Serve),
         ("sim", Command::Sim),
         ("check-config", Command::CheckConfig),
         ("menu", Command::Menu),
+        ("revoke", Command::Revoke),
     ];
 
     fn named(word: &str) -> Option<Command> {
@@ -41,7 +45,7 @@ impl Command {
 pub struct CommandLine {
     /// The first argument, when it names a command; else `Serve`.
     pub command: Command,
-    /// The words after `menu` (`create FILE`, `show`, `delete`).
+    /// The words after `menu` (`create FILE`, `show`, `delete`) or `revoke`.
     pub words: Vec<String>,
     /// `--help`, `-h`, or `help` first: print the help and nothing else.
     pub help: bool,
@@ -132,7 +136,7 @@ fn read<A: Into<OsString>>(args: impl IntoIterator<Item = A>, commands: bool) ->
                         Some(command) => line.command = command,
                         None => line.problems.push(unknown_command(&word)),
                     }
-                } else if line.command == Command::Menu {
+                } else if matches!(line.command, Command::Menu | Command::Revoke) {
                     line.words.push(word);
                 } else {
                     line.problems

@@ -121,6 +121,10 @@ pub struct Config {
     /// WXAUTH_JS_DOMAINS: the hosts (JS接口安全域名) whose pages /jssdk/config
     /// signs for, lowercase; PUBLIC_URL's host by default.
     pub js_domains: Vec<String>,
+    /// WXAUTH_ALLOW's file, read again on SIGHUP.
+    pub allow_file: Option<PathBuf>,
+    /// WXAUTH_CONTROL_SOCKET: where the running server takes `wxauth revoke`.
+    pub control_socket: Option<PathBuf>,
     /// WXAUTH_ALLOW: who /auth/check lets through; None lets every logged-in user.
     pub allow: Option<std::collections::HashSet<String>>,
     pub log: String,
@@ -381,6 +385,8 @@ impl Config {
             trusted_proxies,
             endpoint,
             js_domains,
+            allow_file: raw.get("WXAUTH_ALLOW").map(PathBuf::from),
+            control_socket: raw.get("WXAUTH_CONTROL_SOCKET").map(PathBuf::from),
             allow,
             log,
             warnings,
@@ -567,6 +573,10 @@ impl fmt::Display for Config {
                     }),
             ),
             ("WXAUTH_JS_DOMAINS", self.js_domains.join(",")),
+            (
+                "WXAUTH_CONTROL_SOCKET",
+                or(path(&self.control_socket), "(unset: no `wxauth revoke`)"),
+            ),
             ("WXAUTH_LOG", self.log.clone()),
         ]);
         let at = rows.len() - 2;

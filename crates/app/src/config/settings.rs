@@ -109,6 +109,7 @@ pub const SETTINGS: &[Setting] = &[
     env_only("WXAUTH_ENCODING_AES_KEY_PREV", "", "the previous EncodingAESKey, while rotating"),
     value("WXAUTH_MSG_MODE", "", "plain, compat or safe (default: compat with a key)"),
     value("WXAUTH_ALLOW", "", "file of allowed openids/unionids (/auth/check)"),
+    value("WXAUTH_CONTROL_SOCKET", "", "unix socket for `wxauth revoke` (mode 0600)"),
     value("WXAUTH_JS_DOMAINS", "PUBLIC_URL's host", "hosts whose pages get wx.config"),
 ];
 

@@ -143,6 +143,9 @@ pub trait Backend: Send {
     fn create_session(&mut self, session: Session, now: i64) -> Stored<String>;
     /// Ends these sessions (logout; a new login in the same browser).
     fn end_sessions(&mut self, cookies: &[String]) -> Stored<()>;
+    /// Ends every session of the user whose openid or unionid is `who`
+    /// (an operator's `wxauth revoke`), and says how many there were.
+    fn revoke_user(&mut self, who: &str) -> Stored<usize>;
     /// Writes back a session whose tokens were refreshed, only if it still
     /// exists and still holds `refresh_token` (a logout or another refresh
     /// in the meantime wins).

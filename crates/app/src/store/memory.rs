@@ -79,6 +79,20 @@ impl Backend for Memory {
         Ok(())
     }
 
+    fn revoke_user(&mut self, who: &str) -> Stored<usize> {
+        let ids: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.openid() == who || s.user.unionid() == Some(who))
+            .map(|(id, _)| id.to_string())
+            .collect();
+        for id in &ids {
+            self.sessions.remove(id);
+            self.journal.touch(id);
+        }
+        Ok(ids.len())
+    }
+
     fn replace_session(
         &mut self,
         cookie: &str,

@@ -679,15 +679,56 @@ impl Backend for RedisStore {
         let value = Self::session_value(&id, &secret, &session);
         let key = self.key("s", &id);
         let ttl = (session.expires - now).max(1);
+        // The user's sessions by id, for `revoke_user`: under digests of the
+        // openid and unionid, so Redis holds no identifier in the clear.
+        let indexes: Vec<String> = [Some(session.openid()), session.user.unionid()]
+            .into_iter()
+            .flatten()
+            .map(|who| self.key("who", &sealed::digest_hex(who.as_bytes())))
+            .collect();
         self.run(|con| {
-            ::redis::cmd("SET")
+            let mut pipe = ::redis::pipe();
+            pipe.cmd("SET")
                 .arg(&key)
                 .arg(&value)
                 .arg("EX")
                 .arg(ttl)
-                .query::<()>(con)
+                .ignore();
+            for index in &indexes {
+                pipe.cmd("SADD").arg(index).arg(&id).ignore();
+                // Every session lives as long from its creation: the
+                // newest one's TTL covers the whole set.
+                pipe.cmd("EXPIRE").arg(index).arg(ttl).ignore();
+            }
+            pipe.query::<()>(con)
         })?;
         Ok(format!("{id}.{secret}"))
+    }
+
+    fn revoke_user(&mut self, who: &str) -> Stored<usize> {
+        let index = self.key("who", &sealed::digest_hex(who.as_bytes()));
+        let ids: Vec<String> = self.run(|con| {
+            ::redis::cmd("SMEMBERS")
+                .arg(&index)
+                .query::<Vec<String>>(con)
+        })?;
+        let keys: Vec<String> = ids
+            .iter()
+            .filter(|id| random::is_token(id, ID_LEN))
+            .map(|id| self.key("s", id))
+            .collect();
+        let ended: usize = self
+            .run(|con| {
+                let mut pipe = ::redis::pipe();
+                for key in &keys {
+                    pipe.cmd("DEL").arg(key);
+                }
+                pipe.cmd("DEL").arg(&index).ignore();
+                pipe.query::<Vec<usize>>(con)
+            })?
+            .into_iter()
+            .sum();
+        Ok(ended)
     }
 
     fn end_sessions(&mut self, cookies: &[String]) -> Stored<()> {

@@ -11,6 +11,7 @@ use crate::transport::http::{Method, Reply, Req};
 use crate::transport::limits::{client_address, Limits, MAX_BODY, MAX_HEADERS, MAX_URL};
 use crate::transport::pool::{Finished, Pool};
 use crate::transport::service::{Abandon, Outcome, Resume, Service};
+use std::any::Any;
 use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
@@ -28,6 +29,9 @@ pub(super) enum Event {
     Stop(Duration),
     /// tiny_http stopped giving requests (its accept thread ended).
     Ended(io::Error),
+    /// An operator's command for the service (`Commander`), handled on the
+    /// loop between requests, like one.
+    Command(Box<dyn Any + Send>),
 }
 
 /// A request the loop holds while its call is under way.
@@ -135,6 +139,12 @@ impl<S: Service> Loop<'_, S> {
                     return Some(why);
                 }
                 Event::Ended(_) => {}
+                Event::Command(command) => {
+                    let service = &mut *self.service;
+                    if catch_unwind(AssertUnwindSafe(|| service.command(command))).is_err() {
+                        log::error(&format!("{}: a command panicked", self.service.name()));
+                    }
+                }
             }
         }
     }

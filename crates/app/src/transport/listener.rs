@@ -86,6 +86,14 @@ impl Listener {
         }
     }
 
+    /// A handle that gives the loop's service commands from another thread
+    /// (a signal, the control socket): `Service::command` runs them.
+    pub fn commander(&self) -> Commander {
+        Commander {
+            events: self.events.0.clone(),
+        }
+    }
+
     /// Serves on the calling thread until `Stopper::stop`: requests that
     /// come meanwhile get 503, calls under way get up to the grace period to
     /// finish, then this returns Ok. An Err means tiny_http stopped accepting
@@ -114,6 +122,19 @@ impl Listener {
             thread: Some(thread),
             addr,
         }
+    }
+}
+
+/// Sends commands to a loop's service (`Listener::commander`).
+#[derive(Clone)]
+pub struct Commander {
+    events: mpsc::Sender<Event>,
+}
+
+impl Commander {
+    /// Queues `command` for the service; false when the loop is gone.
+    pub fn send(&self, command: Box<dyn std::any::Any + Send>) -> bool {
+        self.events.send(Event::Command(command)).is_ok()
     }
 }
 

@@ -20,6 +20,11 @@ pub trait Service: 'static {
     /// The answer when a handler panicked, a request broke a limit, or the
     /// loop cannot take a call (503: busy, or stopping). Status 4xx or 5xx.
     fn error_reply(&mut self, status: u16) -> Reply;
+    /// An operator's command (`Commander::send`: a reloaded allow-list, a
+    /// revocation), run on the loop like a request. Must not block either.
+    fn command(&mut self, command: Box<dyn Any + Send>) {
+        let _ = command;
+    }
 }
 
 /// What a handler (or a call's continuation) decided.

@@ -332,6 +332,47 @@ impl App {
         }
     }
 
+    /// SIGHUP's allow-list: /auth/check judges by it from the next request.
+    pub fn set_allow(&mut self, allow: std::collections::HashSet<String>) {
+        log::info(&format!("WXAUTH_ALLOW reloaded: {} entries", allow.len()));
+        self.config.allow = Some(allow);
+    }
+
+    /// Ends every session of `who` (an openid or unionid) and answers on
+    /// `reply` how many. In memory at once, on the loop (a pass over the
+    /// sessions); in Redis on a thread of its own, never on the loop.
+    pub fn revoke(&mut self, who: String, reply: std::sync::mpsc::Sender<String>) {
+        let answer = |who: &str, ended: Stored<usize>| match ended {
+            Ok(n) => {
+                log::info(&format!("revoked {} of {who}", count(n, "session")));
+                format!("revoked {}", count(n, "session"))
+            }
+            Err(down) => {
+                log::warn(&format!("revoke: store: {down}"));
+                format!("error: the store did not answer ({down}); nothing revoked")
+            }
+        };
+        match &mut self.store {
+            Store::Memory(memory) => {
+                let ended = memory.revoke_user(&who);
+                memory.journal_changes();
+                let _ = reply.send(answer(&who, ended));
+            }
+            Store::Redis(redis) => {
+                let redis = redis.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("revoke".into())
+                    .spawn(move || {
+                        let ended = redis.with_backend(|store| store.revoke_user(&who));
+                        let _ = reply.send(answer(&who, ended));
+                    });
+                if spawned.is_err() {
+                    log::warn("revoke: no thread for it");
+                }
+            }
+        }
+    }
+
     /// The browser's live session, if any (every session cookie it sent is
     /// tried), then `then` with it.
     pub fn with_session(

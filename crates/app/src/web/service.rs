@@ -6,13 +6,28 @@
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::transport::http::{Reply, Req};
-use crate::transport::listener::{Listener, Running};
+use crate::transport::listener::{Commander, Listener, Running};
 use crate::transport::service::{Outcome, Service};
 use crate::web::app::{with_security_headers, App, Counters, Stats};
 use crate::web::error::AppError;
 use crate::web::routes;
+use std::any::Any;
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+
+/// What an operator tells the running app (`Commander::send`), handled on
+/// the loop between requests.
+pub enum AppCommand {
+    /// SIGHUP: WXAUTH_ALLOW's file, read again and valid.
+    Allow(HashSet<String>),
+    /// `wxauth revoke WHO`: end every session of the user whose openid or
+    /// unionid is WHO; the answer, one line, goes back on `reply`.
+    Revoke {
+        who: String,
+        reply: mpsc::Sender<String>,
+    },
+}
 
 impl Service for App {
     fn name(&self) -> &'static str {
@@ -23,6 +38,14 @@ impl Service for App {
         self.start(req);
         let step = routes::dispatch(self, req);
         self.finish(&req.path, step)
+    }
+
+    fn command(&mut self, command: Box<dyn Any + Send>) {
+        match command.downcast::<AppCommand>().map(|c| *c) {
+            Ok(AppCommand::Allow(allow)) => self.set_allow(allow),
+            Ok(AppCommand::Revoke { who, reply }) => self.revoke(who, reply),
+            Err(_) => crate::log::error("app: a command of an unknown kind"),
+        }
     }
 
     fn error_reply(&mut self, status: u16) -> Reply {
@@ -45,12 +68,18 @@ pub struct AppHandle {
     /// The app's clock; `advance` it to expire tokens and sessions.
     pub clock: Clock,
     counters: Arc<Counters>,
+    commander: Commander,
 }
 
 impl AppHandle {
     /// What the app holds, as of its last request.
     pub fn stats(&self) -> Stats {
         self.counters.read()
+    }
+
+    /// Gives the app a command, as SIGHUP and the control socket do.
+    pub fn command(&self, command: AppCommand) -> bool {
+        self.commander.send(Box::new(command))
     }
 }
 
@@ -61,7 +90,9 @@ pub fn start(listener: Listener, config: Config) -> Result<AppHandle, String> {
     let counters = app.counters();
     let addr = listener.local_addr();
     let listener = listener.with_limits(app.config().limits());
+    let commander = listener.commander();
     Ok(AppHandle {
+        commander,
         _running: listener.spawn(app),
         addr,
         clock,
