@@ -94,7 +94,7 @@ for _ in range(100):
 
 # 1. The one-tap link: a stranger's desktop shows T; a logged-in user opens its links.
 attacker = Browser(DESKTOP)
-t = ticket_of(attacker.get("/login")[2])
+t = ticket_of(attacker.get("/login?via=scan")[2])
 victim = Browser(PHONE)
 victim.login()
 for path in (f"/login/scan/done?t={t}", f"/login/scan/confirm?t={t}", f"/login/ticket?t={t}"):
@@ -114,7 +114,7 @@ user = Browser(PHONE)
 status, authorize, _ = user.get("/login?next=%2Fbefore")
 callback = user.consent(authorize)
 desk = Browser(DESKTOP)
-qr = ticket_of(desk.get("/login")[2])
+qr = ticket_of(desk.get("/login?via=scan")[2])
 before = rss_kib()
 def flood(n):
     reqs = [f"GET /login HTTP/1.1\r\nHost: x\r\nUser-Agent: {ua}\r\n\r\n".encode() for ua in (PHONE, DESKTOP)]

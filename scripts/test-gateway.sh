@@ -133,7 +133,7 @@ for asset in style.css avatar.svg favicon.svg scan.js; do
     case "$type" in text/css*|image/svg+xml*|text/javascript*) ;; *) fail "/static/$asset came back as '$type'" ;; esac
 done
 ! grep -q "/static/" "$work/app.log" || fail "wxauth's static files went to the app"
-d "$work/desk" -o "$work/qr.html" "$public/login?next=%2Freports%2Fdesk"
+d "$work/desk" -o "$work/qr.html" "$public/login?next=%2Freports%2Fdesk&via=scan"
 ticket=$(grep -o 'data-ticket="[A-Za-z0-9]*"' "$work/qr.html" | cut -d'"' -f2)
 [ -n "$ticket" ] || fail "no QR ticket on the desktop's /login"
 grep -q "$public/login/scan?t=$ticket" "$work/qr.html" || fail "the QR code does not point at $public"
