@@ -124,6 +124,8 @@ pub struct Config {
     /// WXAUTH_ALLOW: who /auth/check lets through; None lets every logged-in user.
     pub allow: Option<std::collections::HashSet<String>>,
     pub log: String,
+    /// WXAUTH_METRICS_LISTEN: a listener of its own for GET /metrics; None: no metrics served.
+    pub metrics_listen: Option<SocketAddr>,
     /// Settings that work but are probably wrong: printed at start and by check-config.
     pub warnings: Vec<String>,
 }
@@ -309,6 +311,7 @@ impl Config {
         if let Err(e) = crate::log::parse_level(&log) {
             p.push(format!("WXAUTH_LOG: {e}"));
         }
+        let metrics_listen = metrics_listen(&mut p, raw, listen);
         if !p.is_empty() {
             return Err(ConfigError(p));
         }
@@ -328,6 +331,12 @@ impl Config {
                 "WXAUTH_SIM_LISTEN={sim_listen}: a phone cannot reach the simulator there; use \
                  0.0.0.0:{} (as the app does) to log in from a phone",
                 sim_listen.port()
+            ));
+        }
+        if let Some(addr) = metrics_listen.filter(|addr| !addr.ip().is_loopback()) {
+            warnings.push(format!(
+                "WXAUTH_METRICS_LISTEN={addr}: not a loopback address; anyone who reaches it \
+                 sees your traffic's shape (use 127.0.0.1, or a firewall)"
             ));
         }
         if demo {
@@ -383,6 +392,7 @@ impl Config {
             js_domains,
             allow,
             log,
+            metrics_listen,
             warnings,
         })
     }
@@ -568,8 +578,15 @@ impl fmt::Display for Config {
             ),
             ("WXAUTH_JS_DOMAINS", self.js_domains.join(",")),
             ("WXAUTH_LOG", self.log.clone()),
+            (
+                "WXAUTH_METRICS_LISTEN",
+                self.metrics_listen
+                    .map_or("(unset: no /metrics)".into(), |addr| {
+                        format!("{addr} (GET /metrics)")
+                    }),
+            ),
         ]);
-        let at = rows.len() - 2;
+        let at = rows.len() - 3;
         rows.splice(at..at, MessageEndpoint::rows(self.endpoint.as_ref()));
         let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
         for (i, (name, value)) in rows.iter().enumerate() {
@@ -580,6 +597,21 @@ impl fmt::Display for Config {
         }
         Ok(())
     }
+}
+
+/// WXAUTH_METRICS_LISTEN: an address of its own, never the app's (the
+/// public listener must not answer /metrics).
+fn metrics_listen(p: &mut Vec<String>, raw: &RawConfig, app: SocketAddr) -> Option<SocketAddr> {
+    raw.get("WXAUTH_METRICS_LISTEN")?;
+    let addr = socket_addr(p, raw, "WXAUTH_METRICS_LISTEN");
+    let overlaps = addr.ip() == app.ip() || addr.ip().is_unspecified() || app.ip().is_unspecified();
+    if addr.port() != 0 && addr.port() == app.port() && overlaps {
+        p.push(format!(
+            "WXAUTH_METRICS_LISTEN: {addr} is WXAUTH_LISTEN's address; metrics need a port of \
+             their own, never the public one (e.g. 127.0.0.1:9101)"
+        ));
+    }
+    Some(addr)
 }
 
 /// WXAUTH_JS_DOMAINS: host names as the console takes them (JS接口安全域名:

@@ -20,6 +20,17 @@ pub trait Service: 'static {
     /// The answer when a handler panicked, a request broke a limit, or the
     /// loop cannot take a call (503: busy, or stopping). Status 4xx or 5xx.
     fn error_reply(&mut self, status: u16) -> Reply;
+    /// The route table's paths, for the service whose requests and calls
+    /// the metrics count (the app; metrics.rs). None, the default: this
+    /// service is not counted (the simulator).
+    fn metric_routes(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+    /// Which entry of `metric_routes` answers `path` (a request's path, the
+    /// prefix included), or `metrics::STATIC` or `metrics::OTHER`.
+    fn metric_route(&self, _path: &str) -> usize {
+        crate::metrics::OTHER
+    }
 }
 
 /// What a handler (or a call's continuation) decided.
