@@ -986,6 +986,37 @@ mod tests {
     }
 
     #[test]
+    fn metrics_listen_on_an_address_of_their_own_and_say_when_it_is_not_loopback() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.metrics_listen, None);
+        assert!(c.to_string().contains("WXAUTH_METRICS_LISTEN"));
+        let c = config(&[("WXAUTH_METRICS_LISTEN", "127.0.0.1:9101")]).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9101".parse().unwrap()));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert!(c.to_string().contains("127.0.0.1:9101 (GET /metrics)"));
+        for (app, metrics) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:8080", "0.0.0.0:8080"),
+        ] {
+            let p = problems(&[("WXAUTH_LISTEN", app), ("WXAUTH_METRICS_LISTEN", metrics)]);
+            assert!(
+                p.iter().any(|p| p.starts_with("WXAUTH_METRICS_LISTEN: ")),
+                "{app} {metrics}: {p:?}"
+            );
+        }
+        assert!(!problems(&[("WXAUTH_METRICS_LISTEN", "nowhere")]).is_empty());
+        let c = config(&[("WXAUTH_METRICS_LISTEN", "0.0.0.0:9101")]).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("anyone who reaches it sees your traffic's shape")),
+            "{:?}",
+            c.warnings
+        );
+    }
+
+    #[test]
     fn nothing_set_means_demo_mode_on_loopback() {
         let c = config(&[]).unwrap();
         assert!(c.demo);

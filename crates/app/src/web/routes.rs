@@ -202,7 +202,10 @@ mod tests {
 
     #[test]
     fn every_route_has_a_counter_of_its_own() {
-        assert!(ROUTES.len() <= metrics::MAX_ROUTES, "raise metrics::MAX_ROUTES");
+        assert!(
+            ROUTES.len() <= metrics::MAX_ROUTES,
+            "raise metrics::MAX_ROUTES"
+        );
         assert_eq!(paths().len(), ROUTES.len());
     }
 }
