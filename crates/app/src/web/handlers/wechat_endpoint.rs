@@ -107,7 +107,7 @@ struct Refused {
     metric: &'static str,
 }
 
-/// A push refused as malformed; `as_metric` names another reason.
+/// A push refused as malformed; `counted_as` gives another reason.
 fn refused(status: u16, body: &'static str, reason: impl Into<String>) -> Refused {
     Refused {
         status,
@@ -118,7 +118,7 @@ fn refused(status: u16, body: &'static str, reason: impl Into<String>) -> Refuse
 }
 
 impl Refused {
-    fn as_metric(mut self, metric: &'static str) -> Refused {
+    fn counted_as(mut self, metric: &'static str) -> Refused {
         self.metric = metric;
         self
     }
@@ -160,7 +160,7 @@ fn read(
                 "plaintext push, and WXAUTH_MSG_MODE=safe takes encrypted pushes only (is the \
                  console still on 明文模式?)",
             )
-            .as_metric("plaintext_in_safe_mode"));
+            .counted_as("plaintext_in_safe_mode"));
         }
         let msg = Message::from_fields(body).ok_or_else(|| {
             refused(
@@ -194,7 +194,7 @@ fn read(
                  WXAUTH_ENCODING_AES_KEY to the console's EncodingAESKey"
             ),
         )
-        .as_metric("decrypt"));
+        .counted_as("decrypt"));
     }
     let encrypt = encrypt.ok_or_else(|| {
         refused(
@@ -221,7 +221,7 @@ fn read(
             Refusal::AppId { .. } => (400, "cannot decrypt\n", "appid"),
             _ => (400, "cannot decrypt\n", "decrypt"),
         };
-        refused(status, body, format!("encrypted push: {refusal}")).as_metric(metric)
+        refused(status, body, format!("encrypted push: {refusal}")).counted_as(metric)
     })?;
     if which > 0 {
         log::debug("wechat: the push opened with WXAUTH_ENCODING_AES_KEY_PREV");
