@@ -10,6 +10,7 @@ use wxauth_app::clock::Clock;
 use wxauth_app::config::{Command, CommandLine, Config, ConfigError, RawConfig, SETTINGS};
 use wxauth_app::transport::listener::{Commander, Listener, Stopper};
 use wxauth_app::web::app::App;
+use wxauth_app::web::metrics_service;
 use wxauth_app::web::service::AppCommand;
 use wxauth_sim::Sim;
 
@@ -89,6 +90,22 @@ fn serve(mut config: Config) -> ExitCode {
         }
     } else {
         None
+    };
+    // GET /metrics on an address of its own, for as long as this binding lives.
+    let metrics = config
+        .metrics_listen
+        .map(|addr| (addr, metrics_service::start(addr, config.client_timeout)));
+    let _metrics = match metrics {
+        Some((addr, Err(e))) => {
+            return fail(&format!(
+                "cannot listen on {addr} (WXAUTH_METRICS_LISTEN): {e}"
+            ))
+        }
+        Some((_, Ok(running))) => {
+            out!("metrics: http://{}/metrics", running.addr);
+            Some(running)
+        }
+        None => None,
     };
     let bound = listener.local_addr();
     out!(

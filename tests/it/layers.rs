@@ -1,6 +1,6 @@
 //! The app crate's layers, read from its source: each module's `crate::`
-//! paths are its edges. Layers, bottom up: the leaves (clock, random, log),
-//! transport, config, wechat, store, web. A module may use its own layer and
+//! paths are its edges. Layers, bottom up: the leaves (clock, random, log,
+//! metrics), transport, config, wechat, store, web. A module may use its own layer and
 //! the ones below; no two modules may use each other, however indirectly;
 //! only transport/ names tiny_http and only wechat/ names ureq; the
 //! simulator uses the app's lower layers, never its store or web.
@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 const LAYERS: &[&[&str]] = &[
-    &["clock", "random", "log"],
+    &["clock", "random", "log", "metrics"],
     &["transport"],
     &["config"],
     &["wechat"],

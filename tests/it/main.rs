@@ -13,6 +13,7 @@ mod http_layer;
 mod jssdk;
 mod jssdk_page;
 mod layers;
+mod metrics;
 mod mp;
 mod operate;
 mod pages;

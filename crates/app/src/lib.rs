@@ -7,12 +7,13 @@
 //! - `wechat`: the client for WeChat's APIs and its message protocol;
 //! - `config`: settings from the environment and flags;
 //! - `transport`: the request loop, HTTP, the worker pool;
-//! - `clock`, `random`, `log`: leaves every layer may use.
+//! - `clock`, `random`, `log`, `metrics`: leaves every layer may use.
 #![forbid(unsafe_code)]
 
 pub mod clock;
 pub mod config;
 pub mod log;
+pub mod metrics;
 pub mod random;
 pub mod store;
 pub mod transport;

@@ -128,6 +128,8 @@ pub struct Config {
     /// WXAUTH_ALLOW: who /auth/check lets through; None lets every logged-in user.
     pub allow: Option<std::collections::HashSet<String>>,
     pub log: String,
+    /// WXAUTH_METRICS_LISTEN: a listener of its own for GET /metrics; None: no metrics served.
+    pub metrics_listen: Option<SocketAddr>,
     /// Settings that work but are probably wrong: printed at start and by check-config.
     pub warnings: Vec<String>,
 }
@@ -313,6 +315,7 @@ impl Config {
         if let Err(e) = crate::log::parse_level(&log) {
             p.push(format!("WXAUTH_LOG: {e}"));
         }
+        let metrics_listen = metrics_listen(&mut p, raw, listen);
         if !p.is_empty() {
             return Err(ConfigError(p));
         }
@@ -332,6 +335,12 @@ impl Config {
                 "WXAUTH_SIM_LISTEN={sim_listen}: a phone cannot reach the simulator there; use \
                  0.0.0.0:{} (as the app does) to log in from a phone",
                 sim_listen.port()
+            ));
+        }
+        if let Some(addr) = metrics_listen.filter(|addr| !addr.ip().is_loopback()) {
+            warnings.push(format!(
+                "WXAUTH_METRICS_LISTEN={addr}: not a loopback address; anyone who reaches it \
+                 sees your traffic's shape (use 127.0.0.1, or a firewall)"
             ));
         }
         if demo {
@@ -389,6 +398,7 @@ impl Config {
             control_socket: raw.get("WXAUTH_CONTROL_SOCKET").map(PathBuf::from),
             allow,
             log,
+            metrics_listen,
             warnings,
         })
     }
@@ -578,8 +588,15 @@ impl fmt::Display for Config {
                 or(path(&self.control_socket), "(unset: no `wxauth revoke`)"),
             ),
             ("WXAUTH_LOG", self.log.clone()),
+            (
+                "WXAUTH_METRICS_LISTEN",
+                self.metrics_listen
+                    .map_or("(unset: no /metrics)".into(), |addr| {
+                        format!("{addr} (GET /metrics)")
+                    }),
+            ),
         ]);
-        let at = rows.len() - 2;
+        let at = rows.len() - 3;
         rows.splice(at..at, MessageEndpoint::rows(self.endpoint.as_ref()));
         let width = rows.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
         for (i, (name, value)) in rows.iter().enumerate() {
@@ -590,6 +607,21 @@ impl fmt::Display for Config {
         }
         Ok(())
     }
+}
+
+/// WXAUTH_METRICS_LISTEN: an address of its own, never the app's (the
+/// public listener must not answer /metrics).
+fn metrics_listen(p: &mut Vec<String>, raw: &RawConfig, app: SocketAddr) -> Option<SocketAddr> {
+    raw.get("WXAUTH_METRICS_LISTEN")?;
+    let addr = socket_addr(p, raw, "WXAUTH_METRICS_LISTEN");
+    let overlaps = addr.ip() == app.ip() || addr.ip().is_unspecified() || app.ip().is_unspecified();
+    if addr.port() != 0 && addr.port() == app.port() && overlaps {
+        p.push(format!(
+            "WXAUTH_METRICS_LISTEN: {addr} is WXAUTH_LISTEN's address; metrics need a port of \
+             their own, never the public one (e.g. 127.0.0.1:9101)"
+        ));
+    }
+    Some(addr)
 }
 
 /// WXAUTH_JS_DOMAINS: host names as the console takes them (JS接口安全域名:
@@ -961,6 +993,37 @@ mod tests {
             .unwrap();
         assert!(!given.made_up);
         assert_eq!(given.mode, MsgMode::Plain);
+    }
+
+    #[test]
+    fn metrics_listen_on_an_address_of_their_own_and_say_when_it_is_not_loopback() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.metrics_listen, None);
+        assert!(c.to_string().contains("WXAUTH_METRICS_LISTEN"));
+        let c = config(&[("WXAUTH_METRICS_LISTEN", "127.0.0.1:9101")]).unwrap();
+        assert_eq!(c.metrics_listen, Some("127.0.0.1:9101".parse().unwrap()));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert!(c.to_string().contains("127.0.0.1:9101 (GET /metrics)"));
+        for (app, metrics) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:8080", "127.0.0.1:8080"),
+            ("127.0.0.1:8080", "0.0.0.0:8080"),
+        ] {
+            let p = problems(&[("WXAUTH_LISTEN", app), ("WXAUTH_METRICS_LISTEN", metrics)]);
+            assert!(
+                p.iter().any(|p| p.starts_with("WXAUTH_METRICS_LISTEN: ")),
+                "{app} {metrics}: {p:?}"
+            );
+        }
+        assert!(!problems(&[("WXAUTH_METRICS_LISTEN", "nowhere")]).is_empty());
+        let c = config(&[("WXAUTH_METRICS_LISTEN", "0.0.0.0:9101")]).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("anyone who reaches it sees your traffic's shape")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]

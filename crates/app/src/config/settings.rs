@@ -104,6 +104,7 @@ pub const SETTINGS: &[Setting] = &[
     value("WXAUTH_UPSTREAM_PER_CLIENT", "8", "one client's requests waiting on WeChat"),
     value("WXAUTH_TRUSTED_PROXIES", "127.0.0.1,::1", "peers whose X-Real-IP is the client"),
     value("WXAUTH_LOG", "info", "off, error, warn, info, debug"),
+    value("WXAUTH_METRICS_LISTEN", "", "address for GET /metrics (Prometheus); unset: none"),
     env_only("WXAUTH_TOKEN", "", "服务器配置 Token: enables /wechat (env only)"),
     env_only("WXAUTH_ENCODING_AES_KEY", "", "EncodingAESKey: encrypted pushes (env only)"),
     env_only("WXAUTH_ENCODING_AES_KEY_PREV", "", "the previous EncodingAESKey, while rotating"),

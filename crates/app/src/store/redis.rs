@@ -34,6 +34,7 @@
 //! Needs Redis 6.0 or later (SET … KEEPTTL).
 
 use crate::log;
+use crate::metrics;
 use crate::random;
 use crate::store::backend::{
     Backend, Claimed, Decided, Found, Replaced, SavedReply, ScanStatus, ScanView, SpentState,
@@ -303,6 +304,7 @@ impl RedisStore {
 
     /// Redis answered: the backoff resets, and a recovery is logged once.
     fn went_well(&self) {
+        metrics::redis_up(true);
         let mut health = self.inner.health.lock().unwrap_or_else(|e| e.into_inner());
         health.retry_at = None;
         health.backoff = BACKOFF_FIRST;
@@ -316,6 +318,7 @@ impl RedisStore {
     /// first failure after a success is logged (never a key or a value).
     fn went_wrong(&self, e: &RedisError) -> StoreDown {
         let what = describe(e);
+        metrics::redis_up(false);
         let mut health = self.inner.health.lock().unwrap_or_else(|e| e.into_inner());
         health.retry_at = Some(Instant::now() + health.backoff);
         health.backoff = (health.backoff * 2).min(BACKOFF_MAX);

@@ -7,6 +7,7 @@
 //! come as tiny_http's and leave as `Req`; replies go back as tiny_http's.
 
 use crate::log;
+use crate::metrics;
 use crate::transport::http::{Method, Reply, Req};
 use crate::transport::limits::{client_address, Limits, MAX_BODY, MAX_HEADERS, MAX_URL};
 use crate::transport::pool::{Finished, Pool};
@@ -64,6 +65,8 @@ struct Loop<'a, S: Service> {
     /// Client address → its requests parked (waiting or joined).
     per_client: HashMap<IpAddr, usize>,
     next_id: u64,
+    /// This service's requests are counted (metrics.rs): the app's.
+    counted: bool,
 }
 
 /// Serves until stopped or until tiny_http has no more requests to give
@@ -90,15 +93,20 @@ pub(super) fn serve<S: Service>(
     let report = Arc::new(move |id, finished| {
         let _ = events_tx.send(Event::Done(id, finished));
     });
+    let routes = service.metric_routes();
+    if let Some(routes) = routes {
+        metrics::app_started(routes);
+    }
     let mut state = Loop {
         service,
         limits,
-        pool: Pool::new(name, limits.workers, limits.queue, report),
+        pool: Pool::new(name, limits.workers, limits.queue, report).counted(routes.is_some()),
         waiting: HashMap::new(),
         keys: HashMap::new(),
         joined: HashMap::new(),
         per_client: HashMap::new(),
         next_id: 0,
+        counted: routes.is_some(),
     };
     state.run(&events)
 }
@@ -166,7 +174,14 @@ impl<S: Service> Loop<'_, S> {
             Err(status) => {
                 let reply = self.service.error_reply(status);
                 let path = request.url().split('?').next().unwrap_or("").to_string();
-                answer(self.service.name(), request, method, &path, started, reply);
+                let route = self.metric_route(&path);
+                answer(
+                    self.service.name(),
+                    request,
+                    (method, &path, route),
+                    started,
+                    reply,
+                );
             }
         }
     }
@@ -356,11 +371,11 @@ impl<S: Service> Loop<'_, S> {
             .service
             .error_reply(status)
             .with_header("Retry-After", "5");
+        let route = self.metric_route(&path);
         answer(
             self.service.name(),
             request,
-            method,
-            &path,
+            (method, &path, route),
             Instant::now(),
             reply,
         );
@@ -372,14 +387,20 @@ impl<S: Service> Loop<'_, S> {
             req,
             started,
         } = parked;
+        let route = self.metric_route(&req.path);
         answer(
             self.service.name(),
             request,
-            req.method,
-            &req.path,
+            (req.method, &req.path, route),
             started,
             reply,
         );
+    }
+
+    /// The route the metrics count `path` under; None when this service
+    /// is not counted.
+    fn metric_route(&self, path: &str) -> Option<usize> {
+        self.counted.then(|| self.service.metric_route(path))
     }
 
     /// The stop's grace period is over (or tiny_http ended): whatever still
@@ -406,12 +427,12 @@ impl<S: Service> Loop<'_, S> {
 }
 
 /// Hands the reply to the connection's thread (vendor/tiny_http/PATCHES.md:
-/// it writes it, so this never blocks) and writes the access line.
+/// it writes it, so this never blocks), writes the access line and counts
+/// the request under its route (when the service is counted).
 fn answer(
     name: &str,
     request: tiny_http::Request,
-    method: Method,
-    path: &str,
+    (method, path, route): (Method, &str, Option<usize>),
     started: Instant,
     reply: Reply,
 ) {
@@ -419,7 +440,11 @@ fn answer(
     if let Err(e) = request.respond(to_response(reply)) {
         log::debug(&format!("{name}: handing the reply over failed: {e}"));
     }
-    log::access(name, method.as_str(), path, status, started.elapsed());
+    let elapsed = started.elapsed();
+    log::access(name, method.as_str(), path, status, elapsed);
+    if let Some(route) = route {
+        metrics::record_request(route, status, elapsed);
+    }
 }
 
 /// Reads the request within the limits; a broken limit is the error status.

@@ -3,6 +3,7 @@
 //! comes back to the loop as an event on the loop's own channel. Knows
 //! nothing about requests or the app.
 
+use crate::metrics;
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Mutex};
@@ -30,6 +31,8 @@ pub struct Pool {
     started: usize,
     /// Calls submitted and not yet reported back to the loop.
     in_pool: usize,
+    /// Its calls are counted in the metrics' gauges (the app's pool).
+    counted: bool,
 }
 
 impl Pool {
@@ -45,7 +48,14 @@ impl Pool {
             queue,
             started: 0,
             in_pool: 0,
+            counted: false,
         }
+    }
+
+    /// Counts this pool's calls in the metrics' gauges (metrics.rs).
+    pub fn counted(mut self, counted: bool) -> Pool {
+        self.counted = counted;
+        self
     }
 
     /// True when another call would have to wait beyond the queue's bound.
@@ -62,7 +72,14 @@ impl Pool {
         if wanted && !self.spawn() && self.started == 0 {
             return false;
         }
+        if self.counted {
+            metrics::call_queued();
+        }
         if self.work.send((id, work)).is_err() {
+            if self.counted {
+                metrics::call_running();
+                metrics::call_done();
+            }
             return false;
         }
         self.in_pool += 1;
@@ -82,9 +99,10 @@ impl Pool {
     fn spawn(&mut self) -> bool {
         let taken = Arc::clone(&self.taken);
         let report = Arc::clone(&self.report);
+        let counted = self.counted;
         let spawned = std::thread::Builder::new()
             .name(format!("{}-worker", self.name))
-            .spawn(move || worker(&taken, &*report));
+            .spawn(move || worker(&taken, &*report, counted));
         if spawned.is_ok() {
             self.started += 1;
         }
@@ -97,6 +115,7 @@ impl Pool {
 fn worker(
     taken: &Mutex<mpsc::Receiver<(u64, Work)>>,
     report: &(dyn Fn(u64, Finished) + Send + Sync),
+    counted: bool,
 ) {
     loop {
         let next = {
@@ -108,7 +127,13 @@ fn worker(
         let Ok((id, work)) = next else {
             return;
         };
+        if counted {
+            metrics::call_running();
+        }
         let result = catch_unwind(AssertUnwindSafe(work)).map_err(|_| ());
+        if counted {
+            metrics::call_done();
+        }
         report(id, result);
     }
 }

@@ -25,6 +25,17 @@ pub trait Service: 'static {
     fn command(&mut self, command: Box<dyn Any + Send>) {
         let _ = command;
     }
+    /// The route table's paths, for the service whose requests and calls
+    /// the metrics count (the app; metrics.rs). None, the default: this
+    /// service is not counted (the simulator).
+    fn metric_routes(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+    /// Which entry of `metric_routes` answers `path` (a request's path, the
+    /// prefix included), or `metrics::STATIC` or `metrics::OTHER`.
+    fn metric_route(&self, _path: &str) -> usize {
+        crate::metrics::OTHER
+    }
 }
 
 /// What a handler (or a call's continuation) decided.

@@ -7,6 +7,7 @@
 use crate::clock::Clock;
 use crate::config::{Config, Scope};
 use crate::log;
+use crate::metrics;
 use crate::store::backend::{Backend, Found, Stored};
 use crate::store::journal::Journal;
 use crate::store::links::Links;
@@ -25,6 +26,7 @@ use crate::web::render;
 use crate::web::site::Site;
 use crate::wechat::account::BaseToken;
 use crate::wechat::client::{WechatClient, WechatError};
+use crate::wechat::errcode;
 use crate::wechat::jsapi::{JsapiCaches, JsapiTicket};
 use minijinja::context;
 use minijinja::Environment;
@@ -505,6 +507,7 @@ impl App {
             scope,
             &state,
         );
+        metrics::login_started(scope.is_website());
         Reply::redirect(302, &url).with_cookie(&self.login_cookie(&cookie))
     }
 
@@ -778,6 +781,9 @@ impl App {
             }
             Ok(other) => other,
             Err(err) => {
+                if self.local_path(path) == Some("/callback") {
+                    count_failed_login(&err);
+                }
                 match &err {
                     AppError::Upstream { error, .. } => log::warn(&format!("{path}: {error}")),
                     AppError::StoreDown(detail) => log::warn(&format!("{path}: store: {detail}")),
@@ -801,9 +807,37 @@ impl App {
             counters
                 .pushes
                 .store(memory.pushes.acted(), Ordering::Relaxed);
+            metrics::set_held(sessions, memory.logins.len());
         }
         outcome
     }
+}
+
+/// A callback that ended without a session, counted by why (every error
+/// of a callback, its continuations' too, passes `App::finish` once).
+fn count_failed_login(err: &AppError) {
+    let reason = match err {
+        AppError::Declined { .. } => "declined",
+        AppError::Snapshot { .. } => "snapshot",
+        AppError::Upstream {
+            error: WechatError::Timeout,
+            ..
+        } => "timeout",
+        AppError::Upstream {
+            error: WechatError::Api { errcode, .. },
+            ..
+        } => {
+            let named = errcode::NAMED.iter().position(|code| code == errcode);
+            return metrics::login_failed_errcode(named, *errcode);
+        }
+        AppError::Upstream { .. } => "upstream",
+        // A state that is not this browser's, spent, expired or on another
+        // host, or a callback we cannot read (a code far too long).
+        AppError::BadState | AppError::WrongHost { .. } | AppError::BadRequest => "bad_state",
+        AppError::StoreDown(_) => "store",
+        _ => "other",
+    };
+    metrics::login_failed(reason);
 }
 
 /// "1 session", "2 sessions".

@@ -5,6 +5,7 @@ pub mod app;
 pub mod assets;
 pub mod error;
 pub mod handlers;
+pub mod metrics_service;
 pub mod render;
 pub mod routes;
 pub mod service;

@@ -3,12 +3,14 @@
 //! method, 403 for a POST another site sent.
 
 use crate::log;
+use crate::metrics;
 use crate::transport::http::{Method, Reply, Req};
 use crate::transport::service::Outcome;
 use crate::web::app::{App, Step};
 use crate::web::assets;
 use crate::web::error::AppError;
 use crate::web::handlers::{gateway, json, jssdk, login, profile, scan, wechat_endpoint};
+use std::sync::OnceLock;
 
 /// A handler: parse, check, change state, reply.
 pub enum Handler {
@@ -68,6 +70,31 @@ pub const ROUTES: &[(Method, &str, Handler)] = &[
 /// POST routes other sites may call: WeChat's server pushes, which carry no
 /// browser's cookies and are authenticated by their signature (handlers/wechat_endpoint.rs).
 const SERVER_TO_SERVER: &[&str] = &["/wechat"];
+
+/// The routes' paths, in the table's order (a path may come twice, once a
+/// method): the metrics count requests by them (metrics.rs).
+pub fn paths() -> &'static [&'static str] {
+    static PATHS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    PATHS.get_or_init(|| ROUTES.iter().map(|(_, path, _)| *path).collect())
+}
+
+/// Which route a request's path is, for the metrics: its first index in
+/// `ROUTES`, `metrics::STATIC` for an asset, `metrics::OTHER` for anything
+/// else (never a name taken from the request).
+pub fn metric_route(app: &App, path: &str) -> usize {
+    let local = match app.local_path(path) {
+        Some(local) => local,
+        None if path == "/healthz" => path,
+        None => return metrics::OTHER,
+    };
+    if local.starts_with("/static/") {
+        return metrics::STATIC;
+    }
+    ROUTES
+        .iter()
+        .position(|(_, route, _)| *route == local)
+        .unwrap_or(metrics::OTHER)
+}
 
 /// True when `path` is one of the app's routes or assets (at the root).
 pub fn is_route(path: &str) -> bool {
@@ -167,4 +194,18 @@ fn outside_prefix(app: &mut App, path: &str) {
          http://127.0.0.1:8080;` with no path after the address)",
         prefix = app.config().prefix
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_has_a_counter_of_its_own() {
+        assert!(
+            ROUTES.len() <= metrics::MAX_ROUTES,
+            "raise metrics::MAX_ROUTES"
+        );
+        assert_eq!(paths().len(), ROUTES.len());
+    }
 }

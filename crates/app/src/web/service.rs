@@ -58,6 +58,14 @@ impl Service for App {
         self.start_without_request();
         with_security_headers(self.error_reply_for("", &err), false)
     }
+
+    fn metric_routes(&self) -> Option<&'static [&'static str]> {
+        Some(routes::paths())
+    }
+
+    fn metric_route(&self, path: &str) -> usize {
+        routes::metric_route(self, path)
+    }
 }
 
 /// The app serving on its own thread (tests, embedding). Dropping it stops it.

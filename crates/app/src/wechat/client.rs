@@ -4,6 +4,7 @@
 //! cookies or sessions; the only file that names ureq.
 
 use crate::config::{Config, Scope, Secret, WebApp};
+use crate::metrics;
 use crate::transport::http::{encode_component, encode_query};
 use crate::wechat::errcode::{
     ACCESS_TOKEN_EXPIRED, INVALID_ACCESS_TOKEN, INVALID_CREDENTIAL, INVALID_REFRESH_TOKEN,
@@ -318,21 +319,43 @@ impl WechatClient {
     /// GET `path?query` on the API base and parse the answer (account.rs).
     pub fn get(&self, path: &str, query: &str) -> Result<Value, WechatError> {
         let url = format!("{}{}?{}", self.api_base, path, query);
-        let response = self.agent.get(&url).call()?;
-        read_answer(response)
+        counted(path, || read_answer(self.agent.get(&url).call()?))
     }
 
     /// POST a JSON body to `path?query` on the API base and parse the answer.
     pub fn post_json(&self, path: &str, query: &str, body: &Value) -> Result<Value, WechatError> {
         let url = format!("{}{}?{}", self.api_base, path, query);
         let bytes = serde_json::to_vec(body).expect("a serde_json::Value always serializes");
-        let response = self
-            .agent
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .send(&bytes[..])?;
-        read_answer(response)
+        counted(path, || {
+            let response = self
+                .agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(&bytes[..])?;
+            read_answer(response)
+        })
     }
+}
+
+/// Makes a call (request sent, answer read and parsed) and counts it in
+/// the metrics under its endpoint (`path`, a fixed one of ours), with how it
+/// ended and how long it took.
+fn counted(
+    path: &str,
+    call: impl FnOnce() -> Result<Value, WechatError>,
+) -> Result<Value, WechatError> {
+    let started = std::time::Instant::now();
+    let answer = call();
+    let outcome = match &answer {
+        Ok(_) => "ok",
+        Err(WechatError::Api { .. }) => "errcode",
+        Err(WechatError::Timeout) => "timeout",
+        Err(WechatError::Transport(_)) => "transport",
+        Err(WechatError::Status(_)) => "status",
+        Err(WechatError::BadAnswer(_) | WechatError::BadIdentity(_)) => "bad_answer",
+    };
+    metrics::wechat_call(path, outcome, started.elapsed());
+    answer
 }
 
 /// Reads an answer within the size limit: 200 and WeChat's JSON, or an error.

@@ -116,3 +116,76 @@ pub const REDIRECT_URI_EMPTY: i64 = 10011;
 pub const APPID_EMPTY: i64 = 10012;
 /// state不能为空: the state is empty or missing. docs/wechat.md §1, §6.
 pub const STATE_EMPTY: i64 = 10013;
+
+// -- The table -------------------------------------------------------------------
+
+/// Every errcode above, once: the metrics count a login's failure by its
+/// errcode only when it is here (any other is `errcode_other`), so the
+/// labels stay a fixed set.
+pub const NAMED: &[i64] = &[
+    SYSTEM_BUSY,
+    INVALID_CREDENTIAL,
+    INVALID_GRANT_TYPE,
+    INVALID_OPENID,
+    INVALID_APPID,
+    INVALID_ACCESS_TOKEN,
+    INVALID_CODE,
+    INVALID_REFRESH_TOKEN,
+    INVALID_SECRET,
+    CODE_USED,
+    INVALID_IP,
+    MISSING_ACCESS_TOKEN,
+    MISSING_APPID,
+    MISSING_REFRESH_TOKEN,
+    MISSING_SECRET,
+    MISSING_CODE,
+    MISSING_OPENID,
+    ACCESS_TOKEN_EXPIRED,
+    REFRESH_TOKEN_EXPIRED,
+    CODE_EXPIRED,
+    TOKENS_REVOKED,
+    EMPTY_POST_DATA,
+    DAILY_QUOTA,
+    MINUTE_QUOTA,
+    DATA_FORMAT_ERROR,
+    API_UNAUTHORIZED,
+    INVALID_BUTTON_SIZE,
+    INVALID_BUTTON_TYPE,
+    INVALID_BUTTON_NAME_SIZE,
+    INVALID_BUTTON_KEY_SIZE,
+    INVALID_BUTTON_URL_SIZE,
+    INVALID_SUB_BUTTON_SIZE,
+    INVALID_SUB_BUTTON_TYPE,
+    INVALID_SUB_BUTTON_NAME_SIZE,
+    INVALID_SUB_BUTTON_KEY_SIZE,
+    INVALID_SUB_BUTTON_URL_SIZE,
+    INVALID_SUB_BUTTON_URL_DOMAIN,
+    INVALID_BUTTON_URL_DOMAIN,
+    MENU_NO_EXIST,
+    REDIRECT_URI_DOMAIN_MISMATCH,
+    SCOPE_NOT_ALLOWED,
+    SCOPE_EMPTY,
+    REDIRECT_URI_EMPTY,
+    APPID_EMPTY,
+    STATE_EMPTY,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::NAMED;
+
+    #[test]
+    fn the_table_names_every_errcode_once() {
+        let source = include_str!("errcode.rs");
+        let constants = source
+            .lines()
+            .filter(|line| line.starts_with("pub const ") && line.contains(": i64 ="))
+            .count();
+        assert_eq!(NAMED.len(), constants, "an errcode is missing from NAMED");
+        let mut codes = NAMED.to_vec();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), NAMED.len(), "an errcode is in NAMED twice");
+        assert!(NAMED.len() <= crate::metrics::ERRCODE_SLOTS);
+    }
+}

@@ -3,6 +3,7 @@
 //! stored nowhere until spent (store/logins.rs).
 
 use crate::config::Scope;
+use crate::metrics;
 use crate::store::backend::{Backend, SpentState, Stored};
 use crate::store::logins::{self, Checked};
 use crate::store::sessions::{Session, StoredUser, Tokens};
@@ -286,6 +287,7 @@ fn after_exchange(
             Ok(sid)
         },
         move |app, sid| {
+            metrics::login_completed(scope.is_website());
             Ok(Reply::redirect(302, &next)
                 .with_cookie(&app.session_cookie(&sid))
                 .into())

@@ -9,6 +9,7 @@
 
 use crate::config::{MessageEndpoint, MsgMode};
 use crate::log;
+use crate::metrics;
 use crate::random;
 use crate::store::backend::SavedReply;
 use crate::transport::http::{Reply, Req};
@@ -37,16 +38,22 @@ pub fn receive(app: &mut App, req: &Req) -> Step {
     let now = app.now();
     // The signature is checked before the body is even parsed.
     if !signed(endpoint.token.expose(), req, now) {
+        metrics::push_refused("signature");
         return Ok(Reply::text(403, "invalid signature\n").into());
     }
     let (msg, sealing) = match read(&endpoint, &app.config().appid, req) {
         Ok(push) => push,
         Err(refused) => {
             log::warn(&format!("wechat: push refused: {}", refused.reason));
+            metrics::push_refused(refused.metric);
             return Ok(Reply::text(refused.status, refused.body).into());
         }
     };
     let key = msg.retry_key();
+    let metric_kind = match msg.msg_type.as_str() {
+        "event" => msg.event.clone(),
+        other => other.to_string(),
+    };
     let reply = act_on(app, &msg, now);
     let saved = SavedReply {
         content_type: reply
@@ -75,6 +82,7 @@ pub fn receive(app: &mut App, req: &Req) -> Step {
                 }
                 None => {
                     log::info(&format!("wechat: {kind} from {from}"));
+                    metrics::push_acted(&metric_kind);
                     first_delivery
                 }
             };
@@ -95,13 +103,24 @@ struct Refused {
     status: u16,
     body: &'static str,
     reason: String,
+    /// Its reason in the metrics (metrics::PUSH_REFUSALS).
+    metric: &'static str,
 }
 
+/// A push refused as malformed; `counted_as` gives another reason.
 fn refused(status: u16, body: &'static str, reason: impl Into<String>) -> Refused {
     Refused {
         status,
         body,
         reason: reason.into(),
+        metric: "malformed",
+    }
+}
+
+impl Refused {
+    fn counted_as(mut self, metric: &'static str) -> Refused {
+        self.metric = metric;
+        self
     }
 }
 
@@ -140,7 +159,8 @@ fn read(
                 "plaintext push refused\n",
                 "plaintext push, and WXAUTH_MSG_MODE=safe takes encrypted pushes only (is the \
                  console still on 明文模式?)",
-            ));
+            )
+            .counted_as("plaintext_in_safe_mode"));
         }
         let msg = Message::from_fields(body).ok_or_else(|| {
             refused(
@@ -173,7 +193,8 @@ fn read(
                 "encrypted push (the console is on 安全模式), and {why}: set \
                  WXAUTH_ENCODING_AES_KEY to the console's EncodingAESKey"
             ),
-        ));
+        )
+        .counted_as("decrypt"));
     }
     let encrypt = encrypt.ok_or_else(|| {
         refused(
@@ -195,11 +216,12 @@ fn read(
         msg_signature: req.query("msg_signature").unwrap_or(""),
     };
     let (xml, which) = open(&keys, appid, &signed, &encrypt).map_err(|refusal| {
-        let (status, body) = match refusal {
-            Refusal::MsgSignature => (403, "invalid msg_signature\n"),
-            _ => (400, "cannot decrypt\n"),
+        let (status, body, metric) = match refusal {
+            Refusal::MsgSignature => (403, "invalid msg_signature\n", "msg_signature"),
+            Refusal::AppId { .. } => (400, "cannot decrypt\n", "appid"),
+            _ => (400, "cannot decrypt\n", "decrypt"),
         };
-        refused(status, body, format!("encrypted push: {refusal}"))
+        refused(status, body, format!("encrypted push: {refusal}")).counted_as(metric)
     })?;
     if which > 0 {
         log::debug("wechat: the push opened with WXAUTH_ENCODING_AES_KEY_PREV");
