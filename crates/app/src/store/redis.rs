@@ -1178,6 +1178,11 @@ mod tests {
                         ::redis::cmd("HGETALL").arg(&key).query(con).unwrap();
                     fields.concat()
                 }
+                "set" => {
+                    let members: Vec<Vec<u8>> =
+                        ::redis::cmd("SMEMBERS").arg(&key).query(con).unwrap();
+                    members.concat()
+                }
                 other => panic!("{key} is a {other}"),
             };
             out.push((key, bytes));
