@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 const LAYERS: &[&[&str]] = &[
-    &["clock", "random", "log", "metrics"],
+    &["clock", "random", "log", "metrics", "qr"],
     &["transport"],
     &["config"],
     &["wechat"],

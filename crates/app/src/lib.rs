@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod log;
 pub mod metrics;
+pub mod qr;
 pub mod random;
 pub mod store;
 pub mod transport;

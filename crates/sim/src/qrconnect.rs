@@ -68,7 +68,7 @@ fn login_page(sim: &Sim, link: &QrLink) -> Reply {
         })
         .collect();
     // Our own drawing of a URL we made up: no user data, safe to inline.
-    let qr = Value::from_safe_string(qr_svg(&format!(
+    let qr = Value::from_safe_string(wxauth_app::qr::svg(&format!(
         "https://open.weixin.qq.com/connect/confirm?uuid={}",
         random::token(16)
     )));
@@ -81,25 +81,6 @@ fn login_page(sim: &Sim, link: &QrLink) -> Reply {
         users => Value::from(Serde(users)),
     };
     sim.render("qrconnect.html", ctx)
-}
-
-/// `text` as a QR code, an inline SVG element.
-fn qr_svg(text: &str) -> String {
-    let Ok(code) = qrcode::QrCode::new(text.as_bytes()) else {
-        return String::new();
-    };
-    let svg = code
-        .render::<qrcode::render::svg::Color>()
-        .min_dimensions(220, 220)
-        .quiet_zone(true)
-        .build();
-    // Inline in HTML: no XML declaration, and a name for screen readers.
-    let start = svg.find("<svg").unwrap_or(0);
-    svg[start..].replacen(
-        "<svg",
-        "<svg class=\"qr\" role=\"img\" aria-label=\"登录二维码\"",
-        1,
-    )
 }
 
 #[cfg(test)]

@@ -71,7 +71,7 @@ pub fn desktop_qr_page(app: &mut App, req: &Req, next: &str) -> Step {
             site
         };
         let scan_url = format!("{phone_site}/login/scan?t={ticket}");
-        let svg = qr_svg(&scan_url);
+        let svg = crate::qr::svg(&scan_url);
         (ticket, scan_url, svg)
     };
     let show = move |app: &mut App, (ticket, scan_url, svg): (String, String, String)| {
@@ -88,25 +88,6 @@ pub fn desktop_qr_page(app: &mut App, req: &Req, next: &str) -> Step {
         Ok(page.with_cookie(&app.login_cookie(&cookie)).into())
     };
     Ok(Outcome::Wait(app.call(req, draw, show)))
-}
-
-/// The QR code as an inline SVG element.
-fn qr_svg(url: &str) -> String {
-    let Ok(code) = qrcode::QrCode::new(url.as_bytes()) else {
-        return String::new();
-    };
-    let svg = code
-        .render::<qrcode::render::svg::Color>()
-        .min_dimensions(220, 220)
-        .quiet_zone(true)
-        .build();
-    // Inline in HTML: no XML declaration, and a name for screen readers.
-    let start = svg.find("<svg").unwrap_or(0);
-    svg[start..].replacen(
-        "<svg",
-        "<svg class=\"qr\" role=\"img\" aria-label=\"登录二维码\"",
-        1,
-    )
 }
 
 /// GET /login/scan?t=T: the phone (inside WeChat) scanned the code; it logs
@@ -342,20 +323,4 @@ fn phone_page(app: &App, state: &str, status: u16) -> Result<Reply, AppError> {
 fn phone_page_with(app: &App, state: &str, status: u16, extra: Value) -> Result<Reply, AppError> {
     let ctx = context! { state, ..extra };
     Ok(app.page("scan_phone.html", ctx)?.with_status(status))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_qr_code_is_an_inline_svg_with_a_label() {
-        let svg = qr_svg("https://wx.example.com/login/scan?t=abc");
-        assert!(
-            svg.starts_with("<svg class=\"qr\" role=\"img\" aria-label=\"登录二维码\""),
-            "{svg:.80}"
-        );
-        assert!(svg.ends_with("</svg>"));
-        assert!(!svg.contains("<?xml"));
-    }
 }
