@@ -14,26 +14,9 @@ cd "$(dirname "$0")/.."
 NAME=test-metrics
 BIN=${1:-target/debug/wxauth}
 PROMETHEUS_CLIENT="prometheus-client==0.21.1"
-[ -x "$BIN" ] || { echo "$NAME: no binary at $BIN (cargo build first)" >&2; exit 1; }
-
-work=$(mktemp -d)
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-    echo "$NAME: FAIL: $*" >&2
-    echo "--- wxauth log" >&2; cat "$work/wxauth.log" >&2 || true
-    exit 1
-}
-
+. scripts/py-test-lib.sh
 venv=${WXAUTH_METRICS_VENV:-target/metrics-venv}
-if ! "$venv/bin/python" -c "import prometheus_client" 2>/dev/null; then
-    python3 -m venv "$venv" || fail "python3 -m venv (Debian: apt-get install python3-venv)"
-    "$venv/bin/pip" install -q "$PROMETHEUS_CLIENT" || fail "pip install $PROMETHEUS_CLIENT"
-fi
+make_venv "$venv" prometheus_client "$PROMETHEUS_CLIENT"
 echo "$NAME: prometheus-client $("$venv/bin/pip" show prometheus-client | sed -n 's/^Version: //p')"
 
 read -r app_port sim_port metrics_port < <(python3 scripts/free_ports.py 3)

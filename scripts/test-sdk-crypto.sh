@@ -18,26 +18,9 @@ BIN=${1:-target/debug/wxauth}
 WECHATPY="wechatpy[cryptography]==1.8.18"
 # The cipher wechatpy uses, pinned too: the check is the same on every run.
 CRYPTOGRAPHY="cryptography==50.0.2"
-[ -x "$BIN" ] || { echo "$NAME: no binary at $BIN (cargo build first)" >&2; exit 1; }
-
-work=$(mktemp -d)
-pid=
-cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-    echo "$NAME: FAIL: $*" >&2
-    echo "--- wxauth log" >&2; cat "$work/wxauth.log" >&2 || true
-    exit 1
-}
-
+. scripts/py-test-lib.sh
 venv=${WXAUTH_SDK_VENV:-target/sdk-venv}
-if ! "$venv/bin/python" -c "import wechatpy, cryptography" 2>/dev/null; then
-    python3 -m venv "$venv" || fail "python3 -m venv (Debian: apt-get install python3-venv)"
-    "$venv/bin/pip" install -q "$WECHATPY" "$CRYPTOGRAPHY" || fail "pip install $WECHATPY $CRYPTOGRAPHY"
-fi
+make_venv "$venv" "wechatpy, cryptography" "$WECHATPY" "$CRYPTOGRAPHY"
 echo "$NAME: $("$venv/bin/python" -c 'import wechatpy, cryptography; print("wechatpy", wechatpy.__version__, "cryptography", cryptography.__version__)')"
 
 read -r port < <(python3 scripts/free_ports.py 1)
