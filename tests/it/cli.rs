@@ -199,6 +199,16 @@ impl Demo {
     pub(crate) fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
+
+    /// A browser (in WeChat) logged in here as test user `user`.
+    pub(crate) fn logged_in(&self, user: usize) -> Browser {
+        let mut browser = Browser::new();
+        let login = browser.get(&format!("{}/login", self.app));
+        let callback = browser.consent(login.location(), user, true);
+        assert_eq!(browser.get(&callback).status, 302);
+        assert_eq!(browser.get(&format!("{}/api/me", self.app)).status, 200);
+        browser
+    }
 }
 
 /// The real binary in demo mode on free ports, with extra environment, once
@@ -266,7 +276,7 @@ fn start_binary(env: &[(&str, &str)], demo: bool) -> Demo {
 }
 
 /// Sends SIGTERM and waits (at most 10 s) for the exit status.
-fn terminate(child: &mut Running) -> std::process::ExitStatus {
+pub(crate) fn terminate(child: &mut Running) -> std::process::ExitStatus {
     send_sigterm(child);
     wait_for_exit(child)
 }

@@ -3,92 +3,36 @@
 //! never outranks the journal after it, and a stop that cannot save says so
 //! in its exit status and leaves no partial copy of the tokens.
 
-use crate::cli::wxauth_command;
+use crate::cli::{start_demo, terminate, Demo};
 use crate::support::Browser;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::ExitStatus;
+use std::time::Duration;
 
-/// The binary in demo mode, killed when the test ends however it ends.
+/// The binary in demo mode with a session file (`cli::start_demo`), killed
+/// when the test ends however it ends.
 struct Server {
-    child: Child,
+    demo: Demo,
     app: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Server {
     /// Starts the binary with WXAUTH_SESSION_FILE=`file`, once it has said
     /// where the app and the simulator are.
     fn start(file: &Path) -> Server {
-        let mut child = wxauth_command()
-            .env("WXAUTH_LISTEN", "127.0.0.1:0")
-            .env("WXAUTH_SIM_LISTEN", "127.0.0.1:0")
-            .env("WXAUTH_SESSION_FILE", file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start wxauth");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        let stderr = child.stderr.take().unwrap();
-        for (stream, prefix) in [
-            (Box::new(stdout) as Box<dyn std::io::Read + Send>, ""),
-            (Box::new(stderr), "stderr: "),
-        ] {
-            let (tx, log) = (tx.clone(), Arc::clone(&log));
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    println!("[wxauth] {prefix}{line}");
-                    log.lock().unwrap().push(format!("{prefix}{line}"));
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let (mut app, mut sim) = (None, None);
-        while app.is_none() || sim.is_none() {
-            let line = rx
-                .recv_timeout(Duration::from_secs(10))
-                .expect("wxauth prints both URLs within 10 s");
-            let url = line
-                .split_whitespace()
-                .find(|w| w.starts_with("http://"))
-                .map(String::from);
-            if line.trim_start().starts_with("app:") {
-                app = url;
-            } else if line.trim_start().starts_with("simulator:") {
-                sim = url;
-            }
-        }
-        Server {
-            child,
-            app: app.unwrap(),
-            log,
-        }
+        let demo = start_demo(&[("WXAUTH_SESSION_FILE", file.to_str().unwrap())]);
+        let app = demo.app.clone();
+        Server { demo, app }
     }
 
     fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
+        self.demo.log()
     }
 
     /// A browser logged in here as test user `user`.
     fn logged_in(&self, user: usize) -> Browser {
-        let mut browser = Browser::new();
-        let login = browser.get(&format!("{}/login", self.app));
-        let callback = browser.consent(login.location(), user, true);
-        assert_eq!(browser.get(&callback).status, 302);
-        assert_eq!(self.me(&mut browser), 200);
-        browser
+        self.demo.logged_in(user)
     }
 
     /// /api/me's status for this browser: 200 logged in, 401 not.
@@ -98,26 +42,13 @@ impl Server {
 
     /// kill -9, and the exit.
     fn kill(mut self) {
-        self.child.kill().expect("kill -9");
-        self.child.wait().expect("wait");
+        self.demo.child.0.kill().expect("kill -9");
+        self.demo.child.0.wait().expect("wait");
     }
 
     /// SIGTERM, and the exit status (within 10 s).
     fn stop(&mut self) -> ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait for wxauth") {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "wxauth did not stop within 10 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        terminate(&mut self.demo.child)
     }
 }
 

@@ -17,15 +17,6 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// A browser logged in on the demo as test user `user` (in WeChat).
-fn logged_in(demo: &Demo, user: usize) -> Browser {
-    let mut browser = Browser::new();
-    let login = browser.get(&format!("{}/login", demo.app));
-    let callback = browser.consent(login.location(), user, true);
-    assert_eq!(browser.get(&callback).status, 302);
-    browser
-}
-
 fn check(demo: &Demo, browser: &mut Browser) -> u16 {
     browser.get(&format!("{}/auth/check", demo.app)).status
 }
@@ -58,7 +49,7 @@ fn sighup_reads_the_allow_list_again_and_a_broken_one_keeps_the_old() {
     )
     .unwrap();
     let demo = start_demo(&[("WXAUTH_ALLOW", allow.to_str().unwrap())]);
-    let (mut panda, mut other) = (logged_in(&demo, 0), logged_in(&demo, 3));
+    let (mut panda, mut other) = (demo.logged_in(0), demo.logged_in(3));
     assert_eq!(check(&demo, &mut panda), 204);
     assert_eq!(check(&demo, &mut other), 204);
     // The panda is taken off the list: refused at the next check, the other not.
@@ -113,18 +104,15 @@ fn revoke_ends_every_session_of_that_user_only() {
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "only the service's user may connect");
     // The panda on two devices, another user on a third.
-    let (mut phone, mut tablet, mut other) = (
-        logged_in(&demo, 0),
-        logged_in(&demo, 0),
-        logged_in(&demo, 3),
-    );
+    let (mut phone, mut tablet, mut other) =
+        (demo.logged_in(0), demo.logged_in(0), demo.logged_in(3));
     let (code, out, err) = revoke(&socket, "oSim0PandaXiaoMingEmoji00001");
     assert_eq!((code, out.as_str()), (0, "revoked 2 sessions"), "{err}");
     assert_eq!(check(&demo, &mut phone), 401);
     assert_eq!(check(&demo, &mut tablet), 401);
     assert_eq!(check(&demo, &mut other), 204, "another user is untouched");
     // By unionid too; a user with none left: 0.
-    let mut again = logged_in(&demo, 0);
+    let mut again = demo.logged_in(0);
     assert_eq!(
         revoke(&socket, "oSimUnion0PandaXiaoMing00001").1,
         "revoked 1 session"
