@@ -253,11 +253,6 @@ impl App {
         &self.site
     }
 
-    /// The WeChat client, for a worker's call.
-    pub fn wechat(&self) -> Arc<WechatClient> {
-        Arc::clone(&self.wechat)
-    }
-
     /// The key login states and scan tickets are signed with.
     pub fn key(&self) -> &Key {
         &self.key
