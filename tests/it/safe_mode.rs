@@ -144,7 +144,7 @@ fn safe_and_compat_replies_open_to_the_plaintext_reply() {
 }
 
 #[test]
-fn nothing_to_say_is_success_in_every_mode() {
+fn nothing_to_say_is_success_even_in_safe_mode() {
     let stack = app_with("safe", &[("WXAUTH_ENCODING_AES_KEY", KEY)]);
     let resp = push_encrypted(
         &stack,

@@ -26,6 +26,7 @@ use crate::web::render;
 use crate::web::site::Site;
 use crate::wechat::account::BaseToken;
 use crate::wechat::client::{WechatClient, WechatError};
+use crate::wechat::encryption::MessageKey;
 use crate::wechat::errcode;
 use crate::wechat::jsapi::{JsapiCaches, JsapiTicket};
 use minijinja::context;
@@ -60,6 +61,8 @@ pub struct App {
     wechat: Arc<WechatClient>,
     /// The website app's client (WXAUTH_WEB_APPID), for QR logins' codes.
     web_wechat: Option<Arc<WechatClient>>,
+    /// /wechat's EncodingAESKeys, decoded once: current, then previous.
+    message_keys: Vec<MessageKey>,
     templates: Environment<'static>,
     clock: Clock,
     /// The session cookie's name (`__Host-` prefixed on https at the root).
@@ -198,6 +201,14 @@ impl App {
                 .web
                 .as_ref()
                 .map(|web| Arc::new(WechatClient::for_website(&config, web))),
+            // Configuration checked each is 43 letters and digits, which
+            // always decode.
+            message_keys: config
+                .endpoint
+                .iter()
+                .flat_map(|endpoint| &endpoint.aes_keys)
+                .filter_map(|key| MessageKey::from_encoding_aes_key(key.expose()))
+                .collect(),
             templates,
             clock,
             session_cookie_name,
@@ -251,6 +262,11 @@ impl App {
     /// Where the browser of the request in hand reaches us (site.rs).
     pub fn site(&self) -> &Site {
         &self.site
+    }
+
+    /// /wechat's EncodingAESKeys, current first (wechat/encryption.rs).
+    pub fn message_keys(&self) -> &[MessageKey] {
+        &self.message_keys
     }
 
     /// The key login states and scan tickets are signed with.

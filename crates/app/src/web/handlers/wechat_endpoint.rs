@@ -34,14 +34,15 @@ pub fn verify(app: &mut App, req: &Req) -> Result<Reply, AppError> {
 /// reply and is not acted on again. The record holds the reply before
 /// encryption; each delivery of an encrypted push seals it afresh.
 pub fn receive(app: &mut App, req: &Req) -> Step {
-    let endpoint = app.config().endpoint.clone().ok_or(AppError::NotFound)?;
     let now = app.now();
+    let endpoint = app.config().endpoint.as_ref().ok_or(AppError::NotFound)?;
     // The signature is checked before the body is even parsed.
     if !signed(endpoint.token.expose(), req, now) {
         metrics::push_refused("signature");
         return Ok(Reply::text(403, "invalid signature\n").into());
     }
-    let (msg, sealing) = match read(&endpoint, &app.config().appid, req) {
+    let read = read(endpoint, app.message_keys(), &app.config().appid, req);
+    let (msg, sealing) = match read {
         Ok(push) => push,
         Err(refused) => {
             log::warn(&format!("wechat: push refused: {}", refused.reason));
@@ -130,6 +131,7 @@ impl Refused {
 /// too, and only the encrypted copy is read.
 fn read(
     endpoint: &MessageEndpoint,
+    keys: &[MessageKey],
     appid: &str,
     req: &Req,
 ) -> Result<(Message, Option<Sealing>), Refused> {
@@ -203,11 +205,6 @@ fn read(
             "encrypt_type=aes but no Encrypt element",
         )
     })?;
-    let keys: Vec<MessageKey> = endpoint
-        .aes_keys
-        .iter()
-        .filter_map(|key| MessageKey::from_encoding_aes_key(key.expose()))
-        .collect();
     let token = endpoint.token.expose();
     let signed = Signed {
         token,
@@ -215,7 +212,7 @@ fn read(
         nonce: req.query("nonce").unwrap_or(""),
         msg_signature: req.query("msg_signature").unwrap_or(""),
     };
-    let (xml, which) = open(&keys, appid, &signed, &encrypt).map_err(|refusal| {
+    let (xml, which) = open(keys, appid, &signed, &encrypt).map_err(|refusal| {
         let (status, body, metric) = match refusal {
             Refusal::MsgSignature => (403, "invalid msg_signature\n", "msg_signature"),
             Refusal::AppId { .. } => (400, "cannot decrypt\n", "appid"),
