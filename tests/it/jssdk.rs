@@ -148,12 +148,34 @@ fn wechat_failing_is_502_and_nothing_is_kept() {
     assert_eq!(status, 502, "{answer}");
     assert_eq!(answer["error"], "wechat_error");
     assert_eq!(answer["errcode"], 45009);
-    // Within a second the failure is answered from memory; then asked again.
+    // Within a second the failure is answered from memory: a page reloaded
+    // in a loop does not spend the quota. Then WeChat is asked again.
+    let (status, again) = config(&stack, PAGE);
+    assert_eq!((status, &again), (502, &answer));
+    assert_eq!(stack.calls("getticket"), 1);
     std::thread::sleep(Duration::from_millis(1100));
     let (status, answer) = config(&stack, PAGE);
     assert_eq!(status, 200, "{answer}");
     assert_eq!(client_check(&stack, &answer, PAGE)["errMsg"], "config:ok");
     assert_eq!(stack.calls("getticket"), 2);
+}
+
+#[test]
+fn an_answer_without_a_usable_ticket_is_502_and_never_kept() {
+    // A lying WeChat: errcode 0 but the fields of the wrong types, or no
+    // JSON at all. Nothing is signed with it, nothing kept.
+    for fault in ["badtypes", "garbage"] {
+        let stack = stack();
+        stack.control(&[("fault", &format!("getticket:{fault}")), ("times", "1")]);
+        let (status, answer) = config(&stack, PAGE);
+        assert_eq!(status, 502, "{fault}: {answer}");
+        assert_eq!(answer["error"], "upstream_error", "{fault}");
+        std::thread::sleep(Duration::from_millis(1100));
+        let (status, answer) = config(&stack, PAGE);
+        assert_eq!(status, 200, "{fault}: {answer}");
+        assert_eq!(client_check(&stack, &answer, PAGE)["errMsg"], "config:ok");
+        assert_eq!(stack.calls("getticket"), 2, "{fault}");
+    }
 }
 
 #[test]
