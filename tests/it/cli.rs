@@ -291,7 +291,7 @@ fn send_sigterm(child: &Running) {
 }
 
 /// Waits (at most 10 s) for the exit status.
-fn wait_for_exit(child: &mut Running) -> std::process::ExitStatus {
+pub(crate) fn wait_for_exit(child: &mut Running) -> std::process::ExitStatus {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(status) = child.0.try_wait().expect("wait for wxauth") {

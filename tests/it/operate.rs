@@ -103,6 +103,18 @@ fn revoke_ends_every_session_of_that_user_only() {
     eventually("the control socket", || socket.exists());
     let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "only the service's user may connect");
+    // A second wxauth pointed at the same socket does not take it over.
+    let mut second = start_demo(&[("WXAUTH_CONTROL_SOCKET", socket.to_str().unwrap())]);
+    let status = crate::cli::wait_for_exit(&mut second.child);
+    assert_eq!(status.code(), Some(1), "{:?}", second.log());
+    assert!(
+        second
+            .log()
+            .iter()
+            .any(|l| l.contains("another wxauth answers there")),
+        "{:?}",
+        second.log()
+    );
     // The panda on two devices, another user on a third.
     let (mut phone, mut tablet, mut other) =
         (demo.logged_in(0), demo.logged_in(0), demo.logged_in(3));
